@@ -1,0 +1,347 @@
+//! `Grpc`: the four RPC kinds on the client, used by generated clients.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use h2::{RecvStream, SendStream};
+use http::HeaderValue;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::channel::Channel;
+use crate::codec::{
+    self, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
+};
+use crate::metadata::MetadataMap;
+use crate::streaming::{DropGuard, Side, Streaming};
+use crate::transport::{SendError, send_flow_controlled};
+use crate::{Code, Request, Response, Status, timeout};
+
+/// Calls over a [`Channel`] with per-client options (compression, message size limits).
+/// Generated clients wrap one; it is cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Grpc {
+    channel: Channel,
+    send_compressed: Option<CompressionEncoding>,
+    max_recv_message_size: usize,
+    max_send_message_size: usize,
+}
+
+impl Grpc {
+    /// Calls over `channel` with default options.
+    pub fn new(channel: Channel) -> Grpc {
+        Grpc {
+            channel,
+            send_compressed: None,
+            max_recv_message_size: DEFAULT_MAX_RECV_MESSAGE_SIZE,
+            max_send_message_size: DEFAULT_MAX_SEND_MESSAGE_SIZE,
+        }
+    }
+
+    /// Compresses request messages with `encoding`. Default: requests are not compressed.
+    /// (Responses in any algorithm Volley has are always accepted.)
+    pub fn send_compressed(&mut self, encoding: CompressionEncoding) {
+        self.send_compressed = Some(encoding);
+    }
+
+    /// The largest response message accepted, after decompression. Default: 4 MiB.
+    pub fn max_decoding_message_size(&mut self, bytes: usize) {
+        self.max_recv_message_size = bytes;
+    }
+
+    /// The largest request message sent; larger ones fail with RESOURCE_EXHAUSTED without
+    /// being sent. Default: no limit.
+    pub fn max_encoding_message_size(&mut self, bytes: usize) {
+        self.max_send_message_size = bytes;
+    }
+
+    /// A unary call: one request, one response.
+    pub async fn unary<Req, Resp>(
+        &self,
+        request: Request<Req>,
+        path: &'static str,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let (metadata, message, timeout) = request.into_parts();
+        let deadline = self.deadline(timeout);
+        let data = codec::encode(&message, self.send_compressed, self.max_send_message_size)?;
+        let call = async {
+            let (response, mut send) = self.start(path, &metadata, deadline).await?;
+            // An error here means the server already answered; the response says why.
+            let _ = send.send_data(data, true);
+            let (headers, mut stream) = self.read_response::<Resp>(response, None, None).await?;
+            single_response(headers, &mut stream).await
+        };
+        with_deadline(deadline, call).await
+    }
+
+    /// A server-streaming call: one request, a stream of responses.
+    pub async fn server_streaming<Req, Resp>(
+        &self,
+        request: Request<Req>,
+        path: &'static str,
+    ) -> Result<Response<Streaming<Resp>>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let (metadata, message, timeout) = request.into_parts();
+        let deadline = self.deadline(timeout);
+        let data = codec::encode(&message, self.send_compressed, self.max_send_message_size)?;
+        let call = async {
+            let (response, mut send) = self.start(path, &metadata, deadline).await?;
+            let _ = send.send_data(data, true);
+            let (headers, stream) = self.read_response::<Resp>(response, deadline, None).await?;
+            Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+        };
+        with_deadline(deadline, call).await
+    }
+
+    /// A client-streaming call: a stream of requests, one response.
+    pub async fn client_streaming<S, Req, Resp>(
+        &self,
+        request: Request<S>,
+        path: &'static str,
+    ) -> Result<Response<Resp>, Status>
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        Req: prost::Message + 'static,
+        Resp: prost::Message + Default,
+    {
+        let (metadata, messages, timeout) = request.into_parts();
+        let deadline = self.deadline(timeout);
+        let call = async {
+            let (response, send) = self.start(path, &metadata, deadline).await?;
+            let guard = self.spawn_sender(send, messages);
+            let (headers, mut stream) = self.read_response::<Resp>(response, None, guard).await?;
+            single_response(headers, &mut stream).await
+        };
+        with_deadline(deadline, call).await
+    }
+
+    /// A bidirectional-streaming call: a stream of requests, a stream of responses.
+    pub async fn streaming<S, Req, Resp>(
+        &self,
+        request: Request<S>,
+        path: &'static str,
+    ) -> Result<Response<Streaming<Resp>>, Status>
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        Req: prost::Message + 'static,
+        Resp: prost::Message + Default,
+    {
+        let (metadata, messages, timeout) = request.into_parts();
+        let deadline = self.deadline(timeout);
+        let call = async {
+            let (response, send) = self.start(path, &metadata, deadline).await?;
+            let guard = self.spawn_sender(send, messages);
+            let (headers, stream) = self.read_response::<Resp>(response, deadline, guard).await?;
+            Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+        };
+        with_deadline(deadline, call).await
+    }
+
+    fn deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
+        timeout
+            .or(self.channel.config().timeout)
+            .map(|t| Instant::now() + t.min(Duration::from_secs(100 * 365 * 86_400)))
+    }
+
+    /// Sends the request headers and opens the stream.
+    async fn start(
+        &self,
+        path: &'static str,
+        metadata: &MetadataMap,
+        deadline: Option<Instant>,
+    ) -> Result<(h2::client::ResponseFuture, SendStream<Bytes>), Status> {
+        let make = || {
+            let mut req = http::Request::new(());
+            *req.method_mut() = http::Method::POST;
+            *req.uri_mut() = self.channel.uri(path);
+            let headers = req.headers_mut();
+            headers.extend(metadata.clone().into_headers());
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+            headers.insert(
+                http::header::USER_AGENT,
+                self.channel.config().user_agent.clone(),
+            );
+            headers.insert(
+                "grpc-accept-encoding",
+                HeaderValue::from_static("identity,gzip"),
+            );
+            if let Some(enc) = self.send_compressed {
+                headers.insert("grpc-encoding", HeaderValue::from_static(enc.as_str()));
+            }
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if let Ok(v) = HeaderValue::from_str(&timeout::format(left)) {
+                    headers.insert("grpc-timeout", v);
+                }
+            }
+            req
+        };
+        self.channel.open_stream(make, false).await
+    }
+
+    /// Waits for the response headers and checks them: HTTP status, Trailers-Only,
+    /// content-type and message encoding.
+    async fn read_response<Resp>(
+        &self,
+        response: h2::client::ResponseFuture,
+        deadline: Option<Instant>,
+        guard: DropGuard,
+    ) -> Result<(MetadataMap, Streaming<Resp>), Status> {
+        let response = response.await.map_err(Status::from)?;
+        let (parts, body): (_, RecvStream) = response.into_parts();
+        if parts.status != http::StatusCode::OK {
+            return Err(Status::from_trailers(&parts.headers)
+                .filter(|s| s.code() != Code::Ok)
+                .unwrap_or_else(|| Status::from_http_status(parts.status)));
+        }
+        if let Some(status) = Status::from_trailers(&parts.headers) {
+            // Trailers-Only: the status came in the headers and no messages follow.
+            if status.code() != Code::Ok {
+                return Err(status);
+            }
+            return Ok((MetadataMap::new(), Streaming::finished(status.metadata().clone())));
+        }
+        let content_type = parts.headers.get(http::header::CONTENT_TYPE);
+        if !content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")) {
+            return Err(Status::unknown(format!(
+                "response has content-type {content_type:?}, not application/grpc"
+            )));
+        }
+        let encoding = match parts.headers.get("grpc-encoding").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok("identity")) => None,
+            Some(Ok(name)) => match CompressionEncoding::from_name(name) {
+                Some(e) => Some(e),
+                None => {
+                    return Err(Status::internal(format!(
+                        "response uses unsupported grpc-encoding {name:?}"
+                    )));
+                }
+            },
+            Some(Err(_)) => return Err(Status::internal("response grpc-encoding is not ASCII")),
+        };
+        let metadata = MetadataMap::from_headers(parts.headers);
+        let stream = Streaming::new(
+            body,
+            Side::Client,
+            self.max_recv_message_size,
+            encoding,
+            deadline,
+            guard,
+        );
+        Ok((metadata, stream))
+    }
+
+    /// Sends the request stream from its own task, so that responses can be read meanwhile.
+    /// The returned guard stops the task (with RST_STREAM CANCEL) when dropped.
+    fn spawn_sender<S, Req>(&self, mut send: SendStream<Bytes>, messages: S) -> DropGuard
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        Req: prost::Message + 'static,
+    {
+        let (guard, mut cancelled) = oneshot::channel::<()>();
+        let encoding = self.send_compressed;
+        let max = self.max_send_message_size;
+        tokio::spawn(async move {
+            let mut messages = pin!(messages);
+            enum Next<T> {
+                Message(Option<T>),
+                Cancelled,
+                ServerDone,
+            }
+            loop {
+                let next = poll_fn(|cx| {
+                    if let Poll::Ready(m) = messages.as_mut().poll_next(cx) {
+                        return Poll::Ready(Next::Message(m));
+                    }
+                    if Pin::new(&mut cancelled).poll(cx).is_ready() {
+                        return Poll::Ready(Next::Cancelled);
+                    }
+                    if send.poll_reset(cx).is_ready() {
+                        return Poll::Ready(Next::ServerDone);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match next {
+                    Next::Message(Some(msg)) => {
+                        let data = match codec::encode(&msg, encoding, max) {
+                            Ok(d) => d,
+                            Err(status) => {
+                                tracing::warn!(%status, "request message not sent; cancelling the call");
+                                send.send_reset(h2::Reason::CANCEL);
+                                return;
+                            }
+                        };
+                        let stop = pin!(&mut cancelled);
+                        match send_flow_controlled(&mut send, data, false, stop).await {
+                            Ok(()) => {}
+                            Err(SendError::Reset) => return,
+                            Err(SendError::Stopped) => {
+                                send.send_reset(h2::Reason::CANCEL);
+                                return;
+                            }
+                        }
+                    }
+                    Next::Message(None) => {
+                        let _ = send.send_data(Bytes::new(), true);
+                        return;
+                    }
+                    Next::Cancelled => {
+                        send.send_reset(h2::Reason::CANCEL);
+                        return;
+                    }
+                    Next::ServerDone => return,
+                }
+            }
+        });
+        Some(guard)
+    }
+}
+
+/// Reads the one message of a unary or client-streaming response, then its trailers.
+async fn single_response<Resp: prost::Message + Default>(
+    headers: MetadataMap,
+    stream: &mut Streaming<Resp>,
+) -> Result<Response<Resp>, Status> {
+    let Some(message) = stream.message().await? else {
+        return Err(Status::internal(
+            "server ended a unary response without a message",
+        ));
+    };
+    if stream.message().await?.is_some() {
+        return Err(Status::internal(
+            "server sent more than one message in a unary response",
+        ));
+    }
+    Ok(Response::from_parts(headers, message, stream.take_trailers()))
+}
+
+/// Runs `call` until `deadline`; past it the call is dropped (which resets its stream with
+/// CANCEL) and fails with DEADLINE_EXCEEDED.
+async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match deadline {
+        None => call.await,
+        Some(d) => tokio::time::timeout_at(d, call)
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("deadline exceeded"))),
+    }
+}

@@ -1,0 +1,207 @@
+//! The gRPC message framing of `doc/PROTOCOL-HTTP2.md`: each message is a 1-byte compressed
+//! flag, a 4-byte big-endian length, then the (possibly compressed) protobuf bytes.
+
+pub(crate) mod compression;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::Status;
+pub use compression::CompressionEncoding;
+
+/// Bytes of the length prefix that precedes every message.
+pub(crate) const HEADER_LEN: usize = 5;
+
+/// The default largest message a peer accepts, 4 MiB, as in every gRPC implementation.
+pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The default largest message a peer sends: no limit beyond the wire format's 4 GiB.
+pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = u32::MAX as usize;
+
+/// Encodes one message with its length prefix, compressing it when `compression` is set.
+pub(crate) fn encode<M: prost::Message>(
+    msg: &M,
+    compression: Option<CompressionEncoding>,
+    max_len: usize,
+) -> Result<Bytes, Status> {
+    let len = msg.encoded_len();
+    match compression {
+        None => {
+            check_send_len(len, max_len)?;
+            let mut buf = BytesMut::with_capacity(HEADER_LEN + len);
+            buf.put_u8(0);
+            buf.put_u32(len as u32);
+            msg.encode(&mut buf)
+                .map_err(|e| Status::internal(format!("failed to encode message: {e}")))?;
+            Ok(buf.freeze())
+        }
+        Some(enc) => {
+            let raw = msg.encode_to_vec();
+            let mut buf = BytesMut::with_capacity(HEADER_LEN + len / 2 + 32);
+            buf.put_bytes(0, HEADER_LEN);
+            enc.compress(&raw, &mut buf)?;
+            let clen = buf.len() - HEADER_LEN;
+            check_send_len(clen, max_len)?;
+            buf[0] = 1;
+            buf[1..HEADER_LEN].copy_from_slice(&(clen as u32).to_be_bytes());
+            Ok(buf.freeze())
+        }
+    }
+}
+
+fn check_send_len(len: usize, max_len: usize) -> Result<(), Status> {
+    if len > max_len || u32::try_from(len).is_err() {
+        return Err(Status::resource_exhausted(format!(
+            "trying to send message larger than max ({len} vs. {max_len})"
+        )));
+    }
+    Ok(())
+}
+
+/// Splits received DATA into messages, enforcing the receive size limit as soon as a length
+/// prefix is seen (before the body is buffered).
+#[derive(Debug)]
+pub(crate) struct FrameDecoder {
+    buf: BytesMut,
+    max_len: usize,
+    encoding: Option<CompressionEncoding>,
+}
+
+impl FrameDecoder {
+    pub(crate) fn new(max_len: usize, encoding: Option<CompressionEncoding>) -> FrameDecoder {
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max_len,
+            encoding,
+        }
+    }
+
+    /// Appends received bytes.
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if self.buf.is_empty() {
+            // Cheap path: adopt the received chunk when nothing is buffered.
+            self.buf = BytesMut::from(data);
+        } else {
+            self.buf.extend_from_slice(&data);
+        }
+    }
+
+    /// True when a partial message is buffered (an error if the stream ends now).
+    pub(crate) fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next complete message's protobuf bytes, decompressed; `None` until one is buffered.
+    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let flag = self.buf[0];
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if flag > 1 {
+            return Err(Status::internal(format!(
+                "invalid compressed flag {flag} in message prefix"
+            )));
+        }
+        if len > self.max_len {
+            return Err(Status::resource_exhausted(format!(
+                "received message larger than max ({len} vs. {})",
+                self.max_len
+            )));
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        let body = self.buf.split_to(len).freeze();
+        if flag == 0 {
+            return Ok(Some(body));
+        }
+        let Some(enc) = self.encoding else {
+            return Err(Status::internal(
+                "compressed flag set on a message but no grpc-encoding was sent",
+            ));
+        };
+        let mut out = Vec::with_capacity(len * 2);
+        enc.decompress(&body, &mut out, self.max_len)?;
+        Ok(Some(Bytes::from(out)))
+    }
+}
+
+/// Decodes protobuf bytes, naming the type in the error.
+pub(crate) fn decode<M: prost::Message + Default>(bytes: Bytes) -> Result<M, Status> {
+    M::decode(bytes).map_err(|e| {
+        Status::internal(format!(
+            "failed to decode {}: {e}",
+            std::any::type_name::<M>()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Code;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Msg {
+        #[prost(string, tag = "1")]
+        text: String,
+    }
+
+    #[test]
+    fn frames_round_trip_split_anywhere() {
+        let a = encode(&Msg { text: "hello".into() }, None, usize::MAX).expect("encode");
+        let b = encode(
+            &Msg { text: "x".repeat(1000) },
+            Some(CompressionEncoding::Gzip),
+            usize::MAX,
+        )
+        .expect("encode");
+        assert_eq!(a[0], 0);
+        assert_eq!(b[0], 1);
+        let mut all = a.to_vec();
+        all.extend_from_slice(&b);
+        for cut in 0..all.len() {
+            let mut d = FrameDecoder::new(1 << 20, Some(CompressionEncoding::Gzip));
+            d.push(Bytes::copy_from_slice(&all[..cut]));
+            let mut got = Vec::new();
+            while let Some(m) = d.next_message().expect("valid") {
+                got.push(decode::<Msg>(m).expect("decode").text);
+            }
+            d.push(Bytes::copy_from_slice(&all[cut..]));
+            while let Some(m) = d.next_message().expect("valid") {
+                got.push(decode::<Msg>(m).expect("decode").text);
+            }
+            assert_eq!(got, vec!["hello".to_string(), "x".repeat(1000)]);
+            assert!(!d.has_partial());
+        }
+    }
+
+    #[test]
+    fn oversize_is_rejected_from_the_prefix() {
+        let mut d = FrameDecoder::new(10, None);
+        d.push(Bytes::from_static(&[0, 0, 0, 0, 11]));
+        let err = d.next_message().expect_err("too big");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        let err = encode(&Msg { text: "x".repeat(20) }, None, 10).expect_err("too big");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn bad_flag_and_compression_without_encoding_are_internal() {
+        let mut d = FrameDecoder::new(10, None);
+        d.push(Bytes::from_static(&[2, 0, 0, 0, 0]));
+        assert_eq!(d.next_message().map_err(|s| s.code()).err(), Some(Code::Internal));
+        let mut d = FrameDecoder::new(10, None);
+        d.push(Bytes::from_static(&[1, 0, 0, 0, 1, 0]));
+        assert_eq!(d.next_message().map_err(|s| s.code()).err(), Some(Code::Internal));
+    }
+
+    #[test]
+    fn invalid_protobuf_is_internal() {
+        let err = decode::<Msg>(Bytes::from_static(&[0x0a, 0x05, b'a'])).expect_err("truncated");
+        assert_eq!(err.code(), Code::Internal);
+        assert!(err.message().contains("Msg"), "{}", err.message());
+    }
+}

@@ -1,0 +1,49 @@
+//! Volley: a gRPC framework for Rust.
+//!
+//! The runtime: wire codec, status, metadata, server, client channel, and the transport over
+//! the `h2` crate. Services and clients are generated from `.proto` files by `volley-build`.
+//!
+//! ```no_run
+//! # use volley::{Channel, Server};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // Server: Server::builder().add_service(GreeterServer::new(MyGreeter)).serve(addr).await?;
+//! // Client: GreeterClient::new(Channel::new("http://127.0.0.1:50051")?).say_hello(req).await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod codec;
+mod error;
+mod metadata;
+mod request;
+mod response;
+pub mod server;
+mod status;
+mod streaming;
+mod timeout;
+mod transport;
+
+pub use client::{Channel, ChannelBuilder, Grpc};
+pub use codec::{
+    CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
+};
+pub use error::Error;
+pub use metadata::{InvalidMetadata, MetadataMap, MetadataValue};
+pub use request::{IntoRequest, IntoStreamingRequest, Request};
+pub use response::Response;
+pub use server::Server;
+pub use status::{Code, Status, percent_decode, percent_encode};
+pub use streaming::Streaming;
+
+/// A boxed stream of messages, handy as a server-streaming handler's stream type.
+pub type BoxStream<T> =
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Items the generated code refers to; not for direct use.
+#[doc(hidden)]
+pub mod codegen {
+    pub use crate::server::{BoxFuture, ServerCall, Service};
+    pub use futures_core::Stream;
+    pub use std::future::Future;
+    pub use std::sync::Arc;
+}

@@ -1,0 +1,160 @@
+//! `Request<T>`: a message (or a stream of them) with its metadata and call options.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::metadata::MetadataMap;
+
+/// A request: the message (or the stream of messages), custom metadata, and per-call options.
+///
+/// On the client, set metadata and a timeout before sending; on the server, read the metadata,
+/// the peer's address and the remaining time before the deadline.
+#[derive(Debug)]
+pub struct Request<T> {
+    metadata: MetadataMap,
+    message: T,
+    timeout: Option<Duration>,
+    remote_addr: Option<SocketAddr>,
+}
+
+impl<T> Request<T> {
+    /// A request with no metadata and no timeout.
+    pub fn new(message: T) -> Request<T> {
+        Request {
+            metadata: MetadataMap::new(),
+            message,
+            timeout: None,
+            remote_addr: None,
+        }
+    }
+
+    pub(crate) fn from_server_parts(
+        metadata: MetadataMap,
+        message: T,
+        timeout: Option<Duration>,
+        remote_addr: Option<SocketAddr>,
+    ) -> Request<T> {
+        Request {
+            metadata,
+            message,
+            timeout,
+            remote_addr,
+        }
+    }
+
+    /// The message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+
+    /// Takes the message, dropping the metadata.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// The custom metadata (request headers).
+    pub fn metadata(&self) -> &MetadataMap {
+        &self.metadata
+    }
+
+    /// The custom metadata, to add to before sending.
+    pub fn metadata_mut(&mut self) -> &mut MetadataMap {
+        &mut self.metadata
+    }
+
+    /// Sets how long the client waits for the call to complete; sent as `grpc-timeout`, and
+    /// the call fails with DEADLINE_EXCEEDED when it runs out. Default: the channel's timeout,
+    /// if any, else none.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = Some(timeout);
+    }
+
+    /// Builder form of [`Request::set_timeout`].
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Request<T> {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// On the client, the timeout set on this request. On the server, the time the client
+    /// allowed (from `grpc-timeout`), measured from when the request arrived.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// On the server, the address of the peer that sent the request.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// Replaces the message with the result of `f`, keeping metadata and options.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
+        Request {
+            metadata: self.metadata,
+            message: f(self.message),
+            timeout: self.timeout,
+            remote_addr: self.remote_addr,
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
+        (self.metadata, self.message, self.timeout)
+    }
+}
+
+/// Anything that can be sent as a unary or server-streaming request: a message or a
+/// [`Request`] around one.
+pub trait IntoRequest<T> {
+    /// Wraps the value in a [`Request`].
+    fn into_request(self) -> Request<T>;
+}
+
+impl<T> IntoRequest<T> for T {
+    fn into_request(self) -> Request<T> {
+        Request::new(self)
+    }
+}
+
+impl<T> IntoRequest<T> for Request<T> {
+    fn into_request(self) -> Request<T> {
+        self
+    }
+}
+
+/// Anything that can be sent as a client-streaming or bidi request: a stream of messages, or a
+/// [`Request`] around one.
+pub trait IntoStreamingRequest {
+    /// The message type.
+    type Message;
+    /// The stream of messages.
+    type Stream: futures_core::Stream<Item = Self::Message> + Send + 'static;
+    /// Wraps the stream in a [`Request`].
+    fn into_streaming_request(self) -> Request<Self::Stream>;
+}
+
+impl<S> IntoStreamingRequest for S
+where
+    S: futures_core::Stream + Send + 'static,
+{
+    type Message = S::Item;
+    type Stream = S;
+    fn into_streaming_request(self) -> Request<S> {
+        Request::new(self)
+    }
+}
+
+impl<S> IntoStreamingRequest for Request<S>
+where
+    S: futures_core::Stream + Send + 'static,
+{
+    type Message = S::Item;
+    type Stream = S;
+    fn into_streaming_request(self) -> Request<S> {
+        self
+    }
+}

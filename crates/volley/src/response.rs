@@ -1,0 +1,84 @@
+//! `Response<T>`: a message (or a stream of them) with response headers and trailers.
+
+use crate::metadata::MetadataMap;
+
+/// A response: the message (or stream of messages), the custom metadata sent as response
+/// headers, and the custom metadata sent in the trailers.
+#[derive(Debug)]
+pub struct Response<T> {
+    metadata: MetadataMap,
+    message: T,
+    trailers: MetadataMap,
+}
+
+impl<T> Response<T> {
+    /// A response with no metadata.
+    pub fn new(message: T) -> Response<T> {
+        Response {
+            metadata: MetadataMap::new(),
+            message,
+            trailers: MetadataMap::new(),
+        }
+    }
+
+    pub(crate) fn from_parts(
+        metadata: MetadataMap,
+        message: T,
+        trailers: MetadataMap,
+    ) -> Response<T> {
+        Response {
+            metadata,
+            message,
+            trailers,
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (MetadataMap, T, MetadataMap) {
+        (self.metadata, self.message, self.trailers)
+    }
+
+    /// The message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+
+    /// Takes the message.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// The custom metadata of the response headers.
+    pub fn metadata(&self) -> &MetadataMap {
+        &self.metadata
+    }
+
+    /// The custom metadata of the response headers, to add to on the server.
+    pub fn metadata_mut(&mut self) -> &mut MetadataMap {
+        &mut self.metadata
+    }
+
+    /// The custom metadata of the trailers. On the client, filled in for unary and
+    /// client-streaming calls; for streamed responses use [`crate::Streaming::trailers`].
+    pub fn trailers(&self) -> &MetadataMap {
+        &self.trailers
+    }
+
+    /// The custom metadata of the trailers, to add to on the server.
+    pub fn trailers_mut(&mut self) -> &mut MetadataMap {
+        &mut self.trailers
+    }
+
+    /// Replaces the message with the result of `f`, keeping the metadata.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
+        Response {
+            metadata: self.metadata,
+            message: f(self.message),
+            trailers: self.trailers,
+        }
+    }
+}

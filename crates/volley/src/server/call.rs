@@ -1,0 +1,446 @@
+//! One inbound call on the server: header checks, the four RPC shapes, and the response side
+//! (headers, messages, trailers or Trailers-Only), per `doc/PROTOCOL-HTTP2.md`.
+
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::time::{Instant, Sleep};
+
+use super::ServerConfig;
+use crate::codec::{self, CompressionEncoding, compression};
+use crate::metadata::MetadataMap;
+use crate::streaming::{Side, Streaming};
+use crate::transport::{SendError, deadline_passed, send_flow_controlled};
+use crate::{Request, Response, Status, timeout};
+
+const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+
+/// An inbound call handed to a [`crate::server::Service`]. Generated code passes it to one of
+/// [`ServerCall::unary`], [`ServerCall::server_streaming`], [`ServerCall::client_streaming`]
+/// or [`ServerCall::streaming`], which run the handler and write the response.
+pub struct ServerCall {
+    headers: HeaderMap,
+    body: RecvStream,
+    responder: Responder,
+    timeout: Option<Duration>,
+    request_encoding: Option<CompressionEncoding>,
+    remote_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for ServerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCall")
+            .field("timeout", &self.timeout)
+            .field("remote_addr", &self.remote_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response half of a call.
+struct Responder {
+    respond: SendResponse<Bytes>,
+    config: Arc<ServerConfig>,
+    response_encoding: Option<CompressionEncoding>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// What a finished `guard` saw.
+enum Guarded<T> {
+    Done(Result<T, Status>),
+    /// The client reset the stream: the handler was dropped and nothing more is sent.
+    Cancelled,
+}
+
+impl ServerCall {
+    /// Checks the request headers. Returns the call and its `:path`, or `None` after answering
+    /// the request itself (HTTP 405/415, or a Trailers-Only error).
+    pub(crate) fn accept(
+        request: http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        config: Arc<ServerConfig>,
+        remote_addr: Option<SocketAddr>,
+    ) -> Option<(ServerCall, http::uri::PathAndQuery)> {
+        let (parts, body) = request.into_parts();
+        let mut responder = Responder {
+            respond,
+            config,
+            response_encoding: None,
+            deadline: None,
+        };
+        if parts.method != http::Method::POST {
+            tracing::debug!(method = %parts.method, "rejecting non-POST request with 405");
+            responder.http_error(StatusCode::METHOD_NOT_ALLOWED);
+            return None;
+        }
+        if !is_grpc_content_type(parts.headers.get(http::header::CONTENT_TYPE)) {
+            tracing::debug!(
+                content_type = ?parts.headers.get(http::header::CONTENT_TYPE),
+                "rejecting non-gRPC content-type with 415"
+            );
+            responder.http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            return None;
+        }
+        let Some(path) = parts.uri.into_parts().path_and_query else {
+            responder.send_error(Status::unimplemented("request has no :path"));
+            return None;
+        };
+        let mut timeout_value = None;
+        if let Some(raw) = parts.headers.get("grpc-timeout") {
+            match timeout::parse(raw.as_bytes()) {
+                Some(t) => {
+                    timeout_value = Some(t);
+                    responder.deadline = Some(Box::pin(tokio::time::sleep_until(
+                        Instant::now() + t.min(Duration::from_secs(100 * 365 * 86_400)),
+                    )));
+                }
+                None => {
+                    tracing::debug!(?raw, "malformed grpc-timeout");
+                    responder.send_error(Status::internal(format!(
+                        "malformed grpc-timeout: {:?}",
+                        String::from_utf8_lossy(raw.as_bytes())
+                    )));
+                    return None;
+                }
+            }
+        }
+        let mut request_encoding = None;
+        if let Some(raw) = parts.headers.get("grpc-encoding") {
+            let name = raw.to_str().unwrap_or("").trim();
+            if name != "identity" {
+                match CompressionEncoding::from_name(name)
+                    .filter(|e| responder.config.accept_compressed.contains(e))
+                {
+                    Some(e) => request_encoding = Some(e),
+                    None => {
+                        tracing::debug!(encoding = name, "unsupported grpc-encoding");
+                        let supported =
+                            compression::accept_encoding_header(&responder.config.accept_compressed);
+                        let status = Status::unimplemented(format!(
+                            "message encoding {name:?} is not supported; supported: {supported}"
+                        ));
+                        let mut extra = HeaderMap::new();
+                        if let Ok(v) = HeaderValue::from_str(&supported) {
+                            extra.insert("grpc-accept-encoding", v);
+                        }
+                        responder.send_error_with(status, extra);
+                        return None;
+                    }
+                }
+            }
+        }
+        if let Some(enc) = responder.config.send_compressed {
+            if compression::accepts(parts.headers.get("grpc-accept-encoding"), enc) {
+                responder.response_encoding = Some(enc);
+            }
+        }
+        Some((
+            ServerCall {
+                headers: parts.headers,
+                body,
+                responder,
+                timeout: timeout_value,
+                request_encoding,
+                remote_addr,
+            },
+            path,
+        ))
+    }
+
+    /// Answers a call whose service or method is unknown: Trailers-Only UNIMPLEMENTED.
+    pub(crate) fn unimplemented(self, message: String) {
+        tracing::debug!(%message, "unimplemented");
+        let mut responder = self.responder;
+        responder.send_error(Status::unimplemented(message));
+    }
+
+    fn into_request<T>(
+        headers: HeaderMap,
+        message: T,
+        timeout: Option<Duration>,
+        remote_addr: Option<SocketAddr>,
+    ) -> Request<T> {
+        Request::from_server_parts(MetadataMap::from_headers(headers), message, timeout, remote_addr)
+    }
+
+    /// Splits the call into the request (headers and body) and the responder.
+    #[allow(clippy::type_complexity)]
+    fn split(
+        self,
+    ) -> (
+        HeaderMap,
+        RecvStream,
+        Option<Duration>,
+        Option<SocketAddr>,
+        Responder,
+        Option<CompressionEncoding>,
+    ) {
+        (
+            self.headers,
+            self.body,
+            self.timeout,
+            self.remote_addr,
+            self.responder,
+            self.request_encoding,
+        )
+    }
+
+    /// Runs a unary handler: one request message in, one response message out.
+    pub async fn unary<Req, Resp, F, Fut>(self, handler: F)
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message,
+        F: FnOnce(Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let max = self.responder.config.max_recv_message_size;
+        let (headers, body, timeout, remote, mut responder, enc) = self.split();
+        let work = async move {
+            let msg = read_single::<Req>(Streaming::new(body, Side::Server, max, enc, None, None))
+                .await?;
+            handler(Self::into_request(headers, msg, timeout, remote)).await
+        };
+        if let Guarded::Done(result) = responder.guard(work).await {
+            responder.send_unary(result);
+        }
+    }
+
+    /// Runs a server-streaming handler: one request message in, a stream of responses out.
+    pub async fn server_streaming<Req, Resp, S, F, Fut>(self, handler: F)
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message,
+        S: Stream<Item = Result<Resp, Status>>,
+        F: FnOnce(Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<S>, Status>>,
+    {
+        let max = self.responder.config.max_recv_message_size;
+        let (headers, body, timeout, remote, mut responder, enc) = self.split();
+        let work = async move {
+            let msg = read_single::<Req>(Streaming::new(body, Side::Server, max, enc, None, None))
+                .await?;
+            handler(Self::into_request(headers, msg, timeout, remote)).await
+        };
+        if let Guarded::Done(result) = responder.guard(work).await {
+            responder.send_stream(result).await;
+        }
+    }
+
+    /// Runs a client-streaming handler: a stream of requests in, one response out.
+    pub async fn client_streaming<Req, Resp, F, Fut>(self, handler: F)
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message,
+        F: FnOnce(Request<Streaming<Req>>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let max = self.responder.config.max_recv_message_size;
+        let (headers, body, timeout, remote, mut responder, enc) = self.split();
+        let stream = Streaming::new(body, Side::Server, max, enc, None, None);
+        let work = handler(Self::into_request(headers, stream, timeout, remote));
+        if let Guarded::Done(result) = responder.guard(work).await {
+            responder.send_unary(result);
+        }
+    }
+
+    /// Runs a bidirectional-streaming handler: a stream of requests in, a stream of
+    /// responses out.
+    pub async fn streaming<Req, Resp, S, F, Fut>(self, handler: F)
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message,
+        S: Stream<Item = Result<Resp, Status>>,
+        F: FnOnce(Request<Streaming<Req>>) -> Fut,
+        Fut: Future<Output = Result<Response<S>, Status>>,
+    {
+        let max = self.responder.config.max_recv_message_size;
+        let (headers, body, timeout, remote, mut responder, enc) = self.split();
+        let stream = Streaming::new(body, Side::Server, max, enc, None, None);
+        let work = handler(Self::into_request(headers, stream, timeout, remote));
+        if let Guarded::Done(result) = responder.guard(work).await {
+            responder.send_stream(result).await;
+        }
+    }
+}
+
+/// Reads the one request message of a unary or server-streaming call.
+async fn read_single<Req: prost::Message + Default>(
+    mut stream: Streaming<Req>,
+) -> Result<Req, Status> {
+    match stream.message().await? {
+        Some(msg) => Ok(msg),
+        None => Err(Status::internal(
+            "the client sent no request message for a unary request",
+        )),
+    }
+}
+
+fn is_grpc_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(v) = value else { return false };
+    let v = v.as_bytes();
+    let rest = match v.strip_prefix(b"application/grpc") {
+        Some(rest) => rest,
+        None => return false,
+    };
+    rest.is_empty() || rest[0] == b'+' || rest[0] == b';'
+}
+
+impl Responder {
+    /// Runs `work` until it finishes, the deadline passes, or the client resets the stream.
+    /// On a deadline or a reset the work (the handler future) is dropped.
+    async fn guard<T>(&mut self, work: impl Future<Output = Result<T, Status>>) -> Guarded<T> {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = work.as_mut().poll(cx) {
+                return Poll::Ready(Guarded::Done(r));
+            }
+            if let Some(d) = self.deadline.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Guarded::Done(Err(Status::deadline_exceeded(
+                        "deadline exceeded while the handler was running",
+                    ))));
+                }
+            }
+            if self.respond.poll_reset(cx).is_ready() {
+                tracing::debug!("the client cancelled the call");
+                return Poll::Ready(Guarded::Cancelled);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn http_error(&mut self, status: StatusCode) {
+        let mut resp = http::Response::new(());
+        *resp.status_mut() = status;
+        let _ = self.respond.send_response(resp, true);
+    }
+
+    /// Sends an error as a Trailers-Only response (headers with END_STREAM).
+    fn send_error(&mut self, status: Status) {
+        self.send_error_with(status, HeaderMap::new());
+    }
+
+    fn send_error_with(&mut self, status: Status, extra: HeaderMap) {
+        let mut resp = http::Response::new(());
+        let headers = resp.headers_mut();
+        *headers = extra;
+        headers.insert(http::header::CONTENT_TYPE, APPLICATION_GRPC);
+        status.write_to(headers);
+        let _ = self.respond.send_response(resp, true);
+    }
+
+    fn send_headers(&mut self, metadata: MetadataMap) -> Option<SendStream<Bytes>> {
+        let mut resp = http::Response::new(());
+        let headers = resp.headers_mut();
+        *headers = metadata.into_headers();
+        headers.insert(http::header::CONTENT_TYPE, APPLICATION_GRPC);
+        if let Some(enc) = self.response_encoding {
+            headers.insert("grpc-encoding", HeaderValue::from_static(enc.as_str()));
+        }
+        self.respond.send_response(resp, false).ok()
+    }
+
+    fn encode<M: prost::Message>(&self, msg: &M) -> Result<Bytes, Status> {
+        codec::encode(
+            msg,
+            self.response_encoding,
+            self.config.max_send_message_size,
+        )
+    }
+
+    fn send_unary<Resp: prost::Message>(&mut self, result: Result<Response<Resp>, Status>) {
+        let (metadata, message, trailers) = match result {
+            Ok(resp) => resp.into_parts(),
+            Err(status) => return self.send_error(status),
+        };
+        let data = match self.encode(&message) {
+            Ok(d) => d,
+            Err(status) => {
+                tracing::debug!(%status, "response message rejected");
+                return self.send_error(status);
+            }
+        };
+        let Some(mut stream) = self.send_headers(metadata) else {
+            return;
+        };
+        // A unary response is one bounded message: h2 queues it under flow control.
+        if stream.send_data(data, false).is_ok() {
+            send_trailers(&mut stream, Status::with_metadata(crate::Code::Ok, "", trailers));
+        }
+    }
+
+    async fn send_stream<Resp, S>(&mut self, result: Result<Response<S>, Status>)
+    where
+        Resp: prost::Message,
+        S: Stream<Item = Result<Resp, Status>>,
+    {
+        let (metadata, messages, trailers) = match result {
+            Ok(resp) => resp.into_parts(),
+            Err(status) => return self.send_error(status),
+        };
+        let mut messages = pin!(messages);
+        let Some(mut stream) = self.send_headers(metadata) else {
+            return;
+        };
+        enum Event<T> {
+            Item(Option<Result<T, Status>>),
+            Reset,
+            Deadline,
+        }
+        loop {
+            let event = poll_fn(|cx| {
+                if let Poll::Ready(item) = messages.as_mut().poll_next(cx) {
+                    return Poll::Ready(Event::Item(item));
+                }
+                if stream.poll_reset(cx).is_ready() {
+                    return Poll::Ready(Event::Reset);
+                }
+                if let Some(d) = self.deadline.as_mut() {
+                    if d.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Deadline);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let status = match event {
+                Event::Item(Some(Ok(msg))) => match self.encode(&msg) {
+                    Ok(data) => {
+                        let stop = pin!(deadline_passed(&mut self.deadline));
+                        match send_flow_controlled(&mut stream, data, false, stop).await {
+                            Ok(()) => continue,
+                            Err(SendError::Reset) => return,
+                            Err(SendError::Stopped) => Status::deadline_exceeded(
+                                "deadline exceeded while sending the response",
+                            ),
+                        }
+                    }
+                    Err(status) => status,
+                },
+                Event::Item(Some(Err(status))) => status,
+                Event::Item(None) => Status::with_metadata(crate::Code::Ok, "", trailers),
+                Event::Reset => return,
+                Event::Deadline => Status::deadline_exceeded(
+                    "deadline exceeded while the handler was streaming",
+                ),
+            };
+            send_trailers(&mut stream, status);
+            return;
+        }
+    }
+}
+
+fn send_trailers(stream: &mut SendStream<Bytes>, status: Status) {
+    let mut trailers = HeaderMap::new();
+    status.write_to(&mut trailers);
+    let _ = stream.send_trailers(trailers);
+}

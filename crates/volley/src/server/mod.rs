@@ -1,0 +1,248 @@
+//! The server: a builder of options, a router from `:path` to services, and one task per
+//! connection that accepts HTTP/2 streams and runs each call.
+
+mod call;
+mod connection;
+mod router;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use call::ServerCall;
+use router::Router;
+
+use crate::codec::{
+    CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
+};
+use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW};
+
+/// A boxed future, as returned by [`Service::call`].
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A gRPC service as the server sees it; implemented by the `FooServer` types that
+/// `volley-build` generates.
+pub trait Service: Send + Sync + 'static {
+    /// The fully-qualified service name, such as `helloworld.Greeter`.
+    fn name(&self) -> &'static str;
+
+    /// Starts the call of `method` (the last part of `:path`). Returns the call back when the
+    /// service has no such method, and the server answers UNIMPLEMENTED.
+    fn call(&self, method: &str, call: ServerCall) -> Result<BoxFuture<()>, ServerCall>;
+}
+
+/// Options shared by every call of a server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) max_recv_message_size: usize,
+    pub(crate) max_send_message_size: usize,
+    pub(crate) accept_compressed: Vec<CompressionEncoding>,
+    pub(crate) send_compressed: Option<CompressionEncoding>,
+}
+
+/// HTTP/2 and socket options of every connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionConfig {
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) initial_stream_window_size: u32,
+    pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_frame_size: Option<u32>,
+    pub(crate) max_header_list_size: u32,
+    pub(crate) tcp_nodelay: bool,
+    pub(crate) drain_timeout: Option<Duration>,
+}
+
+/// The entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with every option at its default.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: ServerConfig {
+                max_recv_message_size: DEFAULT_MAX_RECV_MESSAGE_SIZE,
+                max_send_message_size: DEFAULT_MAX_SEND_MESSAGE_SIZE,
+                accept_compressed: CompressionEncoding::ALL.to_vec(),
+                send_compressed: None,
+            },
+            connection: ConnectionConfig {
+                max_concurrent_streams: None,
+                initial_stream_window_size: DEFAULT_STREAM_WINDOW,
+                initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
+                max_frame_size: None,
+                max_header_list_size: 16 * 1024 * 1024,
+                tcp_nodelay: true,
+                drain_timeout: None,
+            },
+            router: Router::default(),
+        }
+    }
+}
+
+/// Configures and runs a server. Every setter states its default.
+#[must_use]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    connection: ConnectionConfig,
+    router: Router,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("connection", &self.connection)
+            .field("services", &self.router.names())
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Adds a service (a generated `FooServer`). Calls to its methods are routed by `:path`;
+    /// calls to unknown services or methods get UNIMPLEMENTED. A service added twice under one
+    /// name replaces the earlier one.
+    pub fn add_service<S: Service>(mut self, service: S) -> ServerBuilder {
+        self.router.add(Arc::new(service));
+        self
+    }
+
+    /// The largest request message accepted, after decompression; larger ones fail the call
+    /// with RESOURCE_EXHAUSTED and leave the connection usable. Default: 4 MiB.
+    pub fn max_decoding_message_size(mut self, bytes: usize) -> ServerBuilder {
+        self.config.max_recv_message_size = bytes;
+        self
+    }
+
+    /// The largest response message sent; a larger one fails the call with
+    /// RESOURCE_EXHAUSTED. Default: no limit (the wire format's 4 GiB).
+    pub fn max_encoding_message_size(mut self, bytes: usize) -> ServerBuilder {
+        self.config.max_send_message_size = bytes;
+        self
+    }
+
+    /// The compression algorithms accepted on requests; a request in another gets
+    /// UNIMPLEMENTED with the supported list in `grpc-accept-encoding`. Default: every
+    /// algorithm Volley has (gzip).
+    pub fn accept_compressed(mut self, encodings: &[CompressionEncoding]) -> ServerBuilder {
+        self.config.accept_compressed = encodings.to_vec();
+        self
+    }
+
+    /// Compresses responses with `encoding` when the client's `grpc-accept-encoding` lists
+    /// it. Default: responses are not compressed.
+    pub fn send_compressed(mut self, encoding: CompressionEncoding) -> ServerBuilder {
+        self.config.send_compressed = Some(encoding);
+        self
+    }
+
+    /// The HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients. Default: no limit.
+    pub fn max_concurrent_streams(mut self, max: u32) -> ServerBuilder {
+        self.connection.max_concurrent_streams = Some(max);
+        self
+    }
+
+    /// The HTTP/2 receive window of each stream. Default: 1 MiB.
+    pub fn initial_stream_window_size(mut self, bytes: u32) -> ServerBuilder {
+        self.connection.initial_stream_window_size = bytes;
+        self
+    }
+
+    /// The HTTP/2 receive window of each connection. Default: 2 MiB.
+    pub fn initial_connection_window_size(mut self, bytes: u32) -> ServerBuilder {
+        self.connection.initial_connection_window_size = bytes;
+        self
+    }
+
+    /// The largest HTTP/2 frame payload the server accepts. Default: 16 KiB (HTTP/2's).
+    pub fn max_frame_size(mut self, bytes: u32) -> ServerBuilder {
+        self.connection.max_frame_size = Some(bytes);
+        self
+    }
+
+    /// The largest header list (metadata) accepted. Default: 16 MiB, as grpc-go.
+    pub fn max_header_list_size(mut self, bytes: u32) -> ServerBuilder {
+        self.connection.max_header_list_size = bytes;
+        self
+    }
+
+    /// Sets `TCP_NODELAY` on accepted sockets. Default: true.
+    pub fn tcp_nodelay(mut self, enabled: bool) -> ServerBuilder {
+        self.connection.tcp_nodelay = enabled;
+        self
+    }
+
+    /// After a shutdown signal, how long in-flight calls may run before their connections are
+    /// closed anyway. Default: no limit (wait for every call, as grpc-go's `GracefulStop`).
+    pub fn drain_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.connection.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// Binds `addr` and serves until the process ends.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
+        self.serve_with_shutdown(addr, std::future::pending()).await
+    }
+
+    /// Binds `addr` and serves until `signal` completes, then shuts down gracefully: stops
+    /// accepting, sends GOAWAY, lets in-flight calls finish (within
+    /// [`ServerBuilder::drain_timeout`]), and returns once every connection is closed.
+    pub async fn serve_with_shutdown(
+        self,
+        addr: SocketAddr,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve_with_listener(listener, signal).await
+    }
+
+    /// Serves on an already bound listener (bind port 0 and read `local_addr` first to get a
+    /// free port) until `signal` completes, then shuts down as
+    /// [`ServerBuilder::serve_with_shutdown`] does.
+    pub async fn serve_with_listener(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let shared = Arc::new(connection::Shared {
+            router: self.router,
+            config: Arc::new(self.config),
+            connection: self.connection,
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, remote)) => {
+                        connections.spawn(connection::serve_connection(
+                            socket,
+                            remote,
+                            shared.clone(),
+                            shutdown_rx.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Accept errors (out of file descriptors...) are transient: log, pause
+                        // briefly so a full table can drain, and go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let _ = shutdown_tx.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}

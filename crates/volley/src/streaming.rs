@@ -1,0 +1,247 @@
+//! `Streaming<T>`: inbound messages decoded from an HTTP/2 stream.
+//!
+//! On the server it yields the client's request messages; on the client it yields the server's
+//! response messages and then reads the trailers, turning a non-OK `grpc-status` into an error.
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use h2::RecvStream;
+use tokio::time::Sleep;
+
+use crate::codec::{self, CompressionEncoding, FrameDecoder};
+use crate::metadata::MetadataMap;
+use crate::{Code, Status};
+
+/// Which side reads the stream: it decides whether trailers carry a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The server reads a request stream: its end is the end of the messages.
+    Server,
+    /// The client reads a response stream: trailers with `grpc-status` follow the messages.
+    Client,
+}
+
+#[derive(Debug)]
+enum State {
+    Messages,
+    Trailers,
+    Done,
+}
+
+/// Cancels the call's outbound half when the reader goes away (see `client::call`).
+pub(crate) type DropGuard = Option<tokio::sync::oneshot::Sender<()>>;
+
+/// The part of a stream that does not depend on the message type.
+struct Inner {
+    body: Option<RecvStream>,
+    decoder: FrameDecoder,
+    side: Side,
+    state: State,
+    trailers: Option<MetadataMap>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Held while the call runs; dropping it stops the outbound half (client side).
+    guard: DropGuard,
+}
+
+/// A stream of inbound messages: a request stream on the server, a response stream on the
+/// client. It is a [`Stream`] of `Result<T, Status>`; [`Streaming::message`] reads one message.
+pub struct Streaming<T> {
+    inner: Inner,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streaming")
+            .field("side", &self.inner.side)
+            .field("state", &self.inner.state)
+            .finish()
+    }
+}
+
+impl<T> Streaming<T> {
+    pub(crate) fn new(
+        body: RecvStream,
+        side: Side,
+        max_len: usize,
+        encoding: Option<CompressionEncoding>,
+        deadline: Option<tokio::time::Instant>,
+        guard: DropGuard,
+    ) -> Streaming<T> {
+        Streaming {
+            inner: Inner {
+                body: Some(body),
+                decoder: FrameDecoder::new(max_len, encoding),
+                side,
+                state: State::Messages,
+                trailers: None,
+                deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                guard,
+            },
+            _marker: PhantomData,
+        }
+    }
+
+    /// A stream that is already over (a Trailers-Only OK response on the client).
+    pub(crate) fn finished(trailers: MetadataMap) -> Streaming<T> {
+        Streaming {
+            inner: Inner {
+                body: None,
+                decoder: FrameDecoder::new(0, None),
+                side: Side::Client,
+                state: State::Done,
+                trailers: Some(trailers),
+                deadline: None,
+                guard: None,
+            },
+            _marker: PhantomData,
+        }
+    }
+
+    /// The trailing metadata, once the stream has ended (client side only).
+    pub fn trailers(&self) -> Option<&MetadataMap> {
+        self.inner.trailers.as_ref()
+    }
+
+    pub(crate) fn take_trailers(&mut self) -> MetadataMap {
+        self.inner.trailers.take().unwrap_or_default()
+    }
+}
+
+impl<T: prost::Message + Default> Streaming<T> {
+    /// The next message; `Ok(None)` at the end of the stream.
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
+    }
+}
+
+impl Inner {
+    fn fail<X>(&mut self, status: Status) -> Poll<Option<Result<X, Status>>> {
+        self.state = State::Done;
+        // Dropping the body stops reading; h2 discards (and credits) what still arrives.
+        self.body = None;
+        self.guard = None;
+        Poll::Ready(Some(Err(status)))
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        loop {
+            match self.state {
+                State::Done => return Poll::Ready(None),
+                State::Messages => {
+                    match self.decoder.next_message() {
+                        Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
+                        Ok(None) => {}
+                        Err(status) => {
+                            tracing::debug!(%status, "rejecting inbound message");
+                            return self.fail(status);
+                        }
+                    }
+                    if self.deadline_passed(cx) {
+                        return self.fail(Status::deadline_exceeded("deadline exceeded"));
+                    }
+                    let Some(body) = self.body.as_mut() else {
+                        self.state = State::Done;
+                        continue;
+                    };
+                    match ready!(body.poll_data(cx)) {
+                        Some(Ok(chunk)) => {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            self.decoder.push(chunk);
+                        }
+                        Some(Err(e)) => return self.fail(self.stream_error(&e)),
+                        None => {
+                            if self.decoder.has_partial() {
+                                return self.fail(Status::internal(
+                                    "stream ended in the middle of a message",
+                                ));
+                            }
+                            self.state = match self.side {
+                                Side::Server => State::Done,
+                                Side::Client => State::Trailers,
+                            };
+                        }
+                    }
+                }
+                State::Trailers => {
+                    if self.deadline_passed(cx) {
+                        return self.fail(Status::deadline_exceeded("deadline exceeded"));
+                    }
+                    let Some(body) = self.body.as_mut() else {
+                        self.state = State::Done;
+                        continue;
+                    };
+                    let trailers = match ready!(body.poll_trailers(cx)) {
+                        Ok(Some(t)) => t,
+                        Ok(None) => {
+                            return self.fail(Status::internal(
+                                "server closed the stream without sending trailers",
+                            ));
+                        }
+                        Err(e) => return self.fail(self.stream_error(&e)),
+                    };
+                    self.state = State::Done;
+                    self.body = None;
+                    self.guard = None;
+                    match Status::from_trailers(&trailers) {
+                        Some(status) if status.code() == Code::Ok => {
+                            self.trailers = Some(status.metadata().clone());
+                            return Poll::Ready(None);
+                        }
+                        Some(status) => {
+                            self.trailers = Some(status.metadata().clone());
+                            return Poll::Ready(Some(Err(status)));
+                        }
+                        None => {
+                            self.trailers = Some(MetadataMap::from_headers(trailers));
+                            return Poll::Ready(Some(Err(Status::internal(
+                                "server sent trailers without grpc-status",
+                            ))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+    }
+
+    fn stream_error(&self, err: &h2::Error) -> Status {
+        match (self.side, err.reason()) {
+            // A client that resets its request stream has cancelled the call.
+            (Side::Server, Some(_)) => Status::cancelled("the client cancelled the call"),
+            _ => Status::from_h2(err),
+        }
+    }
+}
+
+impl<T: prost::Message + Default> Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(bytes)) => match codec::decode::<T>(bytes) {
+                Ok(msg) => Poll::Ready(Some(Ok(msg))),
+                Err(status) => {
+                    tracing::debug!(%status, "invalid protobuf in inbound message");
+                    this.inner.fail(status)
+                }
+            },
+            Some(Err(status)) => Poll::Ready(Some(Err(status))),
+            None => Poll::Ready(None),
+        }
+    }
+}
