@@ -44,6 +44,8 @@ pub type BoxStream<T> =
 pub mod codegen {
     pub use crate::server::{BoxFuture, ServerCall, Service};
     pub use futures_core::Stream;
+    pub use prost;
+    pub use prost_types;
     pub use std::future::Future;
     pub use std::sync::Arc;
 }

@@ -516,7 +516,8 @@ mod tests {
     fn status_trailers_round_trip() {
         let mut md = MetadataMap::new();
         md.insert("x-trace", "abc").expect("valid key");
-        let mut s = Status::with_details(Code::NotFound, "no such ☺", Bytes::from_static(b"\0\x01"));
+        let mut s =
+            Status::with_details(Code::NotFound, "no such ☺", Bytes::from_static(b"\0\x01"));
         *s.metadata_mut() = md;
         let mut h = HeaderMap::new();
         s.write_to(&mut h);
@@ -533,8 +534,14 @@ mod tests {
     fn malformed_grpc_status_is_unknown() {
         let mut h = HeaderMap::new();
         h.insert("grpc-status", HeaderValue::from_static("abc"));
-        assert_eq!(Status::from_trailers(&h).map(|s| s.code()), Some(Code::Unknown));
+        assert_eq!(
+            Status::from_trailers(&h).map(|s| s.code()),
+            Some(Code::Unknown)
+        );
         h.insert("grpc-status", HeaderValue::from_static("99"));
-        assert_eq!(Status::from_trailers(&h).map(|s| s.code()), Some(Code::Unknown));
+        assert_eq!(
+            Status::from_trailers(&h).map(|s| s.code()),
+            Some(Code::Unknown)
+        );
     }
 }

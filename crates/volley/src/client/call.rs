@@ -142,7 +142,9 @@ impl Grpc {
         let call = async {
             let (response, send) = self.start(path, &metadata, deadline).await?;
             let guard = self.spawn_sender(send, messages);
-            let (headers, stream) = self.read_response::<Resp>(response, deadline, guard).await?;
+            let (headers, stream) = self
+                .read_response::<Resp>(response, deadline, guard)
+                .await?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
         };
         with_deadline(deadline, call).await
@@ -214,7 +216,10 @@ impl Grpc {
             if status.code() != Code::Ok {
                 return Err(status);
             }
-            return Ok((MetadataMap::new(), Streaming::finished(status.metadata().clone())));
+            return Ok((
+                MetadataMap::new(),
+                Streaming::finished(status.metadata().clone()),
+            ));
         }
         let content_type = parts.headers.get(http::header::CONTENT_TYPE);
         if !content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")) {
@@ -329,7 +334,11 @@ async fn single_response<Resp: prost::Message + Default>(
             "server sent more than one message in a unary response",
         ));
     }
-    Ok(Response::from_parts(headers, message, stream.take_trailers()))
+    Ok(Response::from_parts(
+        headers,
+        message,
+        stream.take_trailers(),
+    ))
 }
 
 /// Runs `call` until `deadline`; past it the call is dropped (which resets its stream with

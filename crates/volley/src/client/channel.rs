@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::client::{ResponseFuture, SendRequest};
 use h2::SendStream;
+use h2::client::{ResponseFuture, SendRequest};
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
@@ -49,7 +49,10 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("target", &format_args!("{}://{}", self.inner.scheme, self.inner.authority))
+            .field(
+                "target",
+                &format_args!("{}://{}", self.inner.scheme, self.inner.authority),
+            )
             .finish()
     }
 }
@@ -263,9 +266,6 @@ mod tests {
     #[test]
     fn uri_has_scheme_authority_and_path() {
         let ch = Channel::new("http://127.0.0.1:1").expect("valid");
-        assert_eq!(
-            ch.uri("/a.B/C").to_string(),
-            "http://127.0.0.1:1/a.B/C"
-        );
+        assert_eq!(ch.uri("/a.B/C").to_string(), "http://127.0.0.1:1/a.B/C");
     }
 }

@@ -151,9 +151,18 @@ mod tests {
 
     #[test]
     fn frames_round_trip_split_anywhere() {
-        let a = encode(&Msg { text: "hello".into() }, None, usize::MAX).expect("encode");
+        let a = encode(
+            &Msg {
+                text: "hello".into(),
+            },
+            None,
+            usize::MAX,
+        )
+        .expect("encode");
         let b = encode(
-            &Msg { text: "x".repeat(1000) },
+            &Msg {
+                text: "x".repeat(1000),
+            },
             Some(CompressionEncoding::Gzip),
             usize::MAX,
         )
@@ -184,7 +193,14 @@ mod tests {
         d.push(Bytes::from_static(&[0, 0, 0, 0, 11]));
         let err = d.next_message().expect_err("too big");
         assert_eq!(err.code(), Code::ResourceExhausted);
-        let err = encode(&Msg { text: "x".repeat(20) }, None, 10).expect_err("too big");
+        let err = encode(
+            &Msg {
+                text: "x".repeat(20),
+            },
+            None,
+            10,
+        )
+        .expect_err("too big");
         assert_eq!(err.code(), Code::ResourceExhausted);
     }
 
@@ -192,10 +208,16 @@ mod tests {
     fn bad_flag_and_compression_without_encoding_are_internal() {
         let mut d = FrameDecoder::new(10, None);
         d.push(Bytes::from_static(&[2, 0, 0, 0, 0]));
-        assert_eq!(d.next_message().map_err(|s| s.code()).err(), Some(Code::Internal));
+        assert_eq!(
+            d.next_message().map_err(|s| s.code()).err(),
+            Some(Code::Internal)
+        );
         let mut d = FrameDecoder::new(10, None);
         d.push(Bytes::from_static(&[1, 0, 0, 0, 1, 0]));
-        assert_eq!(d.next_message().map_err(|s| s.code()).err(), Some(Code::Internal));
+        assert_eq!(
+            d.next_message().map_err(|s| s.code()).err(),
+            Some(Code::Internal)
+        );
     }
 
     #[test]

@@ -122,8 +122,9 @@ impl ServerCall {
                     Some(e) => request_encoding = Some(e),
                     None => {
                         tracing::debug!(encoding = name, "unsupported grpc-encoding");
-                        let supported =
-                            compression::accept_encoding_header(&responder.config.accept_compressed);
+                        let supported = compression::accept_encoding_header(
+                            &responder.config.accept_compressed,
+                        );
                         let status = Status::unimplemented(format!(
                             "message encoding {name:?} is not supported; supported: {supported}"
                         ));
@@ -168,7 +169,12 @@ impl ServerCall {
         timeout: Option<Duration>,
         remote_addr: Option<SocketAddr>,
     ) -> Request<T> {
-        Request::from_server_parts(MetadataMap::from_headers(headers), message, timeout, remote_addr)
+        Request::from_server_parts(
+            MetadataMap::from_headers(headers),
+            message,
+            timeout,
+            remote_addr,
+        )
     }
 
     /// Splits the call into the request (headers and body) and the responder.
@@ -374,7 +380,10 @@ impl Responder {
         };
         // A unary response is one bounded message: h2 queues it under flow control.
         if stream.send_data(data, false).is_ok() {
-            send_trailers(&mut stream, Status::with_metadata(crate::Code::Ok, "", trailers));
+            send_trailers(
+                &mut stream,
+                Status::with_metadata(crate::Code::Ok, "", trailers),
+            );
         }
     }
 
@@ -429,9 +438,9 @@ impl Responder {
                 Event::Item(Some(Err(status))) => status,
                 Event::Item(None) => Status::with_metadata(crate::Code::Ok, "", trailers),
                 Event::Reset => return,
-                Event::Deadline => Status::deadline_exceeded(
-                    "deadline exceeded while the handler was streaming",
-                ),
+                Event::Deadline => {
+                    Status::deadline_exceeded("deadline exceeded while the handler was streaming")
+                }
             };
             send_trailers(&mut stream, status);
             return;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{BoxFuture, Service, ServerCall};
+use super::{BoxFuture, ServerCall, Service};
 
 /// Services by fully-qualified name.
 #[derive(Default)]
@@ -22,9 +22,7 @@ impl Router {
 
     /// Starts the call at `path`, or answers UNIMPLEMENTED and returns `None`.
     pub(crate) fn route(&self, path: &str, call: ServerCall) -> Option<BoxFuture<()>> {
-        let Some((service, method)) = path
-            .strip_prefix('/')
-            .and_then(|p| p.rsplit_once('/'))
+        let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.rsplit_once('/'))
         else {
             call.unimplemented(format!("malformed method path {path:?}"));
             return None;

@@ -11,7 +11,6 @@ use std::task::Poll;
 use bytes::Bytes;
 use h2::SendStream;
 
-
 /// Default per-stream HTTP/2 receive window: 1 MiB (h2's 64 KiB default throttles large
 /// messages over any real round trip).
 pub(crate) const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;

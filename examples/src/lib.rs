@@ -1,0 +1,18 @@
+//! Code shared by the example programs: the generated modules and the service
+//! implementations.
+
+#![allow(missing_docs, unreachable_pub)]
+
+/// gRPC's helloworld, generated from `proto/helloworld.proto`.
+pub mod helloworld {
+    include!(concat!(env!("OUT_DIR"), "/helloworld.rs"));
+}
+
+/// gRPC's route guide, generated from `proto/route_guide.proto`.
+pub mod routeguide {
+    include!(concat!(env!("OUT_DIR"), "/routeguide.rs"));
+}
+
+pub mod greeter;
+pub mod route_guide;
+pub mod route_guide_client;
