@@ -1,0 +1,408 @@
+//! Helpers for the integration tests: the echo service, a server on a free loopback port that
+//! stops when dropped, and a raw HTTP/2 client for requests Volley's own client won't send.
+
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use volley::server::ServerBuilder;
+use volley::{Code, MetadataMap, MetadataValue, Request, Response, Status, Streaming};
+
+pub mod echo {
+    include!(concat!(env!("OUT_DIR"), "/volley.test.rs"));
+}
+
+use echo::{Echo, EchoReply, EchoRequest};
+
+/// What handlers report to the test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A handler started (with the request's message).
+    Started(String),
+    /// A handler future was dropped before it finished.
+    Dropped(String),
+    /// A handler finished.
+    Finished(String),
+    /// A bidi handler's request stream failed with this code.
+    RequestStreamFailed(Code),
+}
+
+/// Reports `Dropped` unless disarmed.
+struct DropReporter {
+    tx: mpsc::UnboundedSender<Event>,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for DropReporter {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.tx.send(Event::Dropped(self.name.clone()));
+        }
+    }
+}
+
+/// The echo service of `proto/echo.proto`.
+#[derive(Clone)]
+pub struct EchoService {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+fn echo_metadata(from: &MetadataMap) -> MetadataMap {
+    let mut out = MetadataMap::new();
+    for (key, value) in from.iter() {
+        if !key.starts_with("x-echo-") {
+            continue;
+        }
+        match value {
+            MetadataValue::Ascii(v) => out.append(key, v).unwrap(),
+            MetadataValue::Binary(b) => out.append_bin(key, &b).unwrap(),
+        }
+    }
+    out
+}
+
+fn reply(req: &EchoRequest, index: i32, peer: &str) -> EchoReply {
+    EchoReply {
+        message: req.message.clone(),
+        index,
+        payload: vec![b'r'; req.response_size.max(0) as usize].into(),
+        peer: peer.to_owned(),
+    }
+}
+
+fn requested_status(req: &EchoRequest, metadata: &MetadataMap) -> Option<Status> {
+    (req.status_code != 0).then(|| {
+        Status::with_metadata(
+            Code::from_i32(req.status_code),
+            req.status_message.clone(),
+            echo_metadata(metadata),
+        )
+    })
+}
+
+impl EchoService {
+    async fn start(&self, req: &EchoRequest) -> DropReporter {
+        let _ = self.events.send(Event::Started(req.message.clone()));
+        let guard = DropReporter {
+            tx: self.events.clone(),
+            name: req.message.clone(),
+            armed: true,
+        };
+        if req.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(req.sleep_ms as u64)).await;
+        }
+        guard
+    }
+
+    fn finish(&self, mut guard: DropReporter) {
+        guard.armed = false;
+        let _ = self.events.send(Event::Finished(guard.name.clone()));
+    }
+}
+
+type ReplyStream = volley::BoxStream<EchoReply>;
+
+impl Echo for EchoService {
+    async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let guard = self.start(request.get_ref()).await;
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let req = request.get_ref();
+        if let Some(status) = requested_status(req, request.metadata()) {
+            self.finish(guard);
+            return Err(status);
+        }
+        let mut resp = Response::new(reply(req, 0, &peer));
+        *resp.metadata_mut() = echo_metadata(request.metadata());
+        *resp.trailers_mut() = echo_metadata(request.metadata());
+        self.finish(guard);
+        Ok(resp)
+    }
+
+    type ServerStreamStream = ReplyStream;
+
+    async fn server_stream(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let guard = self.start(request.get_ref()).await;
+        let req = request.get_ref().clone();
+        if let Some(status) = requested_status(&req, request.metadata()) {
+            self.finish(guard);
+            return Err(status);
+        }
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let count = req.count.max(0);
+        let stream = tokio_stream::iter((0..count).map(move |i| Ok(reply(&req, i, &peer))));
+        let mut resp = Response::new(Box::pin(stream) as ReplyStream);
+        *resp.metadata_mut() = echo_metadata(request.metadata());
+        *resp.trailers_mut() = echo_metadata(request.metadata());
+        self.finish(guard);
+        Ok(resp)
+    }
+
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<EchoReply>, Status> {
+        let metadata = echo_metadata(request.metadata());
+        let mut stream = request.into_inner();
+        let mut count = 0;
+        let mut joined = String::new();
+        while let Some(req) = stream.message().await? {
+            if let Some(status) = requested_status(&req, &metadata) {
+                return Err(status);
+            }
+            count += 1;
+            if count <= 100 {
+                joined.push_str(&req.message);
+            }
+        }
+        let mut resp = Response::new(EchoReply {
+            message: joined,
+            index: count,
+            ..Default::default()
+        });
+        *resp.metadata_mut() = metadata.clone();
+        *resp.trailers_mut() = metadata;
+        Ok(resp)
+    }
+
+    type BidiStream = ReplyStream;
+
+    async fn bidi(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let metadata = echo_metadata(request.metadata());
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let trailer_md = metadata.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut index = 0;
+            loop {
+                match incoming.message().await {
+                    Ok(Some(req)) => {
+                        let item = match requested_status(&req, &trailer_md) {
+                            Some(status) => Err(status),
+                            None => Ok(reply(&req, index, "")),
+                        };
+                        let failed = item.is_err();
+                        if tx.send(item).await.is_err() || failed {
+                            return;
+                        }
+                        index += 1;
+                    }
+                    Ok(None) => return,
+                    Err(status) => {
+                        let _ = events.send(Event::RequestStreamFailed(status.code()));
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut resp = Response::new(Box::pin(stream) as ReplyStream);
+        *resp.metadata_mut() = metadata.clone();
+        *resp.trailers_mut() = metadata;
+        Ok(resp)
+    }
+}
+
+/// A server on 127.0.0.1 with a free port; shut down gracefully by [`TestServer::shutdown`]
+/// or aborted when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts the echo service with default options.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|b| b).await
+    }
+
+    /// Starts the echo service with options set by `configure`.
+    pub async fn start_with(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let builder = configure(
+            volley::Server::builder()
+                .add_service(echo::EchoServer::new(EchoService { events: events_tx })),
+        );
+        let task = tokio::spawn(builder.serve_with_listener(listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            events,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn target(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client on a new channel to this server.
+    pub fn client(&self) -> echo::EchoClient {
+        echo::EchoClient::new(volley::Channel::new(&self.target()).unwrap())
+    }
+
+    /// Waits (at most 5 s) for the next event.
+    pub async fn next_event(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(5), self.events.recv())
+            .await
+            .expect("no event within 5 s")
+            .expect("event channel closed")
+    }
+
+    /// Starts a graceful shutdown and returns a handle that completes when it is done.
+    pub fn shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("already shut down")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Runs a test body with a time bound.
+pub async fn bounded<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("test exceeded its time bound")
+}
+
+/// What a raw HTTP/2 request got back.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<http::HeaderMap>,
+    /// True when the response headers carried END_STREAM (Trailers-Only or a bare HTTP error).
+    pub headers_only: bool,
+}
+
+impl RawResponse {
+    /// `grpc-status` from the trailers, or from the headers of a Trailers-Only response.
+    pub fn grpc_status(&self) -> Option<i32> {
+        let from = |h: &http::HeaderMap| {
+            h.get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse().ok())
+        };
+        self.trailers
+            .as_ref()
+            .and_then(from)
+            .or_else(|| from(&self.headers))
+    }
+
+    /// `grpc-message`, decoded.
+    pub fn grpc_message(&self) -> String {
+        self.trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-message"))
+            .or_else(|| self.headers.get("grpc-message"))
+            .map(|v| volley::percent_decode(v.as_bytes()))
+            .unwrap_or_default()
+    }
+}
+
+/// Sends one request over a fresh HTTP/2 connection, with the given method, path, headers and
+/// body, and collects the response.
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> RawResponse {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (resp, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    let _ = send.send_data(body, true);
+    let resp = resp.await.unwrap();
+    let (parts, mut recv) = resp.into_parts();
+    let headers_only = recv.is_end_stream();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.unwrap();
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        body.put(chunk);
+    }
+    let trailers = if headers_only {
+        None
+    } else {
+        recv.trailers().await.unwrap()
+    };
+    drop(client);
+    conn_task.abort();
+    RawResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.freeze(),
+        trailers,
+        headers_only,
+    }
+}
+
+/// The gRPC frame of an encoded message: flag 0, length, bytes.
+pub fn frame(message: &impl prost::Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut out = BytesMut::with_capacity(5 + body.len());
+    out.put_u8(0);
+    out.put_u32(body.len() as u32);
+    out.put_slice(&body);
+    out.freeze()
+}
+
+/// Decodes the messages of a response body.
+pub fn unframe<M: prost::Message + Default>(mut body: Bytes) -> Vec<M> {
+    let mut out = Vec::new();
+    while body.len() >= 5 {
+        let _flag = body.get_u8();
+        let len = body.get_u32() as usize;
+        out.push(M::decode(body.split_to(len)).unwrap());
+    }
+    out
+}
+
+/// The gRPC request headers every raw call needs.
+pub const GRPC_HEADERS: &[(&str, &str)] =
+    &[("content-type", "application/grpc"), ("te", "trailers")];

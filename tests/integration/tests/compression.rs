@@ -1,0 +1,141 @@
+//! gzip in both directions, and requests in an encoding the server lacks.
+
+use volley::{Code, CompressionEncoding};
+use volley_integration_tests::echo::EchoRequest;
+use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_request};
+
+fn compressible() -> EchoRequest {
+    EchoRequest {
+        message: "z".repeat(10_000),
+        response_size: 10_000,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn gzip_both_directions() {
+    let server = TestServer::start_with(|b| b.send_compressed(CompressionEncoding::Gzip)).await;
+    let client = server.client().send_compressed(CompressionEncoding::Gzip);
+    bounded(10, async {
+        let reply = client.unary(compressible()).await.unwrap().into_inner();
+        assert_eq!(reply.message.len(), 10_000);
+        assert_eq!(reply.payload.len(), 10_000);
+        let msgs = vec![compressible(); 5];
+        let mut stream = client
+            .bidi(tokio_stream::iter(msgs))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut n = 0;
+        while let Some(r) = stream.message().await.unwrap() {
+            assert_eq!(r.payload.len(), 10_000);
+            n += 1;
+        }
+        assert_eq!(n, 5);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn responses_are_gzip_on_the_wire_when_accepted() {
+    let server = TestServer::start_with(|b| b.send_compressed(CompressionEncoding::Gzip)).await;
+    let mut headers = GRPC_HEADERS.to_vec();
+    headers.push(("grpc-accept-encoding", "gzip"));
+    let resp = bounded(
+        10,
+        raw_request(
+            server.addr,
+            "POST",
+            "/volley.test.Echo/Unary",
+            &headers,
+            frame(&compressible()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.grpc_status(), Some(0));
+    assert_eq!(resp.headers.get("grpc-encoding").unwrap(), "gzip");
+    assert_eq!(resp.body[0], 1, "compressed flag set");
+    assert!(
+        resp.body.len() < 1000,
+        "10 kB of 'r' compresses: {}",
+        resp.body.len()
+    );
+
+    // A client that does not accept gzip gets identity.
+    let resp = bounded(
+        10,
+        raw_request(
+            server.addr,
+            "POST",
+            "/volley.test.Echo/Unary",
+            GRPC_HEADERS,
+            frame(&compressible()),
+        ),
+    )
+    .await;
+    assert!(resp.headers.get("grpc-encoding").is_none());
+    assert_eq!(resp.body[0], 0);
+}
+
+#[tokio::test]
+async fn unsupported_encoding_is_unimplemented_with_the_supported_list() {
+    let server = TestServer::start().await;
+    let mut headers = GRPC_HEADERS.to_vec();
+    headers.push(("grpc-encoding", "snappy"));
+    let resp = bounded(
+        10,
+        raw_request(
+            server.addr,
+            "POST",
+            "/volley.test.Echo/Unary",
+            &headers,
+            frame(&compressible()),
+        ),
+    )
+    .await;
+    assert_eq!(resp.grpc_status(), Some(Code::Unimplemented.as_i32()));
+    assert!(
+        resp.grpc_message().contains("snappy"),
+        "{}",
+        resp.grpc_message()
+    );
+    let accepted = resp
+        .headers
+        .get("grpc-accept-encoding")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(accepted.contains("gzip"), "{accepted}");
+
+    // A server that accepts no compression refuses Volley's gzip requests the same way.
+    let plain = TestServer::start_with(|b| b.accept_compressed(&[])).await;
+    let status = bounded(
+        10,
+        plain
+            .client()
+            .send_compressed(CompressionEncoding::Gzip)
+            .unary(EchoRequest::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
+}
+
+#[tokio::test]
+async fn compressed_flag_without_encoding_is_internal() {
+    let server = TestServer::start().await;
+    let mut body = frame(&compressible()).to_vec();
+    body[0] = 1;
+    let resp = bounded(
+        10,
+        raw_request(
+            server.addr,
+            "POST",
+            "/volley.test.Echo/Unary",
+            GRPC_HEADERS,
+            body.into(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.grpc_status(), Some(Code::Internal.as_i32()));
+}

@@ -1,0 +1,110 @@
+//! Deadlines and cancellation: the client's deadline ends the call with DEADLINE_EXCEEDED and
+//! drops the server's handler; a call dropped by its caller drops the handler too.
+
+use std::time::{Duration, Instant};
+
+use volley::{Code, Request};
+use volley_integration_tests::echo::EchoRequest;
+use volley_integration_tests::{Event, GRPC_HEADERS, TestServer, bounded, frame, raw_request};
+
+#[tokio::test]
+async fn deadline_exceeded_and_handler_dropped() {
+    let mut server = TestServer::start().await;
+    let client = server.client();
+    let request = Request::new(EchoRequest {
+        message: "sleepy".into(),
+        sleep_ms: 5_000,
+        ..Default::default()
+    })
+    .with_timeout(Duration::from_millis(50));
+    let started = Instant::now();
+    let status = bounded(10, client.unary(request)).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.next_event().await, Event::Started("sleepy".into()));
+    assert_eq!(server.next_event().await, Event::Dropped("sleepy".into()));
+}
+
+#[tokio::test]
+async fn server_enforces_grpc_timeout_itself() {
+    // A raw client that sends grpc-timeout but never cancels: the server must end the call
+    // with DEADLINE_EXCEEDED on its own and drop the handler.
+    let mut server = TestServer::start().await;
+    let mut headers = GRPC_HEADERS.to_vec();
+    headers.push(("grpc-timeout", "50m"));
+    let resp = bounded(
+        10,
+        raw_request(
+            server.addr,
+            "POST",
+            "/volley.test.Echo/Unary",
+            &headers,
+            frame(&EchoRequest {
+                message: "raw".into(),
+                sleep_ms: 5_000,
+                ..Default::default()
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(resp.grpc_status(), Some(Code::DeadlineExceeded.as_i32()));
+    assert_eq!(server.next_event().await, Event::Started("raw".into()));
+    assert_eq!(server.next_event().await, Event::Dropped("raw".into()));
+}
+
+#[tokio::test]
+async fn dropped_call_cancels_the_handler() {
+    let mut server = TestServer::start().await;
+    let client = server.client();
+    let call = tokio::spawn(async move {
+        client
+            .unary(EchoRequest {
+                message: "abandoned".into(),
+                sleep_ms: 10_000,
+                ..Default::default()
+            })
+            .await
+    });
+    assert_eq!(
+        server.next_event().await,
+        Event::Started("abandoned".into())
+    );
+    call.abort();
+    assert_eq!(
+        server.next_event().await,
+        Event::Dropped("abandoned".into())
+    );
+}
+
+#[tokio::test]
+async fn dropped_stream_cancels_the_handler() {
+    let mut server = TestServer::start().await;
+    let client = server.client();
+    let (tx, rx) = tokio::sync::mpsc::channel::<EchoRequest>(1);
+    let stream = bounded(
+        10,
+        client.bidi(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .unwrap();
+    tx.send(EchoRequest {
+        message: "one".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut replies = stream.into_inner();
+    assert!(bounded(10, replies.message()).await.unwrap().is_some());
+    // Dropping the response stream cancels the call even though the request stream is open:
+    // the server's handler sees its request stream end in CANCELLED.
+    drop(replies);
+    assert_eq!(
+        server.next_event().await,
+        Event::RequestStreamFailed(Code::Cancelled)
+    );
+    drop(tx);
+}

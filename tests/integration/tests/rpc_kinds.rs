@@ -1,0 +1,109 @@
+//! Each RPC kind, with request and response streams of 0, 1 and many messages.
+
+use tokio_stream::iter;
+use volley_integration_tests::echo::EchoRequest;
+use volley_integration_tests::{TestServer, bounded};
+
+fn req(message: &str) -> EchoRequest {
+    EchoRequest {
+        message: message.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn unary() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        let reply = client.unary(req("hi")).await.unwrap().into_inner();
+        assert_eq!(reply.message, "hi");
+        assert_eq!(reply.index, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_streaming_zero_one_many() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        for count in [0, 1, 100] {
+            let mut stream = client
+                .server_stream(EchoRequest {
+                    message: "s".into(),
+                    count,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut got = Vec::new();
+            while let Some(r) = stream.message().await.unwrap() {
+                got.push(r.index);
+            }
+            assert_eq!(got, (0..count).collect::<Vec<_>>());
+            assert!(stream.trailers().is_some(), "trailers read at the end");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_streaming_zero_one_many() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        for count in [0usize, 1, 100] {
+            let msgs: Vec<_> = (0..count).map(|i| req(&format!("{}", i % 10))).collect();
+            let expected: String = msgs.iter().map(|m| m.message.clone()).collect();
+            let reply = client.client_stream(iter(msgs)).await.unwrap().into_inner();
+            assert_eq!(reply.index as usize, count);
+            assert_eq!(reply.message, expected);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bidi_zero_one_many() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        for count in [0usize, 1, 100] {
+            let msgs: Vec<_> = (0..count).map(|i| req(&i.to_string())).collect();
+            let mut stream = client.bidi(iter(msgs)).await.unwrap().into_inner();
+            let mut got = Vec::new();
+            while let Some(r) = stream.message().await.unwrap() {
+                assert_eq!(r.message, got.len().to_string());
+                got.push(r.index);
+            }
+            assert_eq!(got.len(), count);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bidi_is_interactive() {
+    // A reply arrives while the request stream is still open: the client sends the second
+    // message only after reading the first reply.
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut replies = client
+            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        for i in 0..3 {
+            tx.send(req(&format!("ping {i}"))).await.unwrap();
+            let r = replies.message().await.unwrap().unwrap();
+            assert_eq!(r.message, format!("ping {i}"));
+        }
+        drop(tx);
+        assert!(replies.message().await.unwrap().is_none());
+    })
+    .await;
+}
