@@ -47,11 +47,14 @@ pub fn features() -> Vec<Feature> {
     .collect()
 }
 
+/// The notes received so far, by (latitude, longitude).
+type NotesByLocation = HashMap<(i32, i32), Vec<RouteNote>>;
+
 /// The route guide over a fixed set of features.
 #[derive(Debug)]
 pub struct RouteGuideService {
     features: Vec<Feature>,
-    notes: Arc<Mutex<HashMap<(i32, i32), Vec<RouteNote>>>>,
+    notes: Arc<Mutex<NotesByLocation>>,
 }
 
 impl Default for RouteGuideService {

@@ -131,7 +131,7 @@ impl<T: {name}> ::volley::codegen::Service for {server}<T> {{
         &self,
         method: &str,
         call: ::volley::codegen::ServerCall,
-    ) -> ::core::result::Result<::volley::codegen::BoxFuture<()>, ::volley::codegen::ServerCall> {{
+    ) -> ::core::option::Option<::volley::codegen::BoxFuture<()>> {{
         match method {{
 "#
     );
@@ -146,7 +146,7 @@ impl<T: {name}> ::volley::codegen::Service for {server}<T> {{
             buf,
             r#"            "{proto}" => {{
                 let inner = self.inner.clone();
-                ::core::result::Result::Ok(::std::boxed::Box::pin(call.{helper}(
+                ::core::option::Option::Some(::std::boxed::Box::pin(call.{helper}(
                     move |request| async move {{ inner.{rust}(request).await }},
                 )))
             }}"#,
@@ -156,7 +156,7 @@ impl<T: {name}> ::volley::codegen::Service for {server}<T> {{
     }
     let _ = writeln!(
         buf,
-        "            _ => ::core::result::Result::Err(call),\n        }}\n    }}\n}}\n"
+        "            _ => {{\n                call.unknown_method(\"{full}\", method);\n                ::core::option::Option::None\n            }}\n        }}\n    }}\n}}\n"
     );
 }
 

@@ -160,8 +160,15 @@ impl From<i32> for Code {
 
 /// The outcome of a call that did not succeed: a code, a message, optional binary details
 /// (`grpc-status-details-bin`, usually an encoded `google.rpc.Status`) and the trailing metadata.
+///
+/// It is one pointer wide, so `Result<T, Status>` stays small on the success path.
 #[derive(Clone)]
 pub struct Status {
+    inner: Box<StatusInner>,
+}
+
+#[derive(Clone)]
+struct StatusInner {
     code: Code,
     message: String,
     details: Bytes,
@@ -172,52 +179,52 @@ impl Status {
     /// A status with a code and a message.
     pub fn new(code: Code, message: impl Into<String>) -> Status {
         Status {
-            code,
-            message: message.into(),
-            details: Bytes::new(),
-            metadata: MetadataMap::new(),
+            inner: Box::new(StatusInner {
+                code,
+                message: message.into(),
+                details: Bytes::new(),
+                metadata: MetadataMap::new(),
+            }),
         }
     }
 
     /// A status with binary details, sent as `grpc-status-details-bin`.
     pub fn with_details(code: Code, message: impl Into<String>, details: Bytes) -> Status {
-        Status {
-            details,
-            ..Status::new(code, message)
-        }
+        let mut status = Status::new(code, message);
+        status.inner.details = details;
+        status
     }
 
     /// A status with trailing metadata.
     pub fn with_metadata(code: Code, message: impl Into<String>, metadata: MetadataMap) -> Status {
-        Status {
-            metadata,
-            ..Status::new(code, message)
-        }
+        let mut status = Status::new(code, message);
+        status.inner.metadata = metadata;
+        status
     }
 
     /// The code.
     pub fn code(&self) -> Code {
-        self.code
+        self.inner.code
     }
 
     /// The message, decoded from `grpc-message`.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The binary details (empty when there are none).
     pub fn details(&self) -> &Bytes {
-        &self.details
+        &self.inner.details
     }
 
     /// The trailing metadata sent or received with this status.
     pub fn metadata(&self) -> &MetadataMap {
-        &self.metadata
+        &self.inner.metadata
     }
 
     /// The trailing metadata, to add to before the status is returned from a handler.
     pub fn metadata_mut(&mut self) -> &mut MetadataMap {
-        &mut self.metadata
+        &mut self.inner.metadata
     }
 
     /// Builds a status of this code with a message and no details.
@@ -280,16 +287,17 @@ impl Status {
     /// Writes `grpc-status`, `grpc-message`, `grpc-status-details-bin` and the metadata into
     /// a trailer (or Trailers-Only header) map.
     pub(crate) fn write_to(&self, headers: &mut HeaderMap) {
-        headers.extend(self.metadata.clone().into_headers());
-        headers.insert(GRPC_STATUS, self.code.header_value());
-        if !self.message.is_empty() {
-            let encoded = percent_encode(&self.message);
+        headers.extend(self.inner.metadata.clone().into_headers());
+        headers.insert(GRPC_STATUS, self.inner.code.header_value());
+        if !self.inner.message.is_empty() {
+            let encoded = percent_encode(&self.inner.message);
             if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(encoded)) {
                 headers.insert(GRPC_MESSAGE, v);
             }
         }
-        if !self.details.is_empty() {
-            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(base64_encode(&self.details)))
+        if !self.inner.details.is_empty() {
+            if let Ok(v) =
+                HeaderValue::from_maybe_shared(Bytes::from(base64_encode(&self.inner.details)))
             {
                 headers.insert(GRPC_STATUS_DETAILS, v);
             }
@@ -311,12 +319,12 @@ impl Status {
             )),
         };
         if let Some(m) = headers.get(GRPC_MESSAGE) {
-            status.message = percent_decode(m.as_bytes());
+            status.inner.message = percent_decode(m.as_bytes());
         }
         if let Some(d) = headers.get(GRPC_STATUS_DETAILS) {
-            status.details = base64_decode(d.as_bytes()).unwrap_or_default().into();
+            status.inner.details = base64_decode(d.as_bytes()).unwrap_or_default().into();
         }
-        status.metadata = MetadataMap::from_headers(headers.clone());
+        status.inner.metadata = MetadataMap::from_headers(headers.clone());
         Some(status)
     }
 
@@ -353,12 +361,13 @@ impl Status {
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Status");
-        d.field("code", &self.code).field("message", &self.message);
-        if !self.details.is_empty() {
-            d.field("details", &self.details);
+        d.field("code", &self.inner.code)
+            .field("message", &self.inner.message);
+        if !self.inner.details.is_empty() {
+            d.field("details", &self.inner.details);
         }
-        if !self.metadata.is_empty() {
-            d.field("metadata", &self.metadata);
+        if !self.inner.metadata.is_empty() {
+            d.field("metadata", &self.inner.metadata);
         }
         d.finish()
     }
@@ -366,10 +375,10 @@ impl fmt::Debug for Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.message.is_empty() {
-            write!(f, "{}", self.code)
+        if self.inner.message.is_empty() {
+            write!(f, "{}", self.inner.code)
         } else {
-            write!(f, "{}: {}", self.code, self.message)
+            write!(f, "{}: {}", self.inner.code, self.inner.message)
         }
     }
 }

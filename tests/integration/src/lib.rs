@@ -1,7 +1,7 @@
 //! Helpers for the integration tests: the echo service, a server on a free loopback port that
 //! stops when dropped, and a raw HTTP/2 client for requests Volley's own client won't send.
 
-#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
+#![allow(unreachable_pub, missing_docs)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -71,7 +71,7 @@ fn reply(req: &EchoRequest, index: i32, peer: &str) -> EchoReply {
     EchoReply {
         message: req.message.clone(),
         index,
-        payload: vec![b'r'; req.response_size.max(0) as usize].into(),
+        payload: vec![b'r'; req.response_size.max(0) as usize],
         peer: peer.to_owned(),
     }
 }

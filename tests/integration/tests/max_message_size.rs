@@ -24,7 +24,7 @@ async fn oversize_request_is_rejected_and_connection_stays_usable() {
             .into_inner();
 
         let big = EchoRequest {
-            payload: payload_for_encoded_len(FOUR_MIB + 1).into(),
+            payload: payload_for_encoded_len(FOUR_MIB + 1),
             ..Default::default()
         };
         assert_eq!(prost::Message::encoded_len(&big), FOUR_MIB + 1);
@@ -34,7 +34,7 @@ async fn oversize_request_is_rejected_and_connection_stays_usable() {
 
         // Exactly the limit is fine.
         let limit = EchoRequest {
-            payload: payload_for_encoded_len(FOUR_MIB).into(),
+            payload: payload_for_encoded_len(FOUR_MIB),
             ..Default::default()
         };
         client.unary(limit).await.unwrap();
@@ -111,7 +111,7 @@ async fn oversize_message_in_a_request_stream() {
         let msgs = vec![
             EchoRequest::default(),
             EchoRequest {
-                payload: vec![0; 200].into(),
+                payload: vec![0; 200],
                 ..Default::default()
             },
         ];

@@ -1,6 +1,6 @@
 //! `Grpc`: the four RPC kinds on the client, used by generated clients.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::codec::{
 };
 use crate::metadata::MetadataMap;
 use crate::streaming::{DropGuard, Side, Streaming};
-use crate::transport::{SendError, send_flow_controlled};
+use crate::transport::{Pumped, send_messages};
 use crate::{Code, Request, Response, Status, timeout};
 
 /// Calls over a [`Channel`] with per-client options (compression, message size limits).
@@ -263,56 +263,18 @@ impl Grpc {
         let encoding = self.send_compressed;
         let max = self.max_send_message_size;
         tokio::spawn(async move {
-            let mut messages = pin!(messages);
-            enum Next<T> {
-                Message(Option<T>),
-                Cancelled,
-                ServerDone,
-            }
-            loop {
-                let next = poll_fn(|cx| {
-                    if let Poll::Ready(m) = messages.as_mut().poll_next(cx) {
-                        return Poll::Ready(Next::Message(m));
-                    }
-                    if Pin::new(&mut cancelled).poll(cx).is_ready() {
-                        return Poll::Ready(Next::Cancelled);
-                    }
-                    if send.poll_reset(cx).is_ready() {
-                        return Poll::Ready(Next::ServerDone);
-                    }
-                    Poll::Pending
-                })
-                .await;
-                match next {
-                    Next::Message(Some(msg)) => {
-                        let data = match codec::encode(&msg, encoding, max) {
-                            Ok(d) => d,
-                            Err(status) => {
-                                tracing::warn!(%status, "request message not sent; cancelling the call");
-                                send.send_reset(h2::Reason::CANCEL);
-                                return;
-                            }
-                        };
-                        let stop = pin!(&mut cancelled);
-                        match send_flow_controlled(&mut send, data, false, stop).await {
-                            Ok(()) => {}
-                            Err(SendError::Reset) => return,
-                            Err(SendError::Stopped) => {
-                                send.send_reset(h2::Reason::CANCEL);
-                                return;
-                            }
-                        }
-                    }
-                    Next::Message(None) => {
-                        let _ = send.send_data(Bytes::new(), true);
-                        return;
-                    }
-                    Next::Cancelled => {
-                        send.send_reset(h2::Reason::CANCEL);
-                        return;
-                    }
-                    Next::ServerDone => return,
+            let messages = pin!(tokio_stream_ok(messages));
+            let stop = pin!(&mut cancelled);
+            match send_messages(&mut send, messages, encoding, max, stop).await {
+                Pumped::Ended => {
+                    let _ = send.send_data(Bytes::new(), true);
                 }
+                Pumped::Failed(status) => {
+                    tracing::warn!(%status, "request message not sent; cancelling the call");
+                    send.send_reset(h2::Reason::CANCEL);
+                }
+                Pumped::Stopped => send.send_reset(h2::Reason::CANCEL),
+                Pumped::Reset => {}
             }
         });
         Some(guard)
@@ -352,5 +314,28 @@ async fn with_deadline<T>(
         Some(d) => tokio::time::timeout_at(d, call)
             .await
             .unwrap_or_else(|_| Err(Status::deadline_exceeded("deadline exceeded"))),
+    }
+}
+
+/// Wraps a stream of request messages as a stream of `Result`s, the shape the sender takes.
+fn tokio_stream_ok<S: Stream>(inner: S) -> OkStream<S> {
+    OkStream { inner }
+}
+
+pin_project_lite::pin_project! {
+    struct OkStream<S> {
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S: Stream> Stream for OkStream<S> {
+    type Item = Result<S::Item, Status>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        self.project().inner.poll_next(cx).map(|m| m.map(Ok))
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::channel::ChannelConfig;
 use crate::Status;
+use crate::transport::data_frame_budget;
 
 /// A live connection: the handle that opens streams, and whether the connection still runs.
 #[derive(Clone)]
@@ -89,6 +90,9 @@ impl Subchannel {
                 .initial_window_size(self.config.initial_stream_window_size)
                 .initial_connection_window_size(self.config.initial_connection_window_size)
                 .enable_push(false)
+                .data_frame_budget(data_frame_budget(
+                    self.config.initial_connection_window_size,
+                ))
                 .handshake::<_, Bytes>(tcp)
                 .await
                 .map_err(|e| {

@@ -23,27 +23,49 @@ pub(crate) fn encode<M: prost::Message>(
     compression: Option<CompressionEncoding>,
     max_len: usize,
 ) -> Result<Bytes, Status> {
+    let mut buf = BytesMut::new();
+    encode_into(msg, compression, max_len, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// Appends one message with its length prefix to `buf` (so that several small messages can go
+/// out in one HTTP/2 DATA frame). On error `buf` is left as it was.
+pub(crate) fn encode_into<M: prost::Message>(
+    msg: &M,
+    compression: Option<CompressionEncoding>,
+    max_len: usize,
+    buf: &mut BytesMut,
+) -> Result<(), Status> {
     let len = msg.encoded_len();
+    let start = buf.len();
     match compression {
         None => {
             check_send_len(len, max_len)?;
-            let mut buf = BytesMut::with_capacity(HEADER_LEN + len);
+            buf.reserve(HEADER_LEN + len);
             buf.put_u8(0);
             buf.put_u32(len as u32);
-            msg.encode(&mut buf)
-                .map_err(|e| Status::internal(format!("failed to encode message: {e}")))?;
-            Ok(buf.freeze())
+            if let Err(e) = msg.encode(buf) {
+                buf.truncate(start);
+                return Err(Status::internal(format!("failed to encode message: {e}")));
+            }
+            Ok(())
         }
         Some(enc) => {
             let raw = msg.encode_to_vec();
-            let mut buf = BytesMut::with_capacity(HEADER_LEN + len / 2 + 32);
+            buf.reserve(HEADER_LEN + len / 2 + 32);
             buf.put_bytes(0, HEADER_LEN);
-            enc.compress(&raw, &mut buf)?;
-            let clen = buf.len() - HEADER_LEN;
-            check_send_len(clen, max_len)?;
-            buf[0] = 1;
-            buf[1..HEADER_LEN].copy_from_slice(&(clen as u32).to_be_bytes());
-            Ok(buf.freeze())
+            if let Err(status) = enc.compress(&raw, buf) {
+                buf.truncate(start);
+                return Err(status);
+            }
+            let clen = buf.len() - start - HEADER_LEN;
+            if let Err(status) = check_send_len(clen, max_len) {
+                buf.truncate(start);
+                return Err(status);
+            }
+            buf[start] = 1;
+            buf[start + 1..start + HEADER_LEN].copy_from_slice(&(clen as u32).to_be_bytes());
+            Ok(())
         }
     }
 }

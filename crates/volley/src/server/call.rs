@@ -19,7 +19,7 @@ use super::ServerConfig;
 use crate::codec::{self, CompressionEncoding, compression};
 use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
-use crate::transport::{SendError, deadline_passed, send_flow_controlled};
+use crate::transport::{Pumped, deadline_passed, send_messages};
 use crate::{Request, Response, Status, timeout};
 
 const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
@@ -154,6 +154,11 @@ impl ServerCall {
             },
             path,
         ))
+    }
+
+    /// Answers a call to a method that `service` does not have: Trailers-Only UNIMPLEMENTED.
+    pub fn unknown_method(self, service: &str, method: &str) {
+        self.unimplemented(format!("unknown method {method} for service {service}"));
     }
 
     /// Answers a call whose service or method is unknown: Trailers-Only UNIMPLEMENTED.
@@ -396,55 +401,22 @@ impl Responder {
             Ok(resp) => resp.into_parts(),
             Err(status) => return self.send_error(status),
         };
-        let mut messages = pin!(messages);
+        let messages = pin!(messages);
         let Some(mut stream) = self.send_headers(metadata) else {
             return;
         };
-        enum Event<T> {
-            Item(Option<Result<T, Status>>),
-            Reset,
-            Deadline,
-        }
-        loop {
-            let event = poll_fn(|cx| {
-                if let Poll::Ready(item) = messages.as_mut().poll_next(cx) {
-                    return Poll::Ready(Event::Item(item));
-                }
-                if stream.poll_reset(cx).is_ready() {
-                    return Poll::Ready(Event::Reset);
-                }
-                if let Some(d) = self.deadline.as_mut() {
-                    if d.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Event::Deadline);
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            let status = match event {
-                Event::Item(Some(Ok(msg))) => match self.encode(&msg) {
-                    Ok(data) => {
-                        let stop = pin!(deadline_passed(&mut self.deadline));
-                        match send_flow_controlled(&mut stream, data, false, stop).await {
-                            Ok(()) => continue,
-                            Err(SendError::Reset) => return,
-                            Err(SendError::Stopped) => Status::deadline_exceeded(
-                                "deadline exceeded while sending the response",
-                            ),
-                        }
-                    }
-                    Err(status) => status,
-                },
-                Event::Item(Some(Err(status))) => status,
-                Event::Item(None) => Status::with_metadata(crate::Code::Ok, "", trailers),
-                Event::Reset => return,
-                Event::Deadline => {
-                    Status::deadline_exceeded("deadline exceeded while the handler was streaming")
-                }
-            };
-            send_trailers(&mut stream, status);
-            return;
-        }
+        let compression = self.response_encoding;
+        let max = self.config.max_send_message_size;
+        let stop = pin!(deadline_passed(&mut self.deadline));
+        let status = match send_messages(&mut stream, messages, compression, max, stop).await {
+            Pumped::Ended => Status::with_metadata(crate::Code::Ok, "", trailers),
+            Pumped::Failed(status) => status,
+            Pumped::Reset => return,
+            Pumped::Stopped => {
+                Status::deadline_exceeded("deadline exceeded while the handler was streaming")
+            }
+        };
+        send_trailers(&mut stream, status);
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::call::ServerCall;
 use super::router::Router;
 use super::{ConnectionConfig, ServerConfig};
+use crate::transport::data_frame_budget;
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
@@ -34,9 +35,7 @@ pub(crate) async fn serve_connection(
         .initial_window_size(opts.initial_stream_window_size)
         .initial_connection_window_size(opts.initial_connection_window_size)
         .max_header_list_size(opts.max_header_list_size)
-        // gRPC streams of many small messages are legitimate: do not treat a burst of
-        // resets caused by our own errors as an attack on this server's behalf.
-        .max_local_error_reset_streams(None);
+        .data_frame_budget(data_frame_budget(opts.initial_connection_window_size));
     if let Some(n) = opts.max_concurrent_streams {
         builder.max_concurrent_streams(n);
     }

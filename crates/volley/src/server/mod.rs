@@ -32,9 +32,9 @@ pub trait Service: Send + Sync + 'static {
     /// The fully-qualified service name, such as `helloworld.Greeter`.
     fn name(&self) -> &'static str;
 
-    /// Starts the call of `method` (the last part of `:path`). Returns the call back when the
-    /// service has no such method, and the server answers UNIMPLEMENTED.
-    fn call(&self, method: &str, call: ServerCall) -> Result<BoxFuture<()>, ServerCall>;
+    /// Starts the call of `method` (the last part of `:path`). When the service has no such
+    /// method, answers with [`ServerCall::unknown_method`] and returns `None`.
+    fn call(&self, method: &str, call: ServerCall) -> Option<BoxFuture<()>>;
 }
 
 /// Options shared by every call of a server.

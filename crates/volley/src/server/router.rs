@@ -31,12 +31,6 @@ impl Router {
             call.unimplemented(format!("unknown service {service}"));
             return None;
         };
-        match svc.call(method, call) {
-            Ok(fut) => Some(fut),
-            Err(call) => {
-                call.unimplemented(format!("unknown method {method} for service {service}"));
-                None
-            }
-        }
+        svc.call(method, call)
     }
 }

@@ -8,14 +8,116 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
 use h2::SendStream;
+
+use crate::Status;
+use crate::codec::{self, CompressionEncoding};
 
 /// Default per-stream HTTP/2 receive window: 1 MiB (h2's 64 KiB default throttles large
 /// messages over any real round trip).
 pub(crate) const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
 /// Default per-connection HTTP/2 receive window: 2 MiB.
 pub(crate) const DEFAULT_CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// Messages that are ready together go out in one DATA write of at most this many bytes:
+/// many small messages then cost one frame, not one each.
+pub(crate) const MAX_BATCH: usize = 32 * 1024;
+
+/// The budget for h2's small-DATA-frame flood check (GOAWAY ENHANCE_YOUR_CALM
+/// `too_many_data_frames`). h2 charges each buffered frame about 256 bytes minus its payload;
+/// gRPC peers legitimately send one small frame per message (grpc-go does), so the budget
+/// covers a full connection window of the smallest gRPC message (5 bytes).
+pub(crate) fn data_frame_budget(connection_window: u32) -> usize {
+    (connection_window as usize / 5).max(1) * 256
+}
+
+/// How a message stream pumped by [`send_messages`] ended.
+#[derive(Debug)]
+pub(crate) enum Pumped {
+    /// Every message was sent; END_STREAM or trailers are the caller's to send.
+    Ended,
+    /// The message stream yielded an error, or a message could not be encoded.
+    Failed(Status),
+    /// The peer reset the stream.
+    Reset,
+    /// `stop` fired.
+    Stopped,
+}
+
+/// Encodes and sends every message of `messages`, batching the ones that are ready together,
+/// under flow control. Returns when the messages end, fail, the peer resets the stream, or
+/// `stop` fires.
+pub(crate) async fn send_messages<S, M, F>(
+    stream: &mut SendStream<Bytes>,
+    mut messages: Pin<&mut S>,
+    compression: Option<CompressionEncoding>,
+    max_len: usize,
+    mut stop: Pin<&mut F>,
+) -> Pumped
+where
+    S: Stream<Item = Result<M, Status>> + ?Sized,
+    M: prost::Message,
+    F: Future,
+{
+    enum Event {
+        Flush,
+        End,
+        Failed(Status),
+        Reset,
+        Stopped,
+    }
+    let mut batch = BytesMut::new();
+    loop {
+        let event = poll_fn(|cx| {
+            loop {
+                match messages.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(msg))) => {
+                        if let Err(status) =
+                            codec::encode_into(&msg, compression, max_len, &mut batch)
+                        {
+                            return Poll::Ready(Event::Failed(status));
+                        }
+                        if batch.len() >= MAX_BATCH {
+                            return Poll::Ready(Event::Flush);
+                        }
+                    }
+                    Poll::Ready(Some(Err(status))) => return Poll::Ready(Event::Failed(status)),
+                    Poll::Ready(None) => return Poll::Ready(Event::End),
+                    Poll::Pending => break,
+                }
+            }
+            if !batch.is_empty() {
+                return Poll::Ready(Event::Flush);
+            }
+            if stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(Event::Reset);
+            }
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Stopped);
+            }
+            Poll::Pending
+        })
+        .await;
+        // Whatever ended the loop, what was already encoded goes out first.
+        if !batch.is_empty() {
+            let data = batch.split().freeze();
+            match send_flow_controlled(stream, data, false, stop.as_mut()).await {
+                Ok(()) => {}
+                Err(SendError::Reset) => return Pumped::Reset,
+                Err(SendError::Stopped) => return Pumped::Stopped,
+            }
+        }
+        match event {
+            Event::Flush => continue,
+            Event::End => return Pumped::Ended,
+            Event::Failed(status) => return Pumped::Failed(status),
+            Event::Reset => return Pumped::Reset,
+            Event::Stopped => return Pumped::Stopped,
+        }
+    }
+}
 
 /// Why sending on a stream stopped.
 #[derive(Debug)]
