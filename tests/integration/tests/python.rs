@@ -1,0 +1,174 @@
+//! A foreign implementation: Python's grpcio calls Volley's helloworld server, and Volley's
+//! client calls a grpcio helloworld server.
+//!
+//! Needs a Python with `grpcio` and `grpcio-tools` in `VOLLEY_PYTHON`; `scripts/test.sh`
+//! installs one into a virtualenv and runs these tests (they are `#[ignore]`d otherwise).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use volley::{Code, Request};
+use volley_examples::greeter::MyGreeter;
+use volley_examples::helloworld::{GreeterClient, GreeterServer, HelloRequest};
+use volley_integration_tests::bounded;
+
+fn python() -> String {
+    std::env::var("VOLLEY_PYTHON")
+        .expect("VOLLEY_PYTHON must name a python with grpcio; scripts/test.sh sets it up")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Generates the Python helloworld stubs from the project's own `.proto`.
+async fn generate_stubs(tag: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("volley-py-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let proto_dir = repo_root().join("examples/proto");
+    let status = Command::new(python())
+        .args(["-m", "grpc_tools.protoc"])
+        .arg(format!("-I{}", proto_dir.display()))
+        .arg(format!("--python_out={}", out.display()))
+        .arg(format!("--grpc_python_out={}", out.display()))
+        .arg(proto_dir.join("helloworld.proto"))
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "grpc_tools.protoc failed");
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio: run by scripts/test.sh"]
+async fn grpcio_client_calls_volley_server() {
+    let stubs = generate_stubs("client").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        volley::Server::builder()
+            .add_service(GreeterServer::new(MyGreeter::default()))
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let output = bounded(
+        60,
+        Command::new(python())
+            .arg(script("greeter_client.py"))
+            .arg(&stubs)
+            .arg(addr.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "plain: Hello python");
+    assert_eq!(lines[1], "gzip: 506 chars, code OK");
+    assert_eq!(lines[2], "error: INVALID_ARGUMENT name must not be empty");
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(stubs);
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio: run by scripts/test.sh"]
+async fn volley_client_calls_grpcio_server() {
+    let stubs = generate_stubs("server").await;
+    let mut child = Command::new(python())
+        .arg(script("greeter_server.py"))
+        .arg(&stubs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let port: u16 = bounded(30, lines.next_line())
+        .await
+        .unwrap()
+        .expect("server printed its port")
+        .trim()
+        .parse()
+        .unwrap();
+    let channel = volley::Channel::builder(&format!("http://127.0.0.1:{port}"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let client = GreeterClient::new(channel);
+    bounded(30, async {
+        let mut request = Request::new(HelloRequest {
+            name: "volley".into(),
+        });
+        request
+            .metadata_mut()
+            .insert("x-volley", "from-rust")
+            .unwrap();
+        let reply = client.say_hello(request).await.unwrap();
+        assert_eq!(reply.metadata().get("x-python-initial"), Some("from-rust"));
+        assert_eq!(
+            reply
+                .trailers()
+                .get_bin("x-python-trailer-bin")
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            &[0, 1, 2]
+        );
+        assert_eq!(reply.into_inner().message, "Hello volley from grpcio");
+
+        // gzip both ways: the server compresses its responses, the client its requests.
+        let reply = client
+            .clone()
+            .send_compressed(volley::CompressionEncoding::Gzip)
+            .say_hello(HelloRequest {
+                name: "z".repeat(1000),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.into_inner().message.len(),
+            1000 + "Hello  from grpcio".len()
+        );
+
+        let status = client
+            .say_hello(HelloRequest {
+                name: "fail".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "python says no \u{263a}");
+        assert_eq!(
+            status
+                .metadata()
+                .get_bin("x-python-reason-bin")
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            &[0, 0xff]
+        );
+    })
+    .await;
+    drop(child.stdin.take());
+    let _ = bounded(10, child.wait()).await;
+    let _ = std::fs::remove_dir_all(stubs);
+}
