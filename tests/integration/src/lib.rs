@@ -87,6 +87,11 @@ fn requested_status(req: &EchoRequest, metadata: &MetadataMap) -> Option<Status>
 }
 
 impl EchoService {
+    /// A service that reports its handlers' events to `events`.
+    pub fn new(events: mpsc::UnboundedSender<Event>) -> EchoService {
+        EchoService { events }
+    }
+
     async fn start(&self, req: &EchoRequest) -> DropReporter {
         let _ = self.events.send(Event::Started(req.message.clone()));
         let guard = DropReporter {
