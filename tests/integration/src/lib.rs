@@ -387,6 +387,15 @@ pub async fn raw_request(
     }
 }
 
+/// A raw POST to the echo service's `Unary` method, bounded to 10 s.
+pub async fn raw_unary(addr: SocketAddr, headers: &[(&str, &str)], body: Bytes) -> RawResponse {
+    bounded(
+        10,
+        raw_request(addr, "POST", "/volley.test.Echo/Unary", headers, body),
+    )
+    .await
+}
+
 /// The gRPC frame of an encoded message: flag 0, length, bytes.
 pub fn frame(message: &impl prost::Message) -> Bytes {
     let body = message.encode_to_vec();

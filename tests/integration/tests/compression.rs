@@ -2,7 +2,7 @@
 
 use volley::{Code, CompressionEncoding};
 use volley_integration_tests::echo::EchoRequest;
-use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_request};
+use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_unary};
 
 fn compressible() -> EchoRequest {
     EchoRequest {
@@ -41,17 +41,7 @@ async fn responses_are_gzip_on_the_wire_when_accepted() {
     let server = TestServer::start_with(|b| b.send_compressed(CompressionEncoding::Gzip)).await;
     let mut headers = GRPC_HEADERS.to_vec();
     headers.push(("grpc-accept-encoding", "gzip"));
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            &headers,
-            frame(&compressible()),
-        ),
-    )
-    .await;
+    let resp = raw_unary(server.addr, &headers, frame(&compressible())).await;
     assert_eq!(resp.grpc_status(), Some(0));
     assert_eq!(resp.headers.get("grpc-encoding").unwrap(), "gzip");
     assert_eq!(resp.body[0], 1, "compressed flag set");
@@ -62,17 +52,7 @@ async fn responses_are_gzip_on_the_wire_when_accepted() {
     );
 
     // A client that does not accept gzip gets identity.
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            GRPC_HEADERS,
-            frame(&compressible()),
-        ),
-    )
-    .await;
+    let resp = raw_unary(server.addr, GRPC_HEADERS, frame(&compressible())).await;
     assert!(resp.headers.get("grpc-encoding").is_none());
     assert_eq!(resp.body[0], 0);
 }
@@ -82,17 +62,7 @@ async fn unsupported_encoding_is_unimplemented_with_the_supported_list() {
     let server = TestServer::start().await;
     let mut headers = GRPC_HEADERS.to_vec();
     headers.push(("grpc-encoding", "snappy"));
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            &headers,
-            frame(&compressible()),
-        ),
-    )
-    .await;
+    let resp = raw_unary(server.addr, &headers, frame(&compressible())).await;
     assert_eq!(resp.grpc_status(), Some(Code::Unimplemented.as_i32()));
     assert!(
         resp.grpc_message().contains("snappy"),
@@ -126,16 +96,6 @@ async fn compressed_flag_without_encoding_is_internal() {
     let server = TestServer::start().await;
     let mut body = frame(&compressible()).to_vec();
     body[0] = 1;
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            GRPC_HEADERS,
-            body.into(),
-        ),
-    )
-    .await;
+    let resp = raw_unary(server.addr, GRPC_HEADERS, body.into()).await;
     assert_eq!(resp.grpc_status(), Some(Code::Internal.as_i32()));
 }

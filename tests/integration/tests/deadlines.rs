@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use volley::{Code, Request};
 use volley_integration_tests::echo::EchoRequest;
-use volley_integration_tests::{Event, GRPC_HEADERS, TestServer, bounded, frame, raw_request};
+use volley_integration_tests::{Event, GRPC_HEADERS, TestServer, bounded, frame, raw_unary};
 
 #[tokio::test]
 async fn deadline_exceeded_and_handler_dropped() {
@@ -36,19 +36,14 @@ async fn server_enforces_grpc_timeout_itself() {
     let mut server = TestServer::start().await;
     let mut headers = GRPC_HEADERS.to_vec();
     headers.push(("grpc-timeout", "50m"));
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            &headers,
-            frame(&EchoRequest {
-                message: "raw".into(),
-                sleep_ms: 5_000,
-                ..Default::default()
-            }),
-        ),
+    let resp = raw_unary(
+        server.addr,
+        &headers,
+        frame(&EchoRequest {
+            message: "raw".into(),
+            sleep_ms: 5_000,
+            ..Default::default()
+        }),
     )
     .await;
     assert_eq!(resp.grpc_status(), Some(Code::DeadlineExceeded.as_i32()));

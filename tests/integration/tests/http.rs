@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use volley::Code;
 use volley_integration_tests::echo::EchoRequest;
-use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_request};
+use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_request, raw_unary};
 
 #[tokio::test]
 async fn unknown_service_and_method_are_unimplemented_trailers_only() {
@@ -51,15 +51,10 @@ async fn unknown_service_and_method_are_unimplemented_trailers_only() {
 #[tokio::test]
 async fn wrong_content_type_is_415_and_wrong_method_is_405() {
     let server = TestServer::start().await;
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            &[("content-type", "text/plain")],
-            Bytes::from_static(b"hello"),
-        ),
+    let resp = raw_unary(
+        server.addr,
+        &[("content-type", "text/plain")],
+        Bytes::from_static(b"hello"),
     )
     .await;
     assert_eq!(resp.status, 415);
@@ -77,29 +72,19 @@ async fn wrong_content_type_is_415_and_wrong_method_is_405() {
     assert_eq!(resp.status, 405);
     // "application/grpc+proto" and "application/grpc;charset" are gRPC.
     for ct in ["application/grpc+proto", "application/grpc; charset=utf-8"] {
-        let resp = bounded(
-            10,
-            raw_request(
-                server.addr,
-                "POST",
-                "/volley.test.Echo/Unary",
-                &[("content-type", ct), ("te", "trailers")],
-                frame(&EchoRequest::default()),
-            ),
+        let resp = raw_unary(
+            server.addr,
+            &[("content-type", ct), ("te", "trailers")],
+            frame(&EchoRequest::default()),
         )
         .await;
         assert_eq!(resp.grpc_status(), Some(0), "{ct}");
     }
     // "application/grpcfoo" is not.
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            &[("content-type", "application/grpcfoo")],
-            frame(&EchoRequest::default()),
-        ),
+    let resp = raw_unary(
+        server.addr,
+        &[("content-type", "application/grpcfoo")],
+        frame(&EchoRequest::default()),
     )
     .await;
     assert_eq!(resp.status, 415);
@@ -122,17 +107,7 @@ async fn bad_frames_and_bad_protobuf_are_internal() {
         ("no message", Bytes::new()),
     ];
     for (what, body) in cases {
-        let resp = bounded(
-            10,
-            raw_request(
-                server.addr,
-                "POST",
-                "/volley.test.Echo/Unary",
-                GRPC_HEADERS,
-                body,
-            ),
-        )
-        .await;
+        let resp = raw_unary(server.addr, GRPC_HEADERS, body).await;
         assert_eq!(
             resp.grpc_status(),
             Some(Code::Internal.as_i32()),
@@ -148,17 +123,7 @@ async fn malformed_timeout_is_rejected() {
     let server = TestServer::start().await;
     let mut headers = GRPC_HEADERS.to_vec();
     headers.push(("grpc-timeout", "forever"));
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            &headers,
-            frame(&EchoRequest::default()),
-        ),
-    )
-    .await;
+    let resp = raw_unary(server.addr, &headers, frame(&EchoRequest::default())).await;
     assert_eq!(resp.grpc_status(), Some(Code::Internal.as_i32()));
 }
 

@@ -3,7 +3,7 @@
 
 use volley::{Code, Status};
 use volley_integration_tests::echo::EchoRequest;
-use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_request};
+use volley_integration_tests::{GRPC_HEADERS, TestServer, bounded, frame, raw_unary};
 
 const SPECIAL: &str = "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n";
 
@@ -40,15 +40,10 @@ async fn every_code_round_trips_with_its_message() {
 #[tokio::test]
 async fn grpc_message_is_percent_encoded_on_the_wire() {
     let server = TestServer::start().await;
-    let resp = bounded(
-        10,
-        raw_request(
-            server.addr,
-            "POST",
-            "/volley.test.Echo/Unary",
-            GRPC_HEADERS,
-            frame(&failing(Code::NotFound, SPECIAL)),
-        ),
+    let resp = raw_unary(
+        server.addr,
+        GRPC_HEADERS,
+        frame(&failing(Code::NotFound, SPECIAL)),
     )
     .await;
     assert!(resp.headers_only, "an immediate error is Trailers-Only");

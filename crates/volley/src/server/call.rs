@@ -168,40 +168,23 @@ impl ServerCall {
         responder.send_error(Status::unimplemented(message));
     }
 
-    fn into_request<T>(
-        headers: HeaderMap,
-        message: T,
-        timeout: Option<Duration>,
-        remote_addr: Option<SocketAddr>,
-    ) -> Request<T> {
-        Request::from_server_parts(
-            MetadataMap::from_headers(headers),
-            message,
-            timeout,
-            remote_addr,
-        )
-    }
-
-    /// Splits the call into the request (headers and body) and the responder.
-    #[allow(clippy::type_complexity)]
-    fn split(
-        self,
-    ) -> (
-        HeaderMap,
-        RecvStream,
-        Option<Duration>,
-        Option<SocketAddr>,
-        Responder,
-        Option<CompressionEncoding>,
-    ) {
-        (
-            self.headers,
+    /// The request (metadata, message stream, timeout, peer) and the response half.
+    fn into_parts<Req>(self) -> (Request<Streaming<Req>>, Responder) {
+        let stream = Streaming::new(
             self.body,
+            Side::Server,
+            self.responder.config.max_recv_message_size,
+            self.request_encoding,
+            None,
+            None,
+        );
+        let request = Request::from_server_parts(
+            MetadataMap::from_headers(self.headers),
+            stream,
             self.timeout,
             self.remote_addr,
-            self.responder,
-            self.request_encoding,
-        )
+        );
+        (request, self.responder)
     }
 
     /// Runs a unary handler: one request message in, one response message out.
@@ -212,13 +195,8 @@ impl ServerCall {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let max = self.responder.config.max_recv_message_size;
-        let (headers, body, timeout, remote, mut responder, enc) = self.split();
-        let work = async move {
-            let msg = read_single::<Req>(Streaming::new(body, Side::Server, max, enc, None, None))
-                .await?;
-            handler(Self::into_request(headers, msg, timeout, remote)).await
-        };
+        let (request, mut responder) = self.into_parts::<Req>();
+        let work = async move { handler(read_single(request).await?).await };
         if let Guarded::Done(result) = responder.guard(work).await {
             responder.send_unary(result);
         }
@@ -233,13 +211,8 @@ impl ServerCall {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let max = self.responder.config.max_recv_message_size;
-        let (headers, body, timeout, remote, mut responder, enc) = self.split();
-        let work = async move {
-            let msg = read_single::<Req>(Streaming::new(body, Side::Server, max, enc, None, None))
-                .await?;
-            handler(Self::into_request(headers, msg, timeout, remote)).await
-        };
+        let (request, mut responder) = self.into_parts::<Req>();
+        let work = async move { handler(read_single(request).await?).await };
         if let Guarded::Done(result) = responder.guard(work).await {
             responder.send_stream(result).await;
         }
@@ -253,11 +226,8 @@ impl ServerCall {
         F: FnOnce(Request<Streaming<Req>>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let max = self.responder.config.max_recv_message_size;
-        let (headers, body, timeout, remote, mut responder, enc) = self.split();
-        let stream = Streaming::new(body, Side::Server, max, enc, None, None);
-        let work = handler(Self::into_request(headers, stream, timeout, remote));
-        if let Guarded::Done(result) = responder.guard(work).await {
+        let (request, mut responder) = self.into_parts::<Req>();
+        if let Guarded::Done(result) = responder.guard(handler(request)).await {
             responder.send_unary(result);
         }
     }
@@ -272,11 +242,8 @@ impl ServerCall {
         F: FnOnce(Request<Streaming<Req>>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let max = self.responder.config.max_recv_message_size;
-        let (headers, body, timeout, remote, mut responder, enc) = self.split();
-        let stream = Streaming::new(body, Side::Server, max, enc, None, None);
-        let work = handler(Self::into_request(headers, stream, timeout, remote));
-        if let Guarded::Done(result) = responder.guard(work).await {
+        let (request, mut responder) = self.into_parts::<Req>();
+        if let Guarded::Done(result) = responder.guard(handler(request)).await {
             responder.send_stream(result).await;
         }
     }
@@ -284,10 +251,10 @@ impl ServerCall {
 
 /// Reads the one request message of a unary or server-streaming call.
 async fn read_single<Req: prost::Message + Default>(
-    mut stream: Streaming<Req>,
-) -> Result<Req, Status> {
-    match stream.message().await? {
-        Some(msg) => Ok(msg),
+    mut request: Request<Streaming<Req>>,
+) -> Result<Request<Req>, Status> {
+    match request.get_mut().message().await? {
+        Some(msg) => Ok(request.map(|_| msg)),
         None => Err(Status::internal(
             "the client sent no request message for a unary request",
         )),
