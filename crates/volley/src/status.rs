@@ -126,13 +126,15 @@ impl Code {
         }
     }
 
-    /// The code for an HTTP/2 RST_STREAM or GOAWAY error code (`doc/PROTOCOL-HTTP2.md`).
-    pub fn from_h2_reason(reason: h2::Reason) -> Code {
-        match reason {
-            h2::Reason::REFUSED_STREAM => Code::Unavailable,
-            h2::Reason::CANCEL => Code::Cancelled,
-            h2::Reason::ENHANCE_YOUR_CALM => Code::ResourceExhausted,
-            h2::Reason::INADEQUATE_SECURITY => Code::PermissionDenied,
+    /// The code for an HTTP/2 RST_STREAM or GOAWAY error code (`doc/PROTOCOL-HTTP2.md`):
+    /// REFUSED_STREAM (0x7) → UNAVAILABLE, CANCEL (0x8) → CANCELLED, ENHANCE_YOUR_CALM (0xb) →
+    /// RESOURCE_EXHAUSTED, INADEQUATE_SECURITY (0xc) → PERMISSION_DENIED, others → INTERNAL.
+    pub fn from_http2_error_code(error_code: u32) -> Code {
+        match error_code {
+            0x7 => Code::Unavailable,
+            0x8 => Code::Cancelled,
+            0xb => Code::ResourceExhausted,
+            0xc => Code::PermissionDenied,
             _ => Code::Internal,
         }
     }
@@ -328,27 +330,6 @@ impl Status {
         Some(status)
     }
 
-    /// The status for an `h2` error seen by a client or server.
-    pub(crate) fn from_h2(err: &h2::Error) -> Status {
-        if let Some(reason) = err.reason() {
-            let code = if err.is_go_away() && reason == h2::Reason::NO_ERROR {
-                Code::Unavailable
-            } else {
-                Code::from_h2_reason(reason)
-            };
-            let kind = if err.is_go_away() {
-                "GOAWAY"
-            } else {
-                "RST_STREAM"
-            };
-            return Status::new(code, format!("HTTP/2 {kind} with error code {reason:?}"));
-        }
-        if err.is_io() {
-            return Status::unavailable(format!("connection error: {err}"));
-        }
-        Status::internal(format!("HTTP/2 error: {err}"))
-    }
-
     /// The status for an HTTP response that had no `grpc-status`.
     pub(crate) fn from_http_status(status: http::StatusCode) -> Status {
         Status::new(
@@ -384,12 +365,6 @@ impl fmt::Display for Status {
 }
 
 impl std::error::Error for Status {}
-
-impl From<h2::Error> for Status {
-    fn from(err: h2::Error) -> Status {
-        Status::from_h2(&err)
-    }
-}
 
 impl From<std::io::Error> for Status {
     fn from(err: std::io::Error) -> Status {
@@ -478,27 +453,12 @@ mod tests {
 
     #[test]
     fn rst_stream_mapping() {
-        assert_eq!(
-            Code::from_h2_reason(h2::Reason::REFUSED_STREAM),
-            Code::Unavailable
-        );
-        assert_eq!(Code::from_h2_reason(h2::Reason::CANCEL), Code::Cancelled);
-        assert_eq!(
-            Code::from_h2_reason(h2::Reason::ENHANCE_YOUR_CALM),
-            Code::ResourceExhausted
-        );
-        assert_eq!(
-            Code::from_h2_reason(h2::Reason::INADEQUATE_SECURITY),
-            Code::PermissionDenied
-        );
-        assert_eq!(
-            Code::from_h2_reason(h2::Reason::PROTOCOL_ERROR),
-            Code::Internal
-        );
-        assert_eq!(
-            Code::from_h2_reason(h2::Reason::INTERNAL_ERROR),
-            Code::Internal
-        );
+        assert_eq!(Code::from_http2_error_code(0x7), Code::Unavailable);
+        assert_eq!(Code::from_http2_error_code(0x8), Code::Cancelled);
+        assert_eq!(Code::from_http2_error_code(0xb), Code::ResourceExhausted);
+        assert_eq!(Code::from_http2_error_code(0xc), Code::PermissionDenied);
+        assert_eq!(Code::from_http2_error_code(0x1), Code::Internal);
+        assert_eq!(Code::from_http2_error_code(0x2), Code::Internal);
     }
 
     #[test]

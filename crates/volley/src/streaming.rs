@@ -11,11 +11,11 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use h2::RecvStream;
 use tokio::time::Sleep;
 
 use crate::codec::{self, CompressionEncoding, FrameDecoder};
 use crate::metadata::MetadataMap;
+use crate::transport::{RecvBody, StreamError};
 use crate::{Code, Status};
 
 /// Which side reads the stream: it decides whether trailers carry a status.
@@ -39,7 +39,7 @@ pub(crate) type DropGuard = Option<tokio::sync::oneshot::Sender<()>>;
 
 /// The part of a stream that does not depend on the message type.
 struct Inner {
-    body: Option<RecvStream>,
+    body: Option<RecvBody>,
     decoder: FrameDecoder,
     side: Side,
     state: State,
@@ -67,7 +67,7 @@ impl<T> fmt::Debug for Streaming<T> {
 
 impl<T> Streaming<T> {
     pub(crate) fn new(
-        body: RecvStream,
+        body: RecvBody,
         side: Side,
         max_len: usize,
         encoding: Option<CompressionEncoding>,
@@ -126,7 +126,8 @@ impl<T: prost::Message + Default> Streaming<T> {
 impl Inner {
     fn fail<X>(&mut self, status: Status) -> Poll<Option<Result<X, Status>>> {
         self.state = State::Done;
-        // Dropping the body stops reading; h2 discards (and credits) what still arrives.
+        // Dropping the body stops reading; the transport discards (and credits) what still
+        // arrives.
         self.body = None;
         self.guard = None;
         Poll::Ready(Some(Err(status)))
@@ -153,10 +154,7 @@ impl Inner {
                         continue;
                     };
                     match ready!(body.poll_data(cx)) {
-                        Some(Ok(chunk)) => {
-                            let _ = body.flow_control().release_capacity(chunk.len());
-                            self.decoder.push(chunk);
-                        }
+                        Some(Ok(chunk)) => self.decoder.push(chunk),
                         Some(Err(e)) => return self.fail(self.stream_error(&e)),
                         None => {
                             if self.decoder.has_partial() {
@@ -218,11 +216,11 @@ impl Inner {
             .is_some_and(|d| d.as_mut().poll(cx).is_ready())
     }
 
-    fn stream_error(&self, err: &h2::Error) -> Status {
-        match (self.side, err.reason()) {
+    fn stream_error(&self, err: &StreamError) -> Status {
+        match self.side {
             // A client that resets its request stream has cancelled the call.
-            (Side::Server, Some(_)) => Status::cancelled("the client cancelled the call"),
-            _ => Status::from_h2(err),
+            Side::Server if err.is_reset() => Status::cancelled("the client cancelled the call"),
+            _ => err.to_status(),
         }
     }
 }

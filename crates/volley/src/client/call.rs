@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use h2::{RecvStream, SendStream};
 use http::HeaderValue;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -18,7 +17,8 @@ use crate::codec::{
 };
 use crate::metadata::MetadataMap;
 use crate::streaming::{DropGuard, Side, Streaming};
-use crate::transport::{Pumped, send_messages};
+use crate::transport::client::ResponseFuture;
+use crate::transport::{Pumped, RecvBody, SendBody, send_messages};
 use crate::{Code, Request, Response, Status, timeout};
 
 /// Calls over a [`Channel`] with per-client options (compression, message size limits).
@@ -162,7 +162,7 @@ impl Grpc {
         path: &'static str,
         metadata: &MetadataMap,
         deadline: Option<Instant>,
-    ) -> Result<(h2::client::ResponseFuture, SendStream<Bytes>), Status> {
+    ) -> Result<(ResponseFuture, SendBody), Status> {
         let make = || {
             let mut req = http::Request::new(());
             *req.method_mut() = http::Method::POST;
@@ -200,12 +200,12 @@ impl Grpc {
     /// content-type and message encoding.
     async fn read_response<Resp>(
         &self,
-        response: h2::client::ResponseFuture,
+        response: ResponseFuture,
         deadline: Option<Instant>,
         guard: DropGuard,
     ) -> Result<(MetadataMap, Streaming<Resp>), Status> {
-        let response = response.await.map_err(Status::from)?;
-        let (parts, body): (_, RecvStream) = response.into_parts();
+        let response = response.await.map_err(|e| e.to_status())?;
+        let (parts, body): (_, RecvBody) = response.into_parts();
         if parts.status != http::StatusCode::OK {
             return Err(Status::from_trailers(&parts.headers)
                 .filter(|s| s.code() != Code::Ok)
@@ -254,7 +254,7 @@ impl Grpc {
 
     /// Sends the request stream from its own task, so that responses can be read meanwhile.
     /// The returned guard stops the task (with RST_STREAM CANCEL) when dropped.
-    fn spawn_sender<S, Req>(&self, mut send: SendStream<Bytes>, messages: S) -> DropGuard
+    fn spawn_sender<S, Req>(&self, mut send: SendBody, messages: S) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
@@ -271,9 +271,9 @@ impl Grpc {
                 }
                 Pumped::Failed(status) => {
                     tracing::warn!(%status, "request message not sent; cancelling the call");
-                    send.send_reset(h2::Reason::CANCEL);
+                    send.cancel();
                 }
-                Pumped::Stopped => send.send_reset(h2::Reason::CANCEL),
+                Pumped::Stopped => send.cancel(),
                 Pumped::Reset => {}
             }
         });

@@ -3,14 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::SendStream;
-use h2::client::{ResponseFuture, SendRequest};
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
 use super::subchannel::Subchannel;
-use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW};
+use crate::transport::client::ResponseFuture;
+use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW, SendBody};
 use crate::{Error, Status};
 
 /// Options of a channel's connections and calls.
@@ -103,21 +101,13 @@ impl Channel {
         &self,
         mut make_request: impl FnMut() -> http::Request<()>,
         end_of_stream: bool,
-    ) -> Result<(ResponseFuture, SendStream<Bytes>), Status> {
+    ) -> Result<(ResponseFuture, SendBody), Status> {
         let sub = &self.inner.subchannel;
         let mut last_error = None;
         for _ in 0..2 {
-            let sender: SendRequest<Bytes> = sub.sender().await?;
-            let mut sender = match sender.ready().await {
-                Ok(s) => s,
-                Err(e) => {
-                    sub.discard_connection();
-                    last_error = Some(e);
-                    continue;
-                }
-            };
-            match sender.send_request(make_request(), end_of_stream) {
-                Ok(r) => return Ok(r),
+            let sender = sub.sender().await?;
+            match sender.open(make_request(), end_of_stream).await {
+                Ok(opened) => return Ok(opened),
                 Err(e) => {
                     sub.discard_connection();
                     last_error = Some(e);

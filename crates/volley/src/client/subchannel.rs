@@ -7,18 +7,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
-use h2::client::SendRequest;
 use tokio::net::TcpStream;
 
 use super::channel::ChannelConfig;
 use crate::Status;
-use crate::transport::data_frame_budget;
+use crate::transport::client::{self, ClientSettings, Sender};
 
 /// A live connection: the handle that opens streams, and whether the connection still runs.
 #[derive(Clone)]
 struct Connection {
-    sender: SendRequest<Bytes>,
+    sender: Sender,
     alive: Arc<AtomicBool>,
 }
 
@@ -40,7 +38,7 @@ impl Subchannel {
         }
     }
 
-    fn current(&self) -> Option<SendRequest<Bytes>> {
+    fn current(&self) -> Option<Sender> {
         let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         guard
             .as_ref()
@@ -49,7 +47,7 @@ impl Subchannel {
     }
 
     /// A handle to open a stream on the live connection, connecting first if there is none.
-    pub(crate) async fn sender(&self) -> Result<SendRequest<Bytes>, Status> {
+    pub(crate) async fn sender(&self) -> Result<Sender, Status> {
         if let Some(s) = self.current() {
             return Ok(s);
         }
@@ -86,18 +84,13 @@ impl Subchannel {
             if self.config.tcp_nodelay {
                 let _ = tcp.set_nodelay(true);
             }
-            let (sender, connection) = h2::client::Builder::new()
-                .initial_window_size(self.config.initial_stream_window_size)
-                .initial_connection_window_size(self.config.initial_connection_window_size)
-                .enable_push(false)
-                .data_frame_budget(data_frame_budget(
-                    self.config.initial_connection_window_size,
-                ))
-                .handshake::<_, Bytes>(tcp)
-                .await
-                .map_err(|e| {
-                    Status::unavailable(format!("HTTP/2 handshake with {addr} failed: {e}"))
-                })?;
+            let settings = ClientSettings {
+                initial_stream_window_size: self.config.initial_stream_window_size,
+                initial_connection_window_size: self.config.initial_connection_window_size,
+            };
+            let (sender, connection) = client::handshake(tcp, &settings).await.map_err(|e| {
+                Status::unavailable(format!("HTTP/2 handshake with {addr} failed: {e}"))
+            })?;
             let alive = Arc::new(AtomicBool::new(true));
             let flag = alive.clone();
             let peer = addr.clone();

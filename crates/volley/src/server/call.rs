@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use h2::server::SendResponse;
-use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::{Instant, Sleep};
 
@@ -19,7 +17,8 @@ use super::ServerConfig;
 use crate::codec::{self, CompressionEncoding, compression};
 use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
-use crate::transport::{Pumped, deadline_passed, send_messages};
+use crate::transport::server::Respond;
+use crate::transport::{Pumped, RecvBody, SendBody, deadline_passed, send_messages};
 use crate::{Request, Response, Status, timeout};
 
 const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
@@ -29,7 +28,7 @@ const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc
 /// or [`ServerCall::streaming`], which run the handler and write the response.
 pub struct ServerCall {
     headers: HeaderMap,
-    body: RecvStream,
+    body: RecvBody,
     responder: Responder,
     timeout: Option<Duration>,
     request_encoding: Option<CompressionEncoding>,
@@ -47,7 +46,7 @@ impl std::fmt::Debug for ServerCall {
 
 /// The response half of a call.
 struct Responder {
-    respond: SendResponse<Bytes>,
+    respond: Respond,
     config: Arc<ServerConfig>,
     response_encoding: Option<CompressionEncoding>,
     deadline: Option<Pin<Box<Sleep>>>,
@@ -64,8 +63,8 @@ impl ServerCall {
     /// Checks the request headers. Returns the call and its `:path`, or `None` after answering
     /// the request itself (HTTP 405/415, or a Trailers-Only error).
     pub(crate) fn accept(
-        request: http::Request<RecvStream>,
-        respond: SendResponse<Bytes>,
+        request: http::Request<RecvBody>,
+        respond: Respond,
         config: Arc<ServerConfig>,
         remote_addr: Option<SocketAddr>,
     ) -> Option<(ServerCall, http::uri::PathAndQuery)> {
@@ -299,7 +298,7 @@ impl Responder {
     fn http_error(&mut self, status: StatusCode) {
         let mut resp = http::Response::new(());
         *resp.status_mut() = status;
-        let _ = self.respond.send_response(resp, true);
+        self.respond.send_response(resp, true);
     }
 
     /// Sends an error as a Trailers-Only response (headers with END_STREAM).
@@ -313,10 +312,10 @@ impl Responder {
         *headers = extra;
         headers.insert(http::header::CONTENT_TYPE, APPLICATION_GRPC);
         status.write_to(headers);
-        let _ = self.respond.send_response(resp, true);
+        self.respond.send_response(resp, true);
     }
 
-    fn send_headers(&mut self, metadata: MetadataMap) -> Option<SendStream<Bytes>> {
+    fn send_headers(&mut self, metadata: MetadataMap) -> Option<SendBody> {
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
         *headers = metadata.into_headers();
@@ -324,7 +323,7 @@ impl Responder {
         if let Some(enc) = self.response_encoding {
             headers.insert("grpc-encoding", HeaderValue::from_static(enc.as_str()));
         }
-        self.respond.send_response(resp, false).ok()
+        self.respond.send_response(resp, false)
     }
 
     fn encode<M: prost::Message>(&self, msg: &M) -> Result<Bytes, Status> {
@@ -350,7 +349,7 @@ impl Responder {
         let Some(mut stream) = self.send_headers(metadata) else {
             return;
         };
-        // A unary response is one bounded message: h2 queues it under flow control.
+        // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
             send_trailers(
                 &mut stream,
@@ -387,7 +386,7 @@ impl Responder {
     }
 }
 
-fn send_trailers(stream: &mut SendStream<Bytes>, status: Status) {
+fn send_trailers(stream: &mut SendBody, status: Status) {
     let mut trailers = HeaderMap::new();
     status.write_to(&mut trailers);
     let _ = stream.send_trailers(trailers);

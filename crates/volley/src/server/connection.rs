@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::call::ServerCall;
 use super::router::Router;
 use super::{ConnectionConfig, ServerConfig};
-use crate::transport::data_frame_budget;
+use crate::transport::server::ServerConnection;
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
@@ -26,23 +26,10 @@ pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let opts = &shared.connection;
-    if opts.tcp_nodelay {
+    if shared.connection.tcp_nodelay {
         let _ = socket.set_nodelay(true);
     }
-    let mut builder = h2::server::Builder::new();
-    builder
-        .initial_window_size(opts.initial_stream_window_size)
-        .initial_connection_window_size(opts.initial_connection_window_size)
-        .max_header_list_size(opts.max_header_list_size)
-        .data_frame_budget(data_frame_budget(opts.initial_connection_window_size));
-    if let Some(n) = opts.max_concurrent_streams {
-        builder.max_concurrent_streams(n);
-    }
-    if let Some(n) = opts.max_frame_size {
-        builder.max_frame_size(n);
-    }
-    let handshake = builder.handshake::<_, bytes::Bytes>(socket);
+    let handshake = ServerConnection::handshake(socket, &shared.connection.http2);
     let mut conn = tokio::select! {
         r = handshake => match r {
             Ok(conn) => conn,
@@ -70,9 +57,7 @@ pub(crate) async fn serve_connection(
                     }
                 }
                 Some(Err(e)) => {
-                    if !e.is_io() && !e.is_go_away() {
-                        tracing::debug!(%remote, error = %e, "HTTP/2 connection error");
-                    }
+                    tracing::debug!(%remote, error = %e, "connection ended with an error");
                     break;
                 }
                 None => break,
@@ -80,8 +65,6 @@ pub(crate) async fn serve_connection(
             Some(_) = calls.join_next(), if !calls.is_empty() => {}
             _ = shutdown.wait_for(|s| *s), if !draining => {
                 draining = true;
-                // h2 sends GOAWAY(2^31-1) and a PING, then the final GOAWAY once the PING
-                // returns, so streams already in flight are never refused (gRFC A9).
                 conn.graceful_shutdown();
                 if let Some(t) = shared.connection.drain_timeout {
                     drain_deadline

@@ -21,6 +21,7 @@ use router::Router;
 use crate::codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
+use crate::transport::server::ServerSettings;
 use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW};
 
 /// A boxed future, as returned by [`Service::call`].
@@ -49,11 +50,7 @@ pub(crate) struct ServerConfig {
 /// HTTP/2 and socket options of every connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionConfig {
-    pub(crate) max_concurrent_streams: Option<u32>,
-    pub(crate) initial_stream_window_size: u32,
-    pub(crate) initial_connection_window_size: u32,
-    pub(crate) max_frame_size: Option<u32>,
-    pub(crate) max_header_list_size: u32,
+    pub(crate) http2: ServerSettings,
     pub(crate) tcp_nodelay: bool,
     pub(crate) drain_timeout: Option<Duration>,
 }
@@ -73,11 +70,13 @@ impl Server {
                 send_compressed: None,
             },
             connection: ConnectionConfig {
-                max_concurrent_streams: None,
-                initial_stream_window_size: DEFAULT_STREAM_WINDOW,
-                initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
-                max_frame_size: None,
-                max_header_list_size: 16 * 1024 * 1024,
+                http2: ServerSettings {
+                    max_concurrent_streams: None,
+                    initial_stream_window_size: DEFAULT_STREAM_WINDOW,
+                    initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
+                    max_frame_size: None,
+                    max_header_list_size: 16 * 1024 * 1024,
+                },
                 tcp_nodelay: true,
                 drain_timeout: None,
             },
@@ -144,31 +143,31 @@ impl ServerBuilder {
 
     /// The HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients. Default: no limit.
     pub fn max_concurrent_streams(mut self, max: u32) -> ServerBuilder {
-        self.connection.max_concurrent_streams = Some(max);
+        self.connection.http2.max_concurrent_streams = Some(max);
         self
     }
 
     /// The HTTP/2 receive window of each stream. Default: 1 MiB.
     pub fn initial_stream_window_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.initial_stream_window_size = bytes;
+        self.connection.http2.initial_stream_window_size = bytes;
         self
     }
 
     /// The HTTP/2 receive window of each connection. Default: 2 MiB.
     pub fn initial_connection_window_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.initial_connection_window_size = bytes;
+        self.connection.http2.initial_connection_window_size = bytes;
         self
     }
 
     /// The largest HTTP/2 frame payload the server accepts. Default: 16 KiB (HTTP/2's).
     pub fn max_frame_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.max_frame_size = Some(bytes);
+        self.connection.http2.max_frame_size = Some(bytes);
         self
     }
 
     /// The largest header list (metadata) accepted. Default: 16 MiB, as grpc-go.
     pub fn max_header_list_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.max_header_list_size = bytes;
+        self.connection.http2.max_header_list_size = bytes;
         self
     }
 

@@ -1,16 +1,21 @@
-//! The transport seam: everything that touches HTTP/2 frames directly lives here or in the
-//! stream types built on it (`streaming.rs`, `server/call.rs`, `client/call.rs`).
+//! The transport seam: the only module that knows the HTTP/2 engine (today the `h2` crate).
 //!
-//! Today this is the `h2` crate. The rest of the crate sees only `h2`'s stream handles through
-//! these helpers, so a specialised engine can replace it behind the same functions.
+//! The rest of the crate sees connections ([`server::ServerConnection`], [`client::Sender`]),
+//! the two halves of a stream ([`RecvBody`], [`SendBody`]) and [`StreamError`]; a specialised
+//! HTTP/2 engine can replace `h2` behind these types.
+
+pub(crate) mod client;
+pub(crate) mod server;
+mod stream;
+
+pub(crate) use stream::{RecvBody, SendBody, SendError, StreamError};
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_core::Stream;
-use h2::SendStream;
 
 use crate::Status;
 use crate::codec::{self, CompressionEncoding};
@@ -50,7 +55,7 @@ pub(crate) enum Pumped {
 /// under flow control. Returns when the messages end, fail, the peer resets the stream, or
 /// `stop` fires.
 pub(crate) async fn send_messages<S, M, F>(
-    stream: &mut SendStream<Bytes>,
+    stream: &mut SendBody,
     mut messages: Pin<&mut S>,
     compression: Option<CompressionEncoding>,
     max_len: usize,
@@ -103,7 +108,10 @@ where
         // Whatever ended the loop, what was already encoded goes out first.
         if !batch.is_empty() {
             let data = batch.split().freeze();
-            match send_flow_controlled(stream, data, false, stop.as_mut()).await {
+            match stream
+                .send_flow_controlled(data, false, stop.as_mut())
+                .await
+            {
                 Ok(()) => {}
                 Err(SendError::Reset) => return Pumped::Reset,
                 Err(SendError::Stopped) => return Pumped::Stopped,
@@ -117,59 +125,6 @@ where
             Event::Stopped => return Pumped::Stopped,
         }
     }
-}
-
-/// Why sending on a stream stopped.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    /// The peer reset the stream (or the connection went away).
-    Reset,
-    /// The caller's stop signal fired (a deadline, or the call was dropped) while waiting
-    /// for flow-control window.
-    Stopped,
-}
-
-/// Sends `data` on `stream`, waiting for HTTP/2 flow-control capacity so that a slow reader
-/// bounds the memory a fast writer uses. Stops early if the peer resets the stream or `stop`
-/// completes.
-pub(crate) async fn send_flow_controlled<F: Future>(
-    stream: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end_of_stream: bool,
-    mut stop: Pin<&mut F>,
-) -> Result<(), SendError> {
-    if data.is_empty() {
-        return stream
-            .send_data(data, end_of_stream)
-            .map_err(|_| SendError::Reset);
-    }
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let mut cap = stream.capacity();
-        while cap == 0 {
-            cap = poll_fn(|cx| {
-                if let Poll::Ready(r) = stream.poll_capacity(cx) {
-                    return Poll::Ready(match r {
-                        Some(Ok(n)) => Ok(n),
-                        Some(Err(_)) | None => Err(SendError::Reset),
-                    });
-                }
-                if stream.poll_reset(cx).is_ready() {
-                    return Poll::Ready(Err(SendError::Reset));
-                }
-                if stop.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(SendError::Stopped));
-                }
-                Poll::Pending
-            })
-            .await?;
-        }
-        let chunk = data.split_to(cap.min(data.len()));
-        stream
-            .send_data(chunk, end_of_stream && data.is_empty())
-            .map_err(|_| SendError::Reset)?;
-    }
-    Ok(())
 }
 
 /// A future that completes when an optional deadline passes (never, without one).

@@ -1,0 +1,90 @@
+//! The server side of one HTTP/2 connection: handshake, accepting streams, responding, and
+//! graceful shutdown.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::data_frame_budget;
+use super::stream::{RecvBody, SendBody, StreamError};
+
+/// HTTP/2 settings of a server connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerSettings {
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) initial_stream_window_size: u32,
+    pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_frame_size: Option<u32>,
+    pub(crate) max_header_list_size: u32,
+}
+
+/// An accepted HTTP/2 connection.
+pub(crate) struct ServerConnection<T> {
+    inner: h2::server::Connection<T, Bytes>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
+    /// Reads the client preface and exchanges SETTINGS.
+    pub(crate) async fn handshake(io: T, settings: &ServerSettings) -> Result<Self, StreamError> {
+        let mut builder = h2::server::Builder::new();
+        builder
+            .initial_window_size(settings.initial_stream_window_size)
+            .initial_connection_window_size(settings.initial_connection_window_size)
+            .max_header_list_size(settings.max_header_list_size)
+            .data_frame_budget(data_frame_budget(settings.initial_connection_window_size));
+        if let Some(n) = settings.max_concurrent_streams {
+            builder.max_concurrent_streams(n);
+        }
+        if let Some(n) = settings.max_frame_size {
+            builder.max_frame_size(n);
+        }
+        let inner = builder.handshake(io).await?;
+        Ok(ServerConnection { inner })
+    }
+
+    /// The next stream a client opened, driving the connection meanwhile. `None` once the
+    /// connection is closed.
+    pub(crate) async fn accept(
+        &mut self,
+    ) -> Option<Result<(http::Request<RecvBody>, Respond), StreamError>> {
+        match self.inner.accept().await? {
+            Ok((request, respond)) => {
+                Some(Ok((request.map(RecvBody::new), Respond { inner: respond })))
+            }
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    /// Starts a graceful shutdown: GOAWAY(2^31-1) and a PING, then the final GOAWAY once the
+    /// PING returns, so that streams already in flight are never refused (gRFC A9). Streams
+    /// open then run to completion.
+    pub(crate) fn graceful_shutdown(&mut self) {
+        self.inner.graceful_shutdown();
+    }
+}
+
+/// Answers one stream: response headers (or a headers-only response), and resets.
+pub(crate) struct Respond {
+    inner: h2::server::SendResponse<Bytes>,
+}
+
+impl Respond {
+    /// Sends the response headers; with `end_of_stream` they are the whole response
+    /// (Trailers-Only or a bare HTTP error). `None` when the stream is already gone.
+    pub(crate) fn send_response(
+        &mut self,
+        response: http::Response<()>,
+        end_of_stream: bool,
+    ) -> Option<SendBody> {
+        self.inner
+            .send_response(response, end_of_stream)
+            .ok()
+            .map(SendBody::new)
+    }
+
+    /// Ready when the client has reset the stream (or the connection is gone).
+    pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.poll_reset(cx).map(drop)
+    }
+}

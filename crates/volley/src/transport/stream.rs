@@ -1,0 +1,181 @@
+//! The two halves of one HTTP/2 stream as the rest of the crate sees them: [`RecvBody`] (DATA
+//! and trailers coming in) and [`SendBody`] (DATA and trailers going out), plus
+//! [`StreamError`].
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::{Code, Status};
+
+/// A failure on a stream or its connection.
+#[derive(Debug)]
+pub(crate) struct StreamError(h2::Error);
+
+impl StreamError {
+    /// True when the peer (or the connection's end) reset this stream, as opposed to an I/O
+    /// error.
+    pub(crate) fn is_reset(&self) -> bool {
+        self.0.reason().is_some()
+    }
+
+    /// The status this failure ends a call with (`doc/PROTOCOL-HTTP2.md`: RST_STREAM codes,
+    /// GOAWAY, connection failures → UNAVAILABLE).
+    pub(crate) fn to_status(&self) -> Status {
+        let err = &self.0;
+        if let Some(reason) = err.reason() {
+            let code = if err.is_go_away() && reason == h2::Reason::NO_ERROR {
+                Code::Unavailable
+            } else {
+                Code::from_http2_error_code(reason.into())
+            };
+            let kind = if err.is_go_away() {
+                "GOAWAY"
+            } else {
+                "RST_STREAM"
+            };
+            return Status::new(code, format!("HTTP/2 {kind} with error code {reason:?}"));
+        }
+        if err.is_io() {
+            return Status::unavailable(format!("connection error: {err}"));
+        }
+        Status::internal(format!("HTTP/2 error: {err}"))
+    }
+}
+
+impl From<h2::Error> for StreamError {
+    fn from(err: h2::Error) -> StreamError {
+        StreamError(err)
+    }
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The receiving half of a stream.
+#[derive(Debug)]
+pub(crate) struct RecvBody(h2::RecvStream);
+
+impl RecvBody {
+    pub(crate) fn new(inner: h2::RecvStream) -> RecvBody {
+        RecvBody(inner)
+    }
+
+    /// The next DATA chunk. Its bytes are credited back to the peer's flow-control window at
+    /// once: the caller only polls when it wants more, which is what bounds the buffering.
+    pub(crate) fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, StreamError>>> {
+        match self.0.poll_data(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let _ = self.0.flow_control().release_capacity(chunk.len());
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The trailers, once the DATA is over.
+    pub(crate) fn poll_trailers(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<HeaderMap>, StreamError>> {
+        self.0.poll_trailers(cx).map_err(StreamError)
+    }
+}
+
+/// The sending half of a stream.
+#[derive(Debug)]
+pub(crate) struct SendBody(h2::SendStream<Bytes>);
+
+/// Why [`SendBody::send_flow_controlled`] stopped.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The peer reset the stream (or the connection went away).
+    Reset,
+    /// The caller's stop signal fired while waiting for flow-control window.
+    Stopped,
+}
+
+impl SendBody {
+    pub(crate) fn new(inner: h2::SendStream<Bytes>) -> SendBody {
+        SendBody(inner)
+    }
+
+    /// Queues DATA without waiting for flow-control window (for one bounded message).
+    pub(crate) fn send_data(
+        &mut self,
+        data: Bytes,
+        end_of_stream: bool,
+    ) -> Result<(), StreamError> {
+        self.0.send_data(data, end_of_stream).map_err(StreamError)
+    }
+
+    /// Sends the trailers, ending the stream.
+    pub(crate) fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
+        self.0.send_trailers(trailers).map_err(StreamError)
+    }
+
+    /// Resets the stream with RST_STREAM(CANCEL).
+    pub(crate) fn cancel(&mut self) {
+        self.0.send_reset(h2::Reason::CANCEL);
+    }
+
+    /// Ready when the peer has reset the stream.
+    pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.poll_reset(cx).map(drop)
+    }
+
+    /// Sends `data`, waiting for HTTP/2 flow-control capacity so that a slow reader bounds the
+    /// memory a fast writer uses. Stops early if the peer resets the stream or `stop`
+    /// completes.
+    pub(crate) async fn send_flow_controlled<F: Future>(
+        &mut self,
+        mut data: Bytes,
+        end_of_stream: bool,
+        mut stop: Pin<&mut F>,
+    ) -> Result<(), SendError> {
+        let stream = &mut self.0;
+        if data.is_empty() {
+            return stream
+                .send_data(data, end_of_stream)
+                .map_err(|_| SendError::Reset);
+        }
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let mut cap = stream.capacity();
+            while cap == 0 {
+                cap = poll_fn(|cx| {
+                    if let Poll::Ready(r) = stream.poll_capacity(cx) {
+                        return Poll::Ready(match r {
+                            Some(Ok(n)) => Ok(n),
+                            Some(Err(_)) | None => Err(SendError::Reset),
+                        });
+                    }
+                    if stream.poll_reset(cx).is_ready() {
+                        return Poll::Ready(Err(SendError::Reset));
+                    }
+                    if stop.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(SendError::Stopped));
+                    }
+                    Poll::Pending
+                })
+                .await?;
+            }
+            let chunk = data.split_to(cap.min(data.len()));
+            stream
+                .send_data(chunk, end_of_stream && data.is_empty())
+                .map_err(|_| SendError::Reset)?;
+        }
+        Ok(())
+    }
+}
