@@ -14,6 +14,7 @@
 mod client;
 mod codec;
 mod error;
+mod interceptor;
 mod metadata;
 mod request;
 mod response;
@@ -28,6 +29,7 @@ pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
 pub use error::Error;
+pub use interceptor::Interceptor;
 pub use metadata::{InvalidMetadata, MetadataMap, MetadataValue};
 pub use request::{IntoRequest, IntoStreamingRequest, Request};
 pub use response::Response;

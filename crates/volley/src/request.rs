@@ -8,13 +8,15 @@ use crate::metadata::MetadataMap;
 /// A request: the message (or the stream of messages), custom metadata, and per-call options.
 ///
 /// On the client, set metadata and a timeout before sending; on the server, read the metadata,
-/// the peer's address and the remaining time before the deadline.
+/// the peer's address and the remaining time before the deadline. Extensions carry typed
+/// values from an [`crate::Interceptor`] to the handler; they are never sent.
 #[derive(Debug)]
 pub struct Request<T> {
     metadata: MetadataMap,
     message: T,
     timeout: Option<Duration>,
     remote_addr: Option<SocketAddr>,
+    extensions: http::Extensions,
 }
 
 impl<T> Request<T> {
@@ -25,6 +27,7 @@ impl<T> Request<T> {
             message,
             timeout: None,
             remote_addr: None,
+            extensions: http::Extensions::new(),
         }
     }
 
@@ -39,6 +42,7 @@ impl<T> Request<T> {
             message,
             timeout,
             remote_addr,
+            extensions: http::Extensions::new(),
         }
     }
 
@@ -92,14 +96,32 @@ impl<T> Request<T> {
         self.remote_addr
     }
 
-    /// Replaces the message with the result of `f`, keeping metadata and options.
+    /// Typed values attached to the call (by an interceptor, for the handler). Default: empty.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// Typed values attached to the call, to add to.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+
+    /// Replaces the message with the result of `f`, keeping metadata, options and extensions.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
-        Request {
+        let (head, message) = self.split_message();
+        head.with_message(f(message))
+    }
+
+    /// Separates the message from the rest of the request (what interceptors see).
+    pub(crate) fn split_message(self) -> (Request<()>, T) {
+        let head = Request {
             metadata: self.metadata,
-            message: f(self.message),
+            message: (),
             timeout: self.timeout,
             remote_addr: self.remote_addr,
-        }
+            extensions: self.extensions,
+        };
+        (head, self.message)
     }
 
     pub(crate) fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
@@ -112,6 +134,19 @@ impl<T> Request<T> {
 pub trait IntoRequest<T> {
     /// Wraps the value in a [`Request`].
     fn into_request(self) -> Request<T>;
+}
+
+impl Request<()> {
+    /// Puts a message back into a request head.
+    pub(crate) fn with_message<T>(self, message: T) -> Request<T> {
+        Request {
+            metadata: self.metadata,
+            message,
+            timeout: self.timeout,
+            remote_addr: self.remote_addr,
+            extensions: self.extensions,
+        }
+    }
 }
 
 impl<T> IntoRequest<T> for T {

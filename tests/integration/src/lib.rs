@@ -32,6 +32,11 @@ pub enum Event {
     RequestStreamFailed(Code),
 }
 
+/// Put into a request's extensions by an interceptor; the echo service prefixes its unary
+/// reply with the name.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
 /// Reports `Dropped` unless disarmed.
 struct DropReporter {
     tx: mpsc::UnboundedSender<Event>,
@@ -126,6 +131,9 @@ impl Echo for EchoService {
             return Err(status);
         }
         let mut resp = Response::new(reply(req, 0, &peer));
+        if let Some(Caller(name)) = request.extensions().get::<Caller>() {
+            resp.get_mut().message = format!("{name}: {}", req.message);
+        }
         *resp.metadata_mut() = echo_metadata(request.metadata());
         *resp.trailers_mut() = echo_metadata(request.metadata());
         self.finish(guard);

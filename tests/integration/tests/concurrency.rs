@@ -141,3 +141,40 @@ async fn one_data_frame_per_message_from_a_foreign_client() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_streams_queues_calls_instead_of_failing_them() {
+    use volley_integration_tests::Event;
+    let mut server = TestServer::start_with(|b| b.max_concurrent_streams(2)).await;
+    let client = Arc::new(server.client());
+    bounded(60, async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                client
+                    .unary(EchoRequest {
+                        message: i.to_string(),
+                        sleep_ms: 20,
+                        ..Default::default()
+                    })
+                    .await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+    })
+    .await;
+    let (mut running, mut most) = (0i32, 0i32);
+    for _ in 0..40 {
+        match server.next_event().await {
+            Event::Started(_) => running += 1,
+            Event::Finished(_) => running -= 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        most = most.max(running);
+    }
+    assert_eq!(running, 0);
+    assert!(most <= 2, "{most} handlers ran at once");
+}

@@ -69,7 +69,7 @@ impl Grpc {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let (metadata, message, timeout) = request.into_parts();
+        let (metadata, message, timeout) = self.intercept(request)?.into_parts();
         let deadline = self.deadline(timeout);
         let data = codec::encode(&message, self.send_compressed, self.max_send_message_size)?;
         let call = async {
@@ -92,7 +92,7 @@ impl Grpc {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let (metadata, message, timeout) = request.into_parts();
+        let (metadata, message, timeout) = self.intercept(request)?.into_parts();
         let deadline = self.deadline(timeout);
         let data = codec::encode(&message, self.send_compressed, self.max_send_message_size)?;
         let call = async {
@@ -115,7 +115,7 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default,
     {
-        let (metadata, messages, timeout) = request.into_parts();
+        let (metadata, messages, timeout) = self.intercept(request)?.into_parts();
         let deadline = self.deadline(timeout);
         let call = async {
             let (response, send) = self.start(path, &metadata, deadline).await?;
@@ -137,7 +137,7 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default,
     {
-        let (metadata, messages, timeout) = request.into_parts();
+        let (metadata, messages, timeout) = self.intercept(request)?.into_parts();
         let deadline = self.deadline(timeout);
         let call = async {
             let (response, send) = self.start(path, &metadata, deadline).await?;
@@ -148,6 +148,11 @@ impl Grpc {
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
         };
         with_deadline(deadline, call).await
+    }
+
+    /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
+    fn intercept<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
+        self.channel.config().interceptors.run(request)
     }
 
     fn deadline(&self, timeout: Option<Duration>) -> Option<Instant> {

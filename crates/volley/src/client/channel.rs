@@ -7,9 +7,10 @@ use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
 use super::subchannel::Subchannel;
+use crate::interceptor::Interceptors;
 use crate::transport::client::ResponseFuture;
 use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW, SendBody};
-use crate::{Error, Status};
+use crate::{Error, Interceptor, Status};
 
 /// Options of a channel's connections and calls.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ pub(crate) struct ChannelConfig {
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
     pub(crate) tcp_nodelay: bool,
+    pub(crate) interceptors: Interceptors,
 }
 
 struct ChannelInner {
@@ -73,6 +75,7 @@ impl Channel {
                 initial_stream_window_size: DEFAULT_STREAM_WINDOW,
                 initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
                 tcp_nodelay: true,
+                interceptors: Interceptors::default(),
             },
         }
     }
@@ -167,6 +170,14 @@ impl ChannelBuilder {
     /// Sets `TCP_NODELAY` on the channel's sockets. Default: true.
     pub fn tcp_nodelay(mut self, enabled: bool) -> ChannelBuilder {
         self.config.tcp_nodelay = enabled;
+        self
+    }
+
+    /// Adds an interceptor that sees every call on the channel before it is sent (to add
+    /// metadata such as credentials, or to reject the call). Interceptors run in the order
+    /// added. Default: none.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> ChannelBuilder {
+        self.config.interceptors.push(interceptor);
         self
     }
 

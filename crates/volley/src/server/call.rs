@@ -167,8 +167,9 @@ impl ServerCall {
         responder.send_error(Status::unimplemented(message));
     }
 
-    /// The request (metadata, message stream, timeout, peer) and the response half.
-    fn into_parts<Req>(self) -> (Request<Streaming<Req>>, Responder) {
+    /// The request (metadata, message stream, timeout, peer) and the response half, after the
+    /// server's interceptors; `None` when an interceptor rejected the call (already answered).
+    fn into_parts<Req>(self) -> Option<(Request<Streaming<Req>>, Responder)> {
         let stream = Streaming::new(
             self.body,
             Side::Server,
@@ -183,7 +184,15 @@ impl ServerCall {
             self.timeout,
             self.remote_addr,
         );
-        (request, self.responder)
+        let mut responder = self.responder;
+        match responder.config.interceptors.run(request) {
+            Ok(request) => Some((request, responder)),
+            Err(status) => {
+                tracing::debug!(%status, "an interceptor rejected the call");
+                responder.send_error(status);
+                None
+            }
+        }
     }
 
     /// Runs a unary handler: one request message in, one response message out.
@@ -194,7 +203,9 @@ impl ServerCall {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let (request, mut responder) = self.into_parts::<Req>();
+        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+            return;
+        };
         let work = async move { handler(read_single(request).await?).await };
         if let Guarded::Done(result) = responder.guard(work).await {
             responder.send_unary(result);
@@ -210,7 +221,9 @@ impl ServerCall {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let (request, mut responder) = self.into_parts::<Req>();
+        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+            return;
+        };
         let work = async move { handler(read_single(request).await?).await };
         if let Guarded::Done(result) = responder.guard(work).await {
             responder.send_stream(result).await;
@@ -225,7 +238,9 @@ impl ServerCall {
         F: FnOnce(Request<Streaming<Req>>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let (request, mut responder) = self.into_parts::<Req>();
+        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+            return;
+        };
         if let Guarded::Done(result) = responder.guard(handler(request)).await {
             responder.send_unary(result);
         }
@@ -241,7 +256,9 @@ impl ServerCall {
         F: FnOnce(Request<Streaming<Req>>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let (request, mut responder) = self.into_parts::<Req>();
+        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+            return;
+        };
         if let Guarded::Done(result) = responder.guard(handler(request)).await {
             responder.send_stream(result).await;
         }

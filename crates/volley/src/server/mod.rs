@@ -18,9 +18,11 @@ use tokio::task::JoinSet;
 pub use call::ServerCall;
 use router::Router;
 
+use crate::Interceptor;
 use crate::codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
+use crate::interceptor::Interceptors;
 use crate::transport::server::ServerSettings;
 use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW};
 
@@ -45,6 +47,7 @@ pub(crate) struct ServerConfig {
     pub(crate) max_send_message_size: usize,
     pub(crate) accept_compressed: Vec<CompressionEncoding>,
     pub(crate) send_compressed: Option<CompressionEncoding>,
+    pub(crate) interceptors: Interceptors,
 }
 
 /// HTTP/2 and socket options of every connection.
@@ -68,6 +71,7 @@ impl Server {
                 max_send_message_size: DEFAULT_MAX_SEND_MESSAGE_SIZE,
                 accept_compressed: CompressionEncoding::ALL.to_vec(),
                 send_compressed: None,
+                interceptors: Interceptors::default(),
             },
             connection: ConnectionConfig {
                 http2: ServerSettings {
@@ -138,6 +142,14 @@ impl ServerBuilder {
     /// it. Default: responses are not compressed.
     pub fn send_compressed(mut self, encoding: CompressionEncoding) -> ServerBuilder {
         self.config.send_compressed = Some(encoding);
+        self
+    }
+
+    /// Adds an interceptor that sees every call (its metadata, timeout, peer address and
+    /// extensions) before the handler runs, and may reject it with a status. Interceptors run
+    /// in the order added. Default: none.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> ServerBuilder {
+        self.config.interceptors.push(interceptor);
         self
     }
 

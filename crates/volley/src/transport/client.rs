@@ -43,6 +43,10 @@ where
         .initial_window_size(settings.initial_stream_window_size)
         .initial_connection_window_size(settings.initial_connection_window_size)
         .enable_push(false)
+        // Open no stream before the server's SETTINGS arrive (as grpc-go waits for them):
+        // streams beyond its SETTINGS_MAX_CONCURRENT_STREAMS would be refused. h2 queues
+        // them until then and replaces this with the server's limit.
+        .initial_max_send_streams(0)
         .data_frame_budget(data_frame_budget(settings.initial_connection_window_size))
         .handshake::<_, Bytes>(io)
         .await?;
