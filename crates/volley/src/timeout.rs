@@ -5,6 +5,15 @@ use std::time::Duration;
 
 const MAX_DIGITS: u64 = 99_999_999;
 
+/// Timeouts longer than this (a century) are treated as this, so that `now + timeout` cannot
+/// overflow; `grpc-timeout` itself can say up to 99,999,999 hours.
+const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The deadline `timeout` from now.
+pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + timeout.min(MAX_TIMEOUT)
+}
+
 /// Parses a `grpc-timeout` value. `None` when it is malformed.
 pub(crate) fn parse(raw: &[u8]) -> Option<Duration> {
     let (&unit, digits) = raw.split_last()?;

@@ -158,7 +158,7 @@ impl Grpc {
     fn deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
         timeout
             .or(self.channel.config().timeout)
-            .map(|t| Instant::now() + t.min(Duration::from_secs(100 * 365 * 86_400)))
+            .map(timeout::deadline_after)
     }
 
     /// Sends the request headers and opens the stream.

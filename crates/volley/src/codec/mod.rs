@@ -243,6 +243,43 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A deterministic xorshift stream of inputs, split at arbitrary points; the decoder
+        // must answer each with messages or a status, never a panic.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize;
+            let mut input: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len > 0 {
+                // Mostly small lengths and valid flags, so that frames complete.
+                input[0] %= 3;
+            }
+            if len > 4 {
+                input[1] = 0;
+                input[2] = 0;
+                input[3] = 0;
+                input[4] %= 40;
+            }
+            let mut d = FrameDecoder::new(32, Some(CompressionEncoding::Gzip));
+            let cut = if len == 0 { 0 } else { (next() as usize) % len };
+            d.push(Bytes::copy_from_slice(&input[..cut]));
+            while let Ok(Some(m)) = d.next_message() {
+                let _ = decode::<Msg>(m);
+            }
+            d.push(Bytes::copy_from_slice(&input[cut..]));
+            while let Ok(Some(m)) = d.next_message() {
+                let _ = decode::<Msg>(m);
+            }
+        }
+    }
+
+    #[test]
     fn invalid_protobuf_is_internal() {
         let err = decode::<Msg>(Bytes::from_static(&[0x0a, 0x05, b'a'])).expect_err("truncated");
         assert_eq!(err.code(), Code::Internal);

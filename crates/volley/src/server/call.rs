@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use super::ServerConfig;
 use crate::codec::{self, CompressionEncoding, compression};
@@ -98,7 +98,7 @@ impl ServerCall {
                 Some(t) => {
                     timeout_value = Some(t);
                     responder.deadline = Some(Box::pin(tokio::time::sleep_until(
-                        Instant::now() + t.min(Duration::from_secs(100 * 365 * 86_400)),
+                        timeout::deadline_after(t),
                     )));
                 }
                 None => {
