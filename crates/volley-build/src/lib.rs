@@ -65,6 +65,7 @@ pub fn configure() -> Builder {
         file_descriptor_set_path: None,
         extern_paths: Vec::new(),
         emit_rerun_if_changed: true,
+        include_file: None,
     }
 }
 
@@ -78,6 +79,7 @@ pub struct Builder {
     file_descriptor_set_path: Option<PathBuf>,
     extern_paths: Vec<(String, String)>,
     emit_rerun_if_changed: bool,
+    include_file: Option<PathBuf>,
 }
 
 impl Builder {
@@ -112,6 +114,14 @@ impl Builder {
     pub fn extern_path(mut self, proto_path: &str, rust_path: &str) -> Builder {
         self.extern_paths
             .push((proto_path.to_owned(), rust_path.to_owned()));
+        self
+    }
+
+    /// Also writes `<out_dir>/<name>`, one file that nests every generated package in modules
+    /// named after the package (`pub mod helloworld { ... }`), so that packages that refer to
+    /// each other compile with a single `include!`. Default: not written.
+    pub fn include_file(mut self, name: impl Into<PathBuf>) -> Builder {
+        self.include_file = Some(name.into());
         self
     }
 
@@ -163,6 +173,9 @@ impl Builder {
         config.prost_types_path("::volley::codegen::prost_types");
         for (proto, rust) in &self.extern_paths {
             config.extern_path(proto, rust);
+        }
+        if let Some(name) = &self.include_file {
+            config.include_file(name);
         }
         config.service_generator(Box::new(generator::Generator {
             build_server: self.build_server,

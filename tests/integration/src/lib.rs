@@ -13,9 +13,13 @@ use tokio::task::JoinHandle;
 use volley::server::ServerBuilder;
 use volley::{Code, MetadataMap, MetadataValue, Request, Response, Status, Streaming};
 
-pub mod echo {
-    include!(concat!(env!("OUT_DIR"), "/volley.test.rs"));
+/// Every generated package, nested by name (`volley::test`, `volley::test::common`).
+pub mod protos {
+    include!(concat!(env!("OUT_DIR"), "/protos.rs"));
 }
+
+pub use protos::volley::test as echo;
+pub use protos::volley::test::common;
 
 use echo::{Echo, EchoReply, EchoRequest};
 
@@ -78,6 +82,7 @@ fn reply(req: &EchoRequest, index: i32, peer: &str) -> EchoReply {
         index,
         payload: vec![b'r'; req.response_size.max(0) as usize],
         peer: peer.to_owned(),
+        tags: req.tags.clone(),
     }
 }
 

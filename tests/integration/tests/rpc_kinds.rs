@@ -107,3 +107,35 @@ async fn bidi_is_interactive() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn imported_package_nested_types_enums_and_well_known_types_round_trip() {
+    use volley::codegen::prost_types::{Duration, Timestamp};
+    use volley_integration_tests::common::{Tag, tag};
+    let server = TestServer::start().await;
+    let client = server.client();
+    let tag = Tag {
+        key: "k".into(),
+        kind: tag::Kind::Trace as i32,
+        origin: Some(tag::Origin { host: "h".into() }),
+        at: Some(Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        }),
+        ttl: Some(Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+    };
+    let reply = bounded(
+        10,
+        client.unary(EchoRequest {
+            tags: vec![tag.clone()],
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(reply.tags, vec![tag]);
+}
