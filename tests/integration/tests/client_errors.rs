@@ -197,3 +197,58 @@ async fn a_well_formed_raw_response_succeeds() {
     assert_eq!(reply.into_inner().message, "ok");
     server.abort();
 }
+
+#[tokio::test]
+async fn a_dropped_call_sends_rst_stream_cancel() {
+    // A server that never answers; it reports each stream it sees (None) and how the stream
+    // was reset (Some).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut resets) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(tcp).await.unwrap();
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            let tx = tx.clone();
+            let _ = tx.send(None);
+            tokio::spawn(async move {
+                let reason = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
+                let _ = tx.send(reason.ok());
+            });
+        }
+    });
+    let client = EchoClient::new(volley::Channel::new(&format!("http://{addr}")).unwrap());
+    // Dropped by its caller (the future is abandoned) ...
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.unary(EchoRequest::default()).await }
+    });
+    assert_eq!(
+        bounded(10, resets.recv()).await,
+        Some(None),
+        "the stream was opened"
+    );
+    call.abort();
+    assert_eq!(
+        bounded(10, resets.recv()).await,
+        Some(Some(h2::Reason::CANCEL))
+    );
+    // ... and ended by its deadline.
+    let status = client
+        .unary(
+            Request::new(EchoRequest::default()).with_timeout(std::time::Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(
+        bounded(10, resets.recv()).await,
+        Some(None),
+        "the stream was opened"
+    );
+    assert_eq!(
+        bounded(10, resets.recv()).await,
+        Some(Some(h2::Reason::CANCEL))
+    );
+    server.abort();
+}
