@@ -368,10 +368,7 @@ impl Responder {
         };
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
-            send_trailers(
-                &mut stream,
-                Status::with_metadata(crate::Code::Ok, "", trailers),
-            );
+            let _ = stream.send_trailers(ok_trailers(trailers));
         }
     }
 
@@ -392,7 +389,10 @@ impl Responder {
         let max = self.config.max_send_message_size;
         let stop = pin!(deadline_passed(&mut self.deadline));
         let status = match send_messages(&mut stream, messages, compression, max, stop).await {
-            Pumped::Ended => Status::with_metadata(crate::Code::Ok, "", trailers),
+            Pumped::Ended => {
+                let _ = stream.send_trailers(ok_trailers(trailers));
+                return;
+            }
             Pumped::Failed(status) => status,
             Pumped::Reset => return,
             Pumped::Stopped => {
@@ -401,6 +401,14 @@ impl Responder {
         };
         send_trailers(&mut stream, status);
     }
+}
+
+/// The trailers of a successful call: `grpc-status: 0` and the handler's trailing metadata
+/// (built in place: success allocates no `Status`).
+fn ok_trailers(metadata: MetadataMap) -> HeaderMap {
+    let mut trailers = metadata.into_headers();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers
 }
 
 fn send_trailers(stream: &mut SendBody, status: Status) {
