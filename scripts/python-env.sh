@@ -2,13 +2,14 @@
 # Creates (once) a Python virtualenv with grpcio and grpcio-tools from PyPI, for the tests
 # that use grpcio as a foreign client and server, and prints the path of its python.
 # The venv lives in $VOLLEY_PYENV (default /var/tmp/volley-pyenv); a second run reuses it.
+# The base interpreter is $VOLLEY_PYTHON_BASE, else the first python3 on PATH.
 set -euo pipefail
 venv="${VOLLEY_PYENV:-/var/tmp/volley-pyenv}"
 grpcio="${VOLLEY_GRPCIO_VERSION:-1.85.3}"
 tools="${VOLLEY_GRPCIO_TOOLS_VERSION:-1.85.1}"
 stamp="$venv/.volley-$grpcio-$tools"
 if [ ! -f "$stamp" ]; then
-    py="$(command -v python3)"
+    py="${VOLLEY_PYTHON_BASE:-$(command -v python3 || echo /usr/bin/python3)}"
     if ! "$py" -m venv --help >/dev/null 2>&1; then
         apt-get update -qq >&2 && apt-get install -y -qq python3-venv >&2
     fi
