@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -34,8 +35,26 @@ enum State {
     Done,
 }
 
-/// Cancels the call's outbound half when the reader goes away (see `client::call`).
-pub(crate) type DropGuard = Option<tokio::sync::oneshot::Sender<()>>;
+/// Ties a client call's outbound half (a task sending the request stream, see
+/// `client::call`) to the reader of its responses.
+#[derive(Debug)]
+pub(crate) struct OutboundLink {
+    /// Dropping it stops the sender task, which then resets the stream with CANCEL.
+    pub(crate) _stop: tokio::sync::oneshot::Sender<()>,
+    /// Why the sender gave up (a request message it could not encode), if it did: the call
+    /// ends with this status rather than with the CANCELLED of its own reset.
+    pub(crate) failure: Arc<OnceLock<Status>>,
+}
+
+impl OutboundLink {
+    /// The sender's failure, if it failed.
+    pub(crate) fn failure(&self) -> Option<Status> {
+        self.failure.get().cloned()
+    }
+}
+
+/// The link of a streaming-request call; `None` for calls with one request message.
+pub(crate) type DropGuard = Option<OutboundLink>;
 
 /// The part of a stream that does not depend on the message type.
 struct Inner {
@@ -220,7 +239,12 @@ impl Inner {
         match self.side {
             // A client that resets its request stream has cancelled the call.
             Side::Server if err.is_reset() => Status::cancelled("the client cancelled the call"),
-            _ => err.to_status(),
+            Side::Server => err.to_status(),
+            Side::Client => self
+                .guard
+                .as_ref()
+                .and_then(OutboundLink::failure)
+                .unwrap_or_else(|| err.to_status()),
         }
     }
 }

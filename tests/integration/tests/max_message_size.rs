@@ -124,3 +124,39 @@ async fn oversize_message_in_a_request_stream() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn oversize_message_in_a_client_request_stream_fails_the_call_with_its_reason() {
+    let server = TestServer::start().await;
+    let client = server.client().max_encoding_message_size(100);
+    bounded(10, async {
+        let msgs = vec![
+            EchoRequest::default(),
+            EchoRequest {
+                payload: vec![0; 200],
+                ..Default::default()
+            },
+        ];
+        let status = client
+            .client_stream(tokio_stream::iter(msgs.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+        // Depending on timing the failure ends the call before or after the response headers.
+        let status = match client.bidi(tokio_stream::iter(msgs)).await {
+            Err(status) => status,
+            Ok(response) => {
+                let mut replies = response.into_inner();
+                loop {
+                    match replies.message().await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => panic!("the stream must fail"),
+                        Err(status) => break status,
+                    }
+                }
+            }
+        };
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    })
+    .await;
+}

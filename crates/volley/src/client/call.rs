@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::codec::{
     self, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
 use crate::metadata::MetadataMap;
-use crate::streaming::{DropGuard, Side, Streaming};
+use crate::streaming::{DropGuard, OutboundLink, Side, Streaming};
 use crate::transport::client::ResponseFuture;
 use crate::transport::{Pumped, RecvBody, SendBody, send_messages};
 use crate::{Code, Request, Response, Status, timeout};
@@ -209,7 +210,12 @@ impl Grpc {
         deadline: Option<Instant>,
         guard: DropGuard,
     ) -> Result<(MetadataMap, Streaming<Resp>), Status> {
-        let response = response.await.map_err(|e| e.to_status())?;
+        let response = response.await.map_err(|e| {
+            guard
+                .as_ref()
+                .and_then(OutboundLink::failure)
+                .unwrap_or_else(|| e.to_status())
+        })?;
         let (parts, body): (_, RecvBody) = response.into_parts();
         if parts.status != http::StatusCode::OK {
             return Err(Status::from_trailers(&parts.headers)
@@ -258,13 +264,16 @@ impl Grpc {
     }
 
     /// Sends the request stream from its own task, so that responses can be read meanwhile.
-    /// The returned guard stops the task (with RST_STREAM CANCEL) when dropped.
+    /// The returned link stops the task (with RST_STREAM CANCEL) when dropped, and carries the
+    /// task's failure back to the response side.
     fn spawn_sender<S, Req>(&self, mut send: SendBody, messages: S) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
     {
-        let (guard, mut cancelled) = oneshot::channel::<()>();
+        let (stop, mut cancelled) = oneshot::channel::<()>();
+        let failure = Arc::new(OnceLock::new());
+        let failed = failure.clone();
         let encoding = self.send_compressed;
         let max = self.max_send_message_size;
         tokio::spawn(async move {
@@ -275,14 +284,18 @@ impl Grpc {
                     let _ = send.send_data(Bytes::new(), true);
                 }
                 Pumped::Failed(status) => {
-                    tracing::warn!(%status, "request message not sent; cancelling the call");
+                    tracing::debug!(%status, "request message not sent; ending the call");
+                    let _ = failed.set(status);
                     send.cancel();
                 }
                 Pumped::Stopped => send.cancel(),
                 Pumped::Reset => {}
             }
         });
-        Some(guard)
+        Some(OutboundLink {
+            _stop: stop,
+            failure,
+        })
     }
 }
 
