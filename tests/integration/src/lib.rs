@@ -126,6 +126,9 @@ type ReplyStream = volley::BoxStream<EchoReply>;
 impl Echo for EchoService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let guard = self.start(request.get_ref()).await;
+        if request.get_ref().message == "panic" {
+            panic!("the echo handler was asked to panic");
+        }
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -162,7 +165,12 @@ impl Echo for EchoService {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let count = req.count.max(0);
-        let stream = tokio_stream::iter((0..count).map(move |i| Ok(reply(&req, i, &peer))));
+        let stream = tokio_stream::iter((0..count).map(move |i| {
+            if req.message == "panic" && i == 1 {
+                panic!("the echo stream was asked to panic");
+            }
+            Ok(reply(&req, i, &peer))
+        }));
         let mut resp = Response::new(Box::pin(stream) as ReplyStream);
         *resp.metadata_mut() = echo_metadata(request.metadata());
         *resp.trailers_mut() = echo_metadata(request.metadata());

@@ -83,3 +83,30 @@ async fn details_and_status_metadata_round_trip() {
         &[0, 1, 2, 255]
     );
 }
+
+#[tokio::test]
+async fn a_panicking_handler_or_stream_ends_the_call_with_internal() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        let panic = || EchoRequest {
+            message: "panic".into(),
+            count: 3,
+            ..Default::default()
+        };
+        let status = client.unary(panic()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status}");
+
+        let mut stream = client.server_stream(panic()).await.unwrap().into_inner();
+        assert!(
+            stream.message().await.unwrap().is_some(),
+            "the first message"
+        );
+        let status = stream.message().await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status}");
+
+        // The server goes on.
+        client.unary(EchoRequest::default()).await.unwrap();
+    })
+    .await;
+}

@@ -3,9 +3,10 @@
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -293,8 +294,8 @@ impl Responder {
     async fn guard<T>(&mut self, work: impl Future<Output = Result<T, Status>>) -> Guarded<T> {
         let mut work = pin!(work);
         poll_fn(|cx| {
-            if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                return Poll::Ready(Guarded::Done(r));
+            if let Poll::Ready(r) = poll_user(|| work.as_mut().poll(cx)) {
+                return Poll::Ready(Guarded::Done(r.and_then(|r| r)));
             }
             if let Some(d) = self.deadline.as_mut() {
                 if d.as_mut().poll(cx).is_ready() {
@@ -381,7 +382,10 @@ impl Responder {
             Ok(resp) => resp.into_parts(),
             Err(status) => return self.send_error(status),
         };
-        let messages = pin!(messages);
+        let messages = pin!(CaughtStream {
+            inner: messages,
+            done: false,
+        });
         let Some(mut stream) = self.send_headers(metadata) else {
             return;
         };
@@ -400,6 +404,50 @@ impl Responder {
             }
         };
         send_trailers(&mut stream, status);
+    }
+}
+
+/// Polls user code (a handler future or a response stream) and turns a panic into INTERNAL, so
+/// that the client gets a status rather than a reset stream, and the server goes on.
+fn poll_user<T>(poll: impl FnOnce() -> Poll<T>) -> Poll<Result<T, Status>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(poll)) {
+        Ok(polled) => polled.map(Ok),
+        Err(_) => {
+            tracing::error!("a handler panicked; the call ends with INTERNAL");
+            Poll::Ready(Err(Status::internal("the handler panicked")))
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response stream whose panics end the call with INTERNAL.
+    struct CaughtStream<S> {
+        #[pin]
+        inner: S,
+        done: bool,
+    }
+}
+
+impl<S, M> Stream for CaughtStream<S>
+where
+    S: Stream<Item = Result<M, Status>>,
+{
+    type Item = Result<M, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        let inner = this.inner;
+        match poll_user(|| inner.poll_next(cx)) {
+            Poll::Ready(Ok(item)) => Poll::Ready(item),
+            Poll::Ready(Err(status)) => {
+                *this.done = true;
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
