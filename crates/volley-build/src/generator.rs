@@ -160,6 +160,24 @@ impl<T: {name}> ::volley::codegen::Service for {server}<T> {{
     );
 }
 
+/// The generated client's own associated functions; an RPC of the same name gets `_rpc`
+/// appended in the client (the service trait keeps the plain name).
+const CLIENT_OWN_METHODS: &[&str] = &[
+    "new",
+    "connect",
+    "send_compressed",
+    "max_decoding_message_size",
+    "max_encoding_message_size",
+];
+
+fn client_method_name(m: &Method) -> String {
+    if CLIENT_OWN_METHODS.contains(&m.name.as_str()) {
+        format!("{}_rpc", m.name)
+    } else {
+        m.name.clone()
+    }
+}
+
 fn write_client(service: &Service, buf: &mut String) {
     let name = &service.name;
     let client = format!("{name}Client");
@@ -237,12 +255,19 @@ impl {client} {{
         if m.comments.leading.is_empty() {
             let _ = writeln!(buf, "    /// Calls `{}`.", m.proto_name);
         }
+        let rust = client_method_name(m);
+        if rust != m.name {
+            let _ = writeln!(
+                buf,
+                "    ///\n    /// (Named `{rust}` because `{}` is one of the client's own methods.)",
+                m.name
+            );
+        }
         let _ = writeln!(
             buf,
             r#"    pub async fn {rust}(&self, request: {param}) -> {ret} {{
         self.inner.{helper}({convert}, "{path}").await
     }}"#,
-            rust = m.name,
             ret = result_of(&format!("::volley::Response<{output}>")),
         );
     }

@@ -148,6 +148,10 @@ impl Echo for EchoService {
         Ok(resp)
     }
 
+    async fn connect(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        Ok(Response::new(reply(request.get_ref(), 0, "connect")))
+    }
+
     type ServerStreamStream = ReplyStream;
 
     async fn server_stream(

@@ -139,3 +139,17 @@ async fn imported_package_nested_types_enums_and_well_known_types_round_trip() {
     .into_inner();
     assert_eq!(reply.tags, vec![tag]);
 }
+
+#[tokio::test]
+async fn an_rpc_named_like_a_client_method_gets_a_suffix_in_the_client() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let reply = bounded(10, client.connect_rpc(req("c")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (reply.message.as_str(), reply.peer.as_str()),
+        ("c", "connect")
+    );
+}
