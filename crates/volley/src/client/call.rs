@@ -175,10 +175,7 @@ impl Grpc {
             *req.uri_mut() = self.channel.uri(path);
             let headers = req.headers_mut();
             headers.extend(metadata.clone().into_headers());
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
+            headers.insert(http::header::CONTENT_TYPE, codec::APPLICATION_GRPC);
             headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
             headers.insert(
                 http::header::USER_AGENT,
@@ -233,7 +230,7 @@ impl Grpc {
             ));
         }
         let content_type = parts.headers.get(http::header::CONTENT_TYPE);
-        if !content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")) {
+        if !codec::is_grpc_content_type(content_type) {
             return Err(Status::unknown(format!(
                 "response has content-type {content_type:?}, not application/grpc"
             )));

@@ -17,6 +17,19 @@ pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// The default largest message a peer sends: no limit beyond the wire format's 4 GiB.
 pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = u32::MAX as usize;
 
+/// The `content-type` Volley sends on requests and responses.
+pub(crate) const APPLICATION_GRPC: http::HeaderValue =
+    http::HeaderValue::from_static("application/grpc");
+
+/// True for `application/grpc`, `application/grpc+<codec>` and `application/grpc;<params>`,
+/// the content-types of gRPC on either side.
+pub(crate) fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
+    let Some(rest) = value.and_then(|v| v.as_bytes().strip_prefix(b"application/grpc")) else {
+        return false;
+    };
+    rest.is_empty() || rest[0] == b'+' || rest[0] == b';'
+}
+
 /// Encodes one message with its length prefix, compressing it when `compression` is set.
 pub(crate) fn encode<M: prost::Message>(
     msg: &M,

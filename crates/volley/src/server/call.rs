@@ -22,8 +22,6 @@ use crate::transport::server::Respond;
 use crate::transport::{Pumped, RecvBody, SendBody, deadline_passed, send_messages};
 use crate::{Request, Response, Status, timeout};
 
-const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
-
 /// An inbound call handed to a [`crate::server::Service`]. Generated code passes it to one of
 /// [`ServerCall::unary`], [`ServerCall::server_streaming`], [`ServerCall::client_streaming`]
 /// or [`ServerCall::streaming`], which run the handler and write the response.
@@ -81,7 +79,7 @@ impl ServerCall {
             responder.http_error(StatusCode::METHOD_NOT_ALLOWED);
             return None;
         }
-        if !is_grpc_content_type(parts.headers.get(http::header::CONTENT_TYPE)) {
+        if !codec::is_grpc_content_type(parts.headers.get(http::header::CONTENT_TYPE)) {
             tracing::debug!(
                 content_type = ?parts.headers.get(http::header::CONTENT_TYPE),
                 "rejecting non-gRPC content-type with 415"
@@ -278,16 +276,6 @@ async fn read_single<Req: prost::Message + Default>(
     }
 }
 
-fn is_grpc_content_type(value: Option<&HeaderValue>) -> bool {
-    let Some(v) = value else { return false };
-    let v = v.as_bytes();
-    let rest = match v.strip_prefix(b"application/grpc") {
-        Some(rest) => rest,
-        None => return false,
-    };
-    rest.is_empty() || rest[0] == b'+' || rest[0] == b';'
-}
-
 impl Responder {
     /// Runs `work` until it finishes, the deadline passes, or the client resets the stream.
     /// On a deadline or a reset the work (the handler future) is dropped.
@@ -328,7 +316,7 @@ impl Responder {
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
         *headers = extra;
-        headers.insert(http::header::CONTENT_TYPE, APPLICATION_GRPC);
+        headers.insert(http::header::CONTENT_TYPE, codec::APPLICATION_GRPC);
         status.write_to(headers);
         self.respond.send_response(resp, true);
     }
@@ -337,7 +325,7 @@ impl Responder {
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
         *headers = metadata.into_headers();
-        headers.insert(http::header::CONTENT_TYPE, APPLICATION_GRPC);
+        headers.insert(http::header::CONTENT_TYPE, codec::APPLICATION_GRPC);
         if let Some(enc) = self.response_encoding {
             headers.insert("grpc-encoding", HeaderValue::from_static(enc.as_str()));
         }
