@@ -16,6 +16,7 @@ mod codec;
 mod error;
 mod interceptor;
 mod metadata;
+mod random;
 mod request;
 mod response;
 pub mod server;
@@ -24,7 +25,9 @@ mod streaming;
 mod timeout;
 mod transport;
 
-pub use client::{Channel, ChannelBuilder, Grpc};
+pub use client::{
+    BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, balancer, resolver,
+};
 pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };

@@ -15,6 +15,7 @@ pub struct Request<T> {
     metadata: MetadataMap,
     message: T,
     timeout: Option<Duration>,
+    wait_for_ready: Option<bool>,
     remote_addr: Option<SocketAddr>,
     extensions: http::Extensions,
 }
@@ -26,6 +27,7 @@ impl<T> Request<T> {
             metadata: MetadataMap::new(),
             message,
             timeout: None,
+            wait_for_ready: None,
             remote_addr: None,
             extensions: http::Extensions::new(),
         }
@@ -41,6 +43,7 @@ impl<T> Request<T> {
             metadata,
             message,
             timeout,
+            wait_for_ready: None,
             remote_addr,
             extensions: http::Extensions::new(),
         }
@@ -91,6 +94,20 @@ impl<T> Request<T> {
         self.timeout
     }
 
+    /// Client side: whether the call waits for a ready connection (until its deadline) instead
+    /// of failing at once with UNAVAILABLE while the channel is in TRANSIENT_FAILURE (gRPC's
+    /// wait-for-ready). Default: the channel's setting
+    /// ([`crate::ChannelBuilder::wait_for_ready`]), itself false by default.
+    pub fn set_wait_for_ready(&mut self, wait: bool) {
+        self.wait_for_ready = Some(wait);
+    }
+
+    /// Sets wait-for-ready ([`Request::set_wait_for_ready`]) and returns the request.
+    pub fn with_wait_for_ready(mut self, wait: bool) -> Request<T> {
+        self.wait_for_ready = Some(wait);
+        self
+    }
+
     /// On the server, the address of the peer that sent the request.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
@@ -118,15 +135,29 @@ impl<T> Request<T> {
             metadata: self.metadata,
             message: (),
             timeout: self.timeout,
+            wait_for_ready: self.wait_for_ready,
             remote_addr: self.remote_addr,
             extensions: self.extensions,
         };
         (head, self.message)
     }
 
-    pub(crate) fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
-        (self.metadata, self.message, self.timeout)
+    pub(crate) fn into_parts(self) -> CallParts<T> {
+        CallParts {
+            metadata: self.metadata,
+            message: self.message,
+            timeout: self.timeout,
+            wait_for_ready: self.wait_for_ready,
+        }
     }
+}
+
+/// A client request taken apart for sending.
+pub(crate) struct CallParts<T> {
+    pub(crate) metadata: MetadataMap,
+    pub(crate) message: T,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) wait_for_ready: Option<bool>,
 }
 
 /// Anything that can be sent as a unary or server-streaming request: a message or a
@@ -143,6 +174,7 @@ impl Request<()> {
             metadata: self.metadata,
             message,
             timeout: self.timeout,
+            wait_for_ready: self.wait_for_ready,
             remote_addr: self.remote_addr,
             extensions: self.extensions,
         }

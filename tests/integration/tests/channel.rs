@@ -57,9 +57,14 @@ async fn reconnects_after_the_server_restarts() {
                 let _ = stopped.await;
             }),
     );
-    let after = bounded(10, client.unary(EchoRequest::default()))
-        .await
-        .unwrap();
+    // The channel is in TRANSIENT_FAILURE until its backoff (about 1 s) lets it try again; a
+    // wait-for-ready call waits for that reconnection.
+    let after = bounded(
+        10,
+        client.unary(volley::Request::new(EchoRequest::default()).with_wait_for_ready(true)),
+    )
+    .await
+    .unwrap();
     assert_ne!(
         before.get_ref().peer,
         after.get_ref().peer,

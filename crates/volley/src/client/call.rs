@@ -12,7 +12,7 @@ use http::HeaderValue;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::channel::Channel;
+use super::channel::{Channel, MAX_TRANSPARENT_RETRIES};
 use crate::codec::{
     self, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
@@ -70,14 +70,19 @@ impl Grpc {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let (metadata, message, timeout) = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(timeout);
-        let data = codec::encode(&message, self.send_compressed, self.max_send_message_size)?;
+        let parts = self.intercept(request)?.into_parts();
+        let deadline = self.deadline(parts.timeout);
+        let wait = self.wait_for_ready(parts.wait_for_ready);
+        let data = codec::encode(
+            &parts.message,
+            self.send_compressed,
+            self.max_send_message_size,
+        )?;
         let call = async {
-            let (response, mut send) = self.start(path, &metadata, deadline).await?;
-            // An error here means the server already answered; the response says why.
-            let _ = send.send_data(data, true);
-            let (headers, mut stream) = self.read_response::<Resp>(response, None, None).await?;
+            let (response, _send) = self
+                .send_single(path, &parts.metadata, deadline, wait, data)
+                .await?;
+            let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
             single_response(headers, &mut stream).await
         };
         with_deadline(deadline, call).await
@@ -93,13 +98,19 @@ impl Grpc {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let (metadata, message, timeout) = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(timeout);
-        let data = codec::encode(&message, self.send_compressed, self.max_send_message_size)?;
+        let parts = self.intercept(request)?.into_parts();
+        let deadline = self.deadline(parts.timeout);
+        let wait = self.wait_for_ready(parts.wait_for_ready);
+        let data = codec::encode(
+            &parts.message,
+            self.send_compressed,
+            self.max_send_message_size,
+        )?;
         let call = async {
-            let (response, mut send) = self.start(path, &metadata, deadline).await?;
-            let _ = send.send_data(data, true);
-            let (headers, stream) = self.read_response::<Resp>(response, deadline, None).await?;
+            let (response, _send) = self
+                .send_single(path, &parts.metadata, deadline, wait, data)
+                .await?;
+            let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
         };
         with_deadline(deadline, call).await
@@ -116,12 +127,14 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default,
     {
-        let (metadata, messages, timeout) = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(timeout);
+        let parts = self.intercept(request)?.into_parts();
+        let deadline = self.deadline(parts.timeout);
+        let wait = self.wait_for_ready(parts.wait_for_ready);
         let call = async {
-            let (response, send) = self.start(path, &metadata, deadline).await?;
-            let guard = self.spawn_sender(send, messages);
-            let (headers, mut stream) = self.read_response::<Resp>(response, None, guard).await?;
+            let (response, send) = self.start(path, &parts.metadata, deadline, wait).await?;
+            let guard = self.spawn_sender(send, parts.message);
+            let response = await_headers(response, &guard).await?;
+            let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
             single_response(headers, &mut stream).await
         };
         with_deadline(deadline, call).await
@@ -138,14 +151,14 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default,
     {
-        let (metadata, messages, timeout) = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(timeout);
+        let parts = self.intercept(request)?.into_parts();
+        let deadline = self.deadline(parts.timeout);
+        let wait = self.wait_for_ready(parts.wait_for_ready);
         let call = async {
-            let (response, send) = self.start(path, &metadata, deadline).await?;
-            let guard = self.spawn_sender(send, messages);
-            let (headers, stream) = self
-                .read_response::<Resp>(response, deadline, guard)
-                .await?;
+            let (response, send) = self.start(path, &parts.metadata, deadline, wait).await?;
+            let guard = self.spawn_sender(send, parts.message);
+            let response = await_headers(response, &guard).await?;
+            let (headers, stream) = self.read_response::<Resp>(response, deadline, guard)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
         };
         with_deadline(deadline, call).await
@@ -154,6 +167,37 @@ impl Grpc {
     /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
     fn intercept<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
         self.channel.config().interceptors.run(request)
+    }
+
+    fn wait_for_ready(&self, per_call: Option<bool>) -> bool {
+        per_call.unwrap_or(self.channel.config().wait_for_ready)
+    }
+
+    /// Sends a request whose one message is `data`, and waits for the response headers.
+    /// A stream the server did not process (refused, or cut off by GOAWAY) is sent again on
+    /// a new pick: gRPC's transparent retry.
+    async fn send_single(
+        &self,
+        path: &'static str,
+        metadata: &MetadataMap,
+        deadline: Option<Instant>,
+        wait_for_ready: bool,
+        data: Bytes,
+    ) -> Result<(http::Response<RecvBody>, SendBody), Status> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (response, mut send) = self.start(path, metadata, deadline, wait_for_ready).await?;
+            // An error here means the server already answered; the response says why.
+            let _ = send.send_data(data.clone(), true);
+            match response.await {
+                Ok(response) => return Ok((response, send)),
+                Err(e) if e.is_unprocessed() && attempt < MAX_TRANSPARENT_RETRIES => {
+                    tracing::debug!(error = %e, "stream not processed by the server; retrying");
+                }
+                Err(e) => return Err(e.to_status()),
+            }
+        }
     }
 
     fn deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
@@ -168,6 +212,7 @@ impl Grpc {
         path: &'static str,
         metadata: &MetadataMap,
         deadline: Option<Instant>,
+        wait_for_ready: bool,
     ) -> Result<(ResponseFuture, SendBody), Status> {
         let make = || {
             let mut req = http::Request::new(());
@@ -196,23 +241,19 @@ impl Grpc {
             }
             req
         };
-        self.channel.open_stream(make, false).await
+        self.channel
+            .open_stream(path, make, false, wait_for_ready)
+            .await
     }
 
     /// Waits for the response headers and checks them: HTTP status, Trailers-Only,
     /// content-type and message encoding.
-    async fn read_response<Resp>(
+    fn read_response<Resp>(
         &self,
-        response: ResponseFuture,
+        response: http::Response<RecvBody>,
         deadline: Option<Instant>,
         guard: DropGuard,
     ) -> Result<(MetadataMap, Streaming<Resp>), Status> {
-        let response = response.await.map_err(|e| {
-            guard
-                .as_ref()
-                .and_then(OutboundLink::failure)
-                .unwrap_or_else(|| e.to_status())
-        })?;
         let (parts, body): (_, RecvBody) = response.into_parts();
         if parts.status != http::StatusCode::OK {
             return Err(Status::from_trailers(&parts.headers)
@@ -294,6 +335,20 @@ impl Grpc {
             failure,
         })
     }
+}
+
+/// Waits for the response headers of a streaming call; a failure of the request sender
+/// (a message it could not encode) explains a reset better than the reset itself.
+async fn await_headers(
+    response: ResponseFuture,
+    guard: &DropGuard,
+) -> Result<http::Response<RecvBody>, Status> {
+    response.await.map_err(|e| {
+        guard
+            .as_ref()
+            .and_then(OutboundLink::failure)
+            .unwrap_or_else(|| e.to_status())
+    })
 }
 
 /// Reads the one message of a unary or client-streaming response, then its trailers.

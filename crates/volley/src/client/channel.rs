@@ -1,14 +1,20 @@
 //! `Channel`: a cheap-to-clone handle to a target that every generated client calls through.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::backoff::BackoffConfig;
+use super::balancer::{self, PickInfo, PickResult};
+use super::connectivity::ConnectivityState;
+use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
+use super::resolver::{self, ResolverBuilder, Target};
 use super::subchannel::Subchannel;
 use crate::interceptor::Interceptors;
-use crate::transport::client::ResponseFuture;
+use crate::transport::client::{ResponseFuture, Sender};
 use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW, SendBody};
 use crate::{Error, Interceptor, Status};
 
@@ -16,7 +22,11 @@ use crate::{Error, Interceptor, Status};
 #[derive(Debug)]
 pub(crate) struct ChannelConfig {
     pub(crate) connect_timeout: Duration,
+    pub(crate) backoff: BackoffConfig,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) wait_for_ready: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) load_balancing_policy: String,
     pub(crate) user_agent: HeaderValue,
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
@@ -25,18 +35,33 @@ pub(crate) struct ChannelConfig {
 }
 
 struct ChannelInner {
-    scheme: Scheme,
+    target: Target,
     authority: Authority,
     config: Arc<ChannelConfig>,
-    subchannel: Subchannel,
+    picker: watch::Receiver<Arc<PickerState>>,
+    events: mpsc::UnboundedSender<ControlEvent>,
+    /// The control task's setup until the channel is first used (it needs a runtime).
+    setup: Mutex<Option<ControlSetup>>,
+    started: std::sync::atomic::AtomicBool,
+    activity: Arc<Activity>,
+    /// Dropped with the last handle: the control task then shuts everything down.
+    _shutdown: oneshot::Sender<()>,
 }
 
-/// A virtual connection to a target, shared by every clone. Connects lazily on the first call,
-/// reconnects after the connection drops, and multiplexes concurrent calls over HTTP/2.
+/// A virtual connection to a target, shared by every clone: it resolves the target, keeps
+/// connections (subchannels) to the addresses its balancer chooses, and sends each call on the
+/// subchannel the balancer's picker picks. Connects on the first call, reconnects with
+/// backoff, and multiplexes concurrent calls over HTTP/2.
+///
+/// Targets follow gRPC's naming (`doc/naming.md`): `host:port` or `dns:///host:port`,
+/// `ipv4:10.0.0.1:50051,10.0.0.2:50051`, `ipv6:[::1]:50051`, `unix:/path`,
+/// `unix-abstract:name`, `passthrough:///host:port`, `http://host:port`, and any scheme
+/// registered with [`crate::resolver::register`] or [`ChannelBuilder::resolver`].
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), volley::Error> {
-/// let channel = volley::Channel::builder("http://127.0.0.1:50051")
+/// let channel = volley::Channel::builder("dns:///backends.internal:50051")
+///     .load_balancing_policy("round_robin")
 ///     .timeout(std::time::Duration::from_secs(5))
 ///     .build()?;
 /// # Ok(()) }
@@ -49,17 +74,18 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field(
-                "target",
-                &format_args!("{}://{}", self.inner.scheme, self.inner.authority),
-            )
+            .field("target", &format_args!("{}", self.inner.target))
+            .field("state", &self.state(false))
             .finish()
     }
 }
 
+/// How many times a call is sent again after the server refused it unprocessed (GOAWAY,
+/// REFUSED_STREAM) before it fails.
+pub(crate) const MAX_TRANSPARENT_RETRIES: usize = 8;
+
 impl Channel {
-    /// A lazily connecting channel to `target` (`http://host:port`, or `host:port`) with
-    /// default options.
+    /// A lazily connecting channel to `target` with default options.
     pub fn new(target: &str) -> Result<Channel, Error> {
         Channel::builder(target).build()
     }
@@ -68,9 +94,14 @@ impl Channel {
     pub fn builder(target: &str) -> ChannelBuilder {
         ChannelBuilder {
             target: target.to_owned(),
+            resolver: None,
             config: ChannelConfig {
                 connect_timeout: Duration::from_secs(20),
+                backoff: BackoffConfig::default(),
                 timeout: None,
+                wait_for_ready: false,
+                idle_timeout: Some(Duration::from_secs(30 * 60)),
+                load_balancing_policy: "pick_first".to_owned(),
                 user_agent: HeaderValue::from_static(concat!("volley/", env!("CARGO_PKG_VERSION"))),
                 initial_stream_window_size: DEFAULT_STREAM_WINDOW,
                 initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
@@ -80,10 +111,58 @@ impl Channel {
         }
     }
 
-    /// Connects now rather than on the first call; fails with UNAVAILABLE when the target
-    /// cannot be reached.
+    /// Leaves IDLE and waits until the channel is READY; fails with the balancer's status
+    /// (UNAVAILABLE) when it reaches TRANSIENT_FAILURE instead.
     pub async fn connect(&self) -> Result<(), Status> {
-        self.inner.subchannel.connect_now().await
+        let mut rx = self.inner.picker.clone();
+        self.start();
+        loop {
+            let current = rx.borrow_and_update().clone();
+            match current.state {
+                ConnectivityState::Ready => return Ok(()),
+                ConnectivityState::TransientFailure | ConnectivityState::Shutdown => {
+                    let info = PickInfo { path: "" };
+                    return Err(match current.picker.pick(&info) {
+                        PickResult::Fail(status) => status,
+                        _ => Status::unavailable(format!("channel is {}", current.state)),
+                    });
+                }
+                ConnectivityState::Idle => self.exit_idle(),
+                ConnectivityState::Connecting => {}
+            }
+            rx.changed()
+                .await
+                .map_err(|_| Status::unavailable("the channel shut down"))?;
+        }
+    }
+
+    /// The channel's connectivity state. With `connect`, an IDLE channel starts connecting
+    /// (this needs a Tokio runtime; outside one it only reports).
+    pub fn state(&self, connect: bool) -> ConnectivityState {
+        let state = self.inner.picker.borrow().state;
+        if connect
+            && state == ConnectivityState::Idle
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.start();
+            self.exit_idle();
+        }
+        state
+    }
+
+    /// Waits until the channel's state differs from `from`, and returns the new state.
+    /// (States that last very briefly can be missed, as in grpc-go.)
+    pub async fn wait_for_state_change(&self, from: ConnectivityState) -> ConnectivityState {
+        let mut rx = self.inner.picker.clone();
+        loop {
+            let state = rx.borrow_and_update().state;
+            if state != from {
+                return state;
+            }
+            if rx.changed().await.is_err() {
+                return ConnectivityState::Shutdown;
+            }
+        }
     }
 
     pub(crate) fn config(&self) -> &ChannelConfig {
@@ -92,27 +171,89 @@ impl Channel {
 
     pub(crate) fn uri(&self, path: &'static str) -> http::Uri {
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.inner.scheme.clone());
+        parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(self.inner.authority.clone());
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
         http::Uri::from_parts(parts).unwrap_or_default()
     }
 
-    /// Opens a stream for `request`. A connection that refuses new streams (after GOAWAY, or
-    /// closed) is replaced and the request sent again: the server never saw it.
+    /// Starts the control task on first use.
+    fn start(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.started.load(Ordering::Acquire) {
+            return;
+        }
+        let setup = self
+            .inner
+            .setup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(setup) = setup {
+            tokio::spawn(control::run(setup));
+            self.inner.started.store(true, Ordering::Release);
+        }
+    }
+
+    fn exit_idle(&self) {
+        let _ = self.inner.events.send(ControlEvent::ExitIdle);
+    }
+
+    /// A READY subchannel for a call, from the current picker. Without wait-for-ready, a
+    /// picker that fails the call (TRANSIENT_FAILURE) ends it; otherwise the call waits for
+    /// the next picker (the caller's deadline bounds the wait).
+    pub(crate) async fn pick(
+        &self,
+        path: &str,
+        wait_for_ready: bool,
+    ) -> Result<(Subchannel, Sender), Status> {
+        self.start();
+        self.inner.activity.touch();
+        let info = PickInfo { path };
+        let mut rx = self.inner.picker.clone();
+        loop {
+            let current = rx.borrow_and_update().clone();
+            match current.picker.pick(&info) {
+                PickResult::Pick(sc) => {
+                    if let Some(sender) = sc.sender() {
+                        return Ok((sc, sender));
+                    }
+                }
+                PickResult::Queue => {}
+                PickResult::Fail(status) => {
+                    if !wait_for_ready || current.state == ConnectivityState::Shutdown {
+                        return Err(status);
+                    }
+                }
+            }
+            if current.state == ConnectivityState::Idle {
+                self.exit_idle();
+            }
+            if rx.changed().await.is_err() {
+                return Err(Status::unavailable("the channel shut down"));
+            }
+        }
+    }
+
+    /// Opens a stream for `request` on a picked subchannel. A connection that refuses the new
+    /// stream (it received GOAWAY, or closed) leaves READY and the request goes to the next
+    /// pick: the server never saw it.
     pub(crate) async fn open_stream(
         &self,
+        path: &str,
         mut make_request: impl FnMut() -> http::Request<()>,
         end_of_stream: bool,
+        wait_for_ready: bool,
     ) -> Result<(ResponseFuture, SendBody), Status> {
-        let sub = &self.inner.subchannel;
         let mut last_error = None;
-        for _ in 0..2 {
-            let sender = sub.sender().await?;
+        for _ in 0..MAX_TRANSPARENT_RETRIES {
+            let (sc, sender) = self.pick(path, wait_for_ready).await?;
+            let generation = sc.generation();
             match sender.open(make_request(), end_of_stream).await {
                 Ok(opened) => return Ok(opened),
                 Err(e) => {
-                    sub.discard_connection();
+                    tracing::debug!(error = %e, "connection refused a new stream; picking again");
+                    sc.connection_refused_stream(generation);
                     last_error = Some(e);
                 }
             }
@@ -126,17 +267,34 @@ impl Channel {
 
 /// Configures a [`Channel`]. Every setter states its default.
 #[must_use]
-#[derive(Debug)]
 pub struct ChannelBuilder {
     target: String,
+    resolver: Option<Arc<dyn ResolverBuilder>>,
     config: ChannelConfig,
 }
 
+impl std::fmt::Debug for ChannelBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelBuilder")
+            .field("target", &self.target)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ChannelBuilder {
-    /// How long one connection attempt may take. Default: 20 s (gRPC's minimum connect
-    /// timeout, `doc/connection-backoff.md`).
+    /// The minimum time one connection attempt may take (an attempt may take longer when the
+    /// backoff delay is longer). Default: 20 s (`doc/connection-backoff.md`'s
+    /// MIN_CONNECT_TIMEOUT).
     pub fn connect_timeout(mut self, timeout: Duration) -> ChannelBuilder {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The reconnect backoff. Default: [`BackoffConfig::default`], the spec's (1 s, x1.6,
+    /// jitter 0.2, at most 120 s).
+    pub fn backoff(mut self, backoff: BackoffConfig) -> ChannelBuilder {
+        self.config.backoff = backoff;
         self
     }
 
@@ -144,6 +302,36 @@ impl ChannelBuilder {
     /// Default: none.
     pub fn timeout(mut self, timeout: Duration) -> ChannelBuilder {
         self.config.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether calls wait for a READY connection (until their deadline) rather than fail
+    /// with UNAVAILABLE while the channel is in TRANSIENT_FAILURE; a call can override it
+    /// ([`crate::Request::set_wait_for_ready`]). Default: false, as in gRPC.
+    pub fn wait_for_ready(mut self, wait: bool) -> ChannelBuilder {
+        self.config.wait_for_ready = wait;
+        self
+    }
+
+    /// After this long with no calls, the channel closes its connections, stops its resolver
+    /// and goes IDLE; the next call starts over. `None` keeps it connected. Default: 30 min.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> ChannelBuilder {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// The balancer (`pick_first`, `round_robin`, or one added with
+    /// [`crate::balancer::register`]), unless the resolver's service config chooses one.
+    /// Default: `pick_first`.
+    pub fn load_balancing_policy(mut self, name: &str) -> ChannelBuilder {
+        self.config.load_balancing_policy = name.to_owned();
+        self
+    }
+
+    /// Resolves targets of `builder`'s scheme with it, for this channel only (before the
+    /// global registry). Default: only registered resolvers.
+    pub fn resolver(mut self, builder: impl ResolverBuilder) -> ChannelBuilder {
+        self.resolver = Some(Arc::new(builder));
         self
     }
 
@@ -181,22 +369,62 @@ impl ChannelBuilder {
         self
     }
 
-    /// Builds the channel; it connects on the first call.
+    /// Builds the channel; it connects on the first call. Fails when the target cannot be
+    /// parsed, its scheme has no resolver, or the balancer is unknown.
     pub fn build(self) -> Result<Channel, Error> {
-        let (scheme, authority) = parse_target(&self.target)?;
-        let addr = authority.as_str().to_owned();
+        let own = self.resolver.clone();
+        let is_registered = |scheme: &str| {
+            own.as_ref().is_some_and(|r| r.scheme() == scheme) || resolver::lookup(scheme).is_some()
+        };
+        let target = Target::parse(&self.target, is_registered)?;
+        let resolver = match own.filter(|r| r.scheme() == target.scheme()) {
+            Some(r) => r,
+            None => resolver::lookup(target.scheme()).ok_or_else(|| {
+                Error::new(format!("no resolver for the scheme of target {target}"))
+            })?,
+        };
+        if balancer::lookup(&self.config.load_balancing_policy).is_none() {
+            return Err(Error::new(format!(
+                "unknown load-balancing policy {:?}",
+                self.config.load_balancing_policy
+            )));
+        }
+        let authority: Authority = target
+            .http_authority()
+            .parse()
+            .or_else(|_| "localhost".parse())
+            .map_err(|e| Error::new(format!("invalid target {target}: {e}")))?;
         let config = Arc::new(self.config);
+        let (events, inbox) = mpsc::unbounded_channel();
+        let (picker_tx, picker) = watch::channel(PickerState::idle());
+        let (shutdown_tx, shutdown) = oneshot::channel();
+        let activity = Arc::new(Activity::new());
+        let setup = ControlSetup {
+            target: target.clone(),
+            config: config.clone(),
+            resolver,
+            events: events.clone(),
+            inbox,
+            picker: picker_tx,
+            shutdown,
+            activity: activity.clone(),
+        };
         Ok(Channel {
             inner: Arc::new(ChannelInner {
-                scheme,
+                target,
                 authority,
-                subchannel: Subchannel::new(addr, config.clone()),
                 config,
+                picker,
+                events,
+                setup: Mutex::new(Some(setup)),
+                started: std::sync::atomic::AtomicBool::new(false),
+                activity,
+                _shutdown: shutdown_tx,
             }),
         })
     }
 
-    /// Builds the channel and connects it at once.
+    /// Builds the channel and connects it at once (see [`Channel::connect`]).
     pub async fn connect(self) -> Result<Channel, Error> {
         let channel = self.build()?;
         channel
@@ -207,66 +435,26 @@ impl ChannelBuilder {
     }
 }
 
-/// Splits `http://host:port` (or `host:port`) into scheme and authority; the port defaults
-/// to 80 for `http`.
-fn parse_target(target: &str) -> Result<(Scheme, Authority), Error> {
-    let with_scheme;
-    let target = if target.contains("://") {
-        target
-    } else {
-        with_scheme = format!("http://{target}");
-        &with_scheme
-    };
-    let uri: http::Uri = target
-        .parse()
-        .map_err(|e| Error::new(format!("invalid target {target:?}: {e}")))?;
-    let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-    if scheme != Scheme::HTTP {
-        return Err(Error::new(format!(
-            "unsupported scheme {scheme} in target {target:?}; this version speaks plaintext http"
-        )));
-    }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| Error::new(format!("target {target:?} has no host")))?;
-    if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(Error::new(format!(
-            "target {target:?} has a path; a target is scheme://host:port"
-        )));
-    }
-    let authority = if authority.port().is_none() {
-        format!("{}:80", authority.host())
-            .parse()
-            .map_err(|e| Error::new(format!("invalid target {target:?}: {e}")))?
-    } else {
-        authority
-    };
-    Ok((scheme, authority))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn targets() {
-        let (s, a) = parse_target("http://127.0.0.1:50051").expect("valid");
-        assert_eq!((s.as_str(), a.as_str()), ("http", "127.0.0.1:50051"));
-        let (_, a) = parse_target("localhost:1234").expect("valid");
-        assert_eq!(a.as_str(), "localhost:1234");
-        let (_, a) = parse_target("http://[::1]:9").expect("valid");
-        assert_eq!(a.as_str(), "[::1]:9");
-        let (_, a) = parse_target("http://example.com").expect("valid");
-        assert_eq!(a.as_str(), "example.com:80");
-        assert!(parse_target("ftp://x:1").is_err());
-        assert!(parse_target("http://x:1/path").is_err());
-        assert!(parse_target("http://").is_err());
-    }
-
-    #[test]
     fn uri_has_scheme_authority_and_path() {
         let ch = Channel::new("http://127.0.0.1:1").expect("valid");
         assert_eq!(ch.uri("/a.B/C").to_string(), "http://127.0.0.1:1/a.B/C");
+        let ch = Channel::new("unix:/tmp/x.sock").expect("valid");
+        assert_eq!(ch.uri("/a.B/C").to_string(), "http://localhost/a.B/C");
+    }
+
+    #[test]
+    fn unknown_schemes_and_policies_are_errors() {
+        let e = Channel::new("nope:///x").unwrap_err();
+        assert!(e.to_string().contains("unknown scheme"), "{e}");
+        let e = Channel::builder("localhost:1")
+            .load_balancing_policy("weighted_nothing")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("weighted_nothing"), "{e}");
     }
 }

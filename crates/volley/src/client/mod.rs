@@ -1,8 +1,17 @@
-//! The client: a [`Channel`] to a target and [`Grpc`], the four RPC kinds over it.
+//! The client: a [`Channel`] to a target (resolver, balancer, subchannels) and [`Grpc`], the
+//! four RPC kinds over it.
 
+mod backoff;
+pub mod balancer;
 mod call;
 mod channel;
+mod connectivity;
+mod control;
+pub mod resolver;
+mod service_config;
 mod subchannel;
 
+pub use backoff::BackoffConfig;
 pub use call::Grpc;
 pub use channel::{Channel, ChannelBuilder};
+pub use connectivity::ConnectivityState;

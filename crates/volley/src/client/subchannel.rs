@@ -1,113 +1,362 @@
-//! A subchannel: one address and at most one HTTP/2 connection to it, connected lazily and
-//! replaced when it breaks or the server sends GOAWAY.
+//! A subchannel: one address, at most one HTTP/2 connection to it, and its connectivity state.
 //!
-//! Today a channel has exactly one subchannel; the resolvers and balancers of the client
-//! channel issue put several behind a picker without changing the call path.
+//! `connect` starts attempts when IDLE; failed attempts make it TRANSIENT_FAILURE and are
+//! retried after the backoff of `doc/connection-backoff.md` until one succeeds (READY). A
+//! READY subchannel whose connection is lost or receives GOAWAY goes back to IDLE at once
+//! (streams open on the old connection finish there) and waits for its balancer to ask for a
+//! connection again. Every state change is reported to the channel's control task.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 
+use super::backoff::Backoff;
 use super::channel::ChannelConfig;
+use super::connectivity::ConnectivityState;
+use super::control::ControlEvent;
+use super::resolver::Address;
+use super::resolver::address::Kind;
 use crate::Status;
-use crate::transport::client::{self, ClientSettings, Sender};
+use crate::transport::client::{self, ClientSettings, ConnectionSignals, Sender};
 
-/// A live connection: the handle that opens streams, and whether the connection still runs.
+/// A subchannel, as balancers see it: a handle to share, compare and ask to connect. Clones
+/// are the same subchannel.
 #[derive(Clone)]
-struct Connection {
-    sender: Sender,
-    alive: Arc<AtomicBool>,
+pub struct Subchannel {
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Subchannel {
-    addr: String,
+struct Inner {
+    id: u64,
+    address: Address,
     config: Arc<ChannelConfig>,
-    current: Mutex<Option<Connection>>,
-    /// Serialises connection attempts so that a burst of calls opens one connection.
-    connecting: tokio::sync::Mutex<()>,
+    events: mpsc::UnboundedSender<ControlEvent>,
+    state: Mutex<State>,
+    /// Wakes a connect loop sleeping out its backoff when the subchannel shuts down.
+    stop: Notify,
+}
+
+struct State {
+    state: ConnectivityState,
+    /// The connection, while READY.
+    connection: Option<Connection>,
+    /// Counts connections, so that news about an old one is ignored.
+    generation: u64,
+}
+
+struct Connection {
+    sender: Sender,
+    generation: u64,
+    /// Dropped when the subchannel lets go of the connection; it then closes once idle.
+    _release: oneshot::Sender<()>,
+}
+
+impl fmt::Debug for Subchannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subchannel")
+            .field("id", &self.inner.id)
+            .field("address", &self.inner.address)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl PartialEq for Subchannel {
+    fn eq(&self, other: &Subchannel) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+
+impl Eq for Subchannel {}
+
+impl std::hash::Hash for Subchannel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state);
+    }
 }
 
 impl Subchannel {
-    pub(crate) fn new(addr: String, config: Arc<ChannelConfig>) -> Subchannel {
+    pub(crate) fn new(
+        address: Address,
+        config: Arc<ChannelConfig>,
+        events: mpsc::UnboundedSender<ControlEvent>,
+    ) -> Subchannel {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Subchannel {
-            addr,
-            config,
-            current: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                address,
+                config,
+                events,
+                state: Mutex::new(State {
+                    state: ConnectivityState::Idle,
+                    connection: None,
+                    generation: 0,
+                }),
+                stop: Notify::new(),
+            }),
         }
     }
 
-    fn current(&self) -> Option<Sender> {
-        let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        guard
-            .as_ref()
-            .filter(|c| c.alive.load(Ordering::Acquire))
-            .map(|c| c.sender.clone())
+    /// A number that identifies the subchannel within the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
-    /// A handle to open a stream on the live connection, connecting first if there is none.
-    pub(crate) async fn sender(&self) -> Result<Sender, Status> {
-        if let Some(s) = self.current() {
-            return Ok(s);
-        }
-        let _connecting = self.connecting.lock().await;
-        if let Some(s) = self.current() {
-            return Ok(s);
-        }
-        let conn = self.connect().await?;
-        let sender = conn.sender.clone();
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-        Ok(sender)
+    /// The address it connects to.
+    pub fn address(&self) -> &Address {
+        &self.inner.address
     }
 
-    /// Forgets the current connection (it refused a new stream: GOAWAY or closed), so the
-    /// next call connects again. Streams already open on it finish there.
-    pub(crate) fn discard_connection(&self) {
-        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = guard.take() {
-            c.alive.store(false, Ordering::Release);
-        }
+    /// Its connectivity state now.
+    pub fn state(&self) -> ConnectivityState {
+        self.lock().state
     }
 
-    /// Connects now (for `Channel::connect`).
-    pub(crate) async fn connect_now(&self) -> Result<(), Status> {
-        self.sender().await.map(drop)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn connect(&self) -> Result<Connection, Status> {
-        let addr = &self.addr;
-        let attempt = async {
-            let tcp = TcpStream::connect(addr.as_str())
-                .await
-                .map_err(|e| Status::unavailable(format!("failed to connect to {addr}: {e}")))?;
-            if self.config.tcp_nodelay {
-                let _ = tcp.set_nodelay(true);
+    /// Starts connecting if IDLE (otherwise does nothing): attempts go on, with backoff,
+    /// until one succeeds or the subchannel shuts down.
+    pub fn connect(&self) {
+        {
+            let mut state = self.lock();
+            if state.state != ConnectivityState::Idle {
+                return;
             }
-            let settings = ClientSettings {
-                initial_stream_window_size: self.config.initial_stream_window_size,
-                initial_connection_window_size: self.config.initial_connection_window_size,
-            };
-            let (sender, connection) = client::handshake(tcp, &settings).await.map_err(|e| {
-                Status::unavailable(format!("HTTP/2 handshake with {addr} failed: {e}"))
-            })?;
-            let alive = Arc::new(AtomicBool::new(true));
-            let flag = alive.clone();
-            let peer = addr.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(%peer, error = %e, "connection ended");
-                }
-                flag.store(false, Ordering::Release);
-            });
-            Ok(Connection { sender, alive })
-        };
-        match tokio::time::timeout(self.config.connect_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(Status::unavailable(format!(
-                "timed out connecting to {addr} after {:?}",
-                self.config.connect_timeout
-            ))),
+            self.set_state(&mut state, ConnectivityState::Connecting, None);
+        }
+        tokio::spawn(self.clone().connect_loop());
+    }
+
+    /// Shuts the subchannel down for good: no new calls; calls open on its connection
+    /// finish, then the connection closes.
+    pub fn shutdown(&self) {
+        let mut state = self.lock();
+        if state.state == ConnectivityState::Shutdown {
+            return;
+        }
+        state.connection = None;
+        self.set_state(&mut state, ConnectivityState::Shutdown, None);
+        drop(state);
+        self.inner.stop.notify_waiters();
+    }
+
+    /// The stream opener of the connection, when READY.
+    pub(crate) fn sender(&self) -> Option<Sender> {
+        self.lock().connection.as_ref().map(|c| c.sender.clone())
+    }
+
+    /// How many calls are open on the current connection.
+    pub(crate) fn active_streams(&self) -> usize {
+        self.lock()
+            .connection
+            .as_ref()
+            .map_or(0, |c| c.sender.active_streams())
+    }
+
+    /// The connection refused a new stream (it received GOAWAY or closed): back to IDLE, as
+    /// if the GOAWAY had been seen.
+    pub(crate) fn connection_refused_stream(&self, sender_generation: Option<u64>) {
+        let mut state = self.lock();
+        let current = state.connection.as_ref().map(|c| c.generation);
+        if current.is_some() && (sender_generation.is_none() || sender_generation == current) {
+            state.connection = None;
+            self.set_state(
+                &mut state,
+                ConnectivityState::Idle,
+                Some(Status::unavailable("the connection refused a new stream")),
+            );
         }
     }
+
+    /// The generation of the current connection (to report a refusal about it).
+    pub(crate) fn generation(&self) -> Option<u64> {
+        self.lock().connection.as_ref().map(|c| c.generation)
+    }
+
+    fn set_state(&self, state: &mut State, new: ConnectivityState, error: Option<Status>) {
+        state.state = new;
+        tracing::debug!(address = %self.inner.address, state = %new, "subchannel");
+        let _ = self.inner.events.send(ControlEvent::SubchannelState {
+            subchannel: self.clone(),
+            state: new,
+            error,
+        });
+    }
+
+    async fn connect_loop(self) {
+        let mut backoff = Backoff::new(self.inner.config.backoff);
+        loop {
+            let started = Instant::now();
+            let delay = backoff.next_delay();
+            let timeout = delay.max(self.inner.config.connect_timeout);
+            let attempt = tokio::time::timeout(timeout, self.dial());
+            let result = tokio::select! {
+                r = attempt => r.unwrap_or_else(|_| Err(Status::unavailable(format!(
+                    "timed out connecting to {} after {timeout:?}", self.inner.address
+                )))),
+                () = self.inner.stop.notified() => return,
+            };
+            let connected = {
+                let mut state = self.lock();
+                if state.state == ConnectivityState::Shutdown {
+                    return;
+                }
+                match result {
+                    Ok((sender, (driver, signals))) => {
+                        state.generation += 1;
+                        let generation = state.generation;
+                        state.connection = Some(Connection {
+                            sender,
+                            generation,
+                            _release: signals.release,
+                        });
+                        self.set_state(&mut state, ConnectivityState::Ready, None);
+                        Some((generation, driver, signals.going_away))
+                    }
+                    Err(status) => {
+                        tracing::debug!(address = %self.inner.address, %status, "connect failed");
+                        self.set_state(
+                            &mut state,
+                            ConnectivityState::TransientFailure,
+                            Some(status),
+                        );
+                        None
+                    }
+                }
+            };
+            if let Some((generation, driver, going_away)) = connected {
+                tokio::spawn(self.clone().watch(generation, driver, going_away));
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(started + delay) => {}
+                () = self.inner.stop.notified() => return,
+            }
+            {
+                let mut state = self.lock();
+                if state.state == ConnectivityState::Shutdown {
+                    return;
+                }
+                self.set_state(&mut state, ConnectivityState::Connecting, None);
+            }
+        }
+    }
+
+    /// Drives a connection; the first GOAWAY, or its end, sends the subchannel back to IDLE.
+    async fn watch(
+        self,
+        generation: u64,
+        driver: client::Driver,
+        going_away: oneshot::Receiver<()>,
+    ) {
+        let mut driver = std::pin::pin!(driver);
+        let (why, ended) = tokio::select! {
+            r = &mut driver => (match r {
+                Ok(()) => Status::unavailable("connection closed"),
+                Err(e) => e.to_status(),
+            }, true),
+            _ = going_away => (Status::unavailable("the server sent GOAWAY"), false),
+        };
+        {
+            let mut state = self.lock();
+            if state.connection.as_ref().map(|c| c.generation) == Some(generation) {
+                state.connection = None;
+                tracing::debug!(address = %self.inner.address, %why, "connection lost");
+                self.set_state(&mut state, ConnectivityState::Idle, Some(why));
+            }
+        }
+        if !ended {
+            // Streams already open finish on the draining connection.
+            if let Err(e) = driver.await {
+                tracing::debug!(address = %self.inner.address, error = %e, "connection ended");
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<(Sender, (client::Driver, ConnectionSignals)), Status> {
+        let address = &self.inner.address;
+        let config = &self.inner.config;
+        let settings = ClientSettings {
+            initial_stream_window_size: config.initial_stream_window_size,
+            initial_connection_window_size: config.initial_connection_window_size,
+        };
+        let unavailable =
+            |e: std::io::Error| Status::unavailable(format!("failed to connect to {address}: {e}"));
+        let (sender, driver, signals) = match &address.0 {
+            Kind::Tcp(a) => {
+                let tcp = tokio::net::TcpStream::connect(a)
+                    .await
+                    .map_err(unavailable)?;
+                self.handshake_tcp(tcp, &settings).await
+            }
+            Kind::HostPort(h) => {
+                let tcp = tokio::net::TcpStream::connect(h.as_str())
+                    .await
+                    .map_err(unavailable)?;
+                self.handshake_tcp(tcp, &settings).await
+            }
+            Kind::Unix(path) => {
+                let unix = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(unavailable)?;
+                client::handshake(unix, &settings)
+                    .await
+                    .map(|(s, d, g)| (s, Box::pin(d) as client::Driver, g))
+            }
+            Kind::UnixAbstract(name) => {
+                let unix = connect_abstract(name.clone()).await.map_err(unavailable)?;
+                client::handshake(unix, &settings)
+                    .await
+                    .map(|(s, d, g)| (s, Box::pin(d) as client::Driver, g))
+            }
+        }
+        .map_err(|e| Status::unavailable(format!("HTTP/2 handshake with {address} failed: {e}")))?;
+        Ok((sender, (driver, signals)))
+    }
+
+    async fn handshake_tcp(
+        &self,
+        tcp: tokio::net::TcpStream,
+        settings: &ClientSettings,
+    ) -> Result<(Sender, client::Driver, ConnectionSignals), crate::transport::StreamError> {
+        if self.inner.config.tcp_nodelay {
+            let _ = tcp.set_nodelay(true);
+        }
+        let (sender, driver, signals) = client::handshake(tcp, settings).await?;
+        Ok((sender, Box::pin(driver), signals))
+    }
+}
+
+/// Connects to a Linux abstract Unix socket.
+#[cfg(target_os = "linux")]
+async fn connect_abstract(name: Vec<u8>) -> std::io::Result<tokio::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    // Connecting a Unix socket does not wait on a network, but the standard library's call
+    // blocks, so it runs off the runtime's threads.
+    let stream = tokio::task::spawn_blocking(move || {
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name)?;
+        let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+        stream.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>(stream)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    tokio::net::UnixStream::from_std(stream)
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn connect_abstract(_name: Vec<u8>) -> std::io::Result<tokio::net::UnixStream> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "abstract Unix sockets exist only on Linux",
+    ))
 }

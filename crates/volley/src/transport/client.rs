@@ -1,12 +1,15 @@
 //! The client side of one HTTP/2 connection: handshake, a cloneable handle that opens
 //! streams, and the future that drives the connection.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 
 use super::data_frame_budget;
 use super::stream::{RecvBody, SendBody, StreamError};
@@ -22,10 +25,26 @@ pub(crate) struct ClientSettings {
 #[derive(Clone, Debug)]
 pub(crate) struct Sender {
     inner: h2::client::SendRequest<Bytes>,
+    active: Arc<AtomicUsize>,
 }
 
-/// Sends the client preface and SETTINGS. Returns the stream opener and the future that drives
-/// the connection (run it on a task; it ends when the connection closes).
+/// The future that drives a connection, boxed so that connections over different I/O types
+/// look alike.
+pub(crate) type Driver = Pin<Box<dyn Future<Output = Result<(), StreamError>> + Send>>;
+
+/// What a connection's owner learns from it, besides the streams.
+#[derive(Debug)]
+pub(crate) struct ConnectionSignals {
+    /// Fires when the connection stops accepting new streams: the server sent GOAWAY, or the
+    /// connection failed. Streams already open may go on.
+    pub(crate) going_away: oneshot::Receiver<()>,
+    /// Dropping this tells the connection that no new stream will be opened on it, so that
+    /// it closes once its open streams end.
+    pub(crate) release: oneshot::Sender<()>,
+}
+
+/// Sends the client preface and SETTINGS. Returns the stream opener, the future that drives
+/// the connection (run it on a task; it ends when the connection closes) and its signals.
 pub(crate) async fn handshake<T>(
     io: T,
     settings: &ClientSettings,
@@ -33,6 +52,7 @@ pub(crate) async fn handshake<T>(
     (
         Sender,
         impl Future<Output = Result<(), StreamError>> + Send + use<T>,
+        ConnectionSignals,
     ),
     StreamError,
 >
@@ -50,8 +70,47 @@ where
         .data_frame_budget(data_frame_budget(settings.initial_connection_window_size))
         .handshake::<_, Bytes>(io)
         .await?;
-    let driver = async move { connection.await.map_err(StreamError::from) };
-    Ok((Sender { inner }, driver))
+    let (going_away_tx, going_away) = oneshot::channel();
+    let (release, mut released) = oneshot::channel::<()>();
+    // h2 has no GOAWAY event: it records a received GOAWAY (or a failure) as the error that
+    // refuses new streams. After each turn of the connection, a probe handle asks whether new
+    // streams are still accepted. The probe counts as a user of the connection, so it is
+    // dropped once the owner releases the connection (or it went away), letting h2 close.
+    let mut probe = Some(inner.clone());
+    let mut going_away_tx = Some(going_away_tx);
+    let mut connection = connection;
+    let driver = async move {
+        poll_fn(|cx| {
+            if probe.is_some() && Pin::new(&mut released).poll(cx).is_ready() {
+                probe = None;
+            }
+            let result = Pin::new(&mut connection).poll(cx);
+            if let Some(p) = probe.as_mut() {
+                let mut noop = Context::from_waker(Waker::noop());
+                if let Poll::Ready(Err(_)) = p.poll_ready(&mut noop) {
+                    probe = None;
+                    if let Some(tx) = going_away_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            if result.is_ready() {
+                probe = None;
+            }
+            result
+        })
+        .await
+        .map_err(StreamError::from)
+    };
+    let signals = ConnectionSignals {
+        going_away,
+        release,
+    };
+    let sender = Sender {
+        inner,
+        active: Arc::new(AtomicUsize::new(0)),
+    };
+    Ok((sender, driver, signals))
 }
 
 impl Sender {
@@ -62,9 +121,36 @@ impl Sender {
         request: http::Request<()>,
         end_of_stream: bool,
     ) -> Result<(ResponseFuture, SendBody), StreamError> {
+        let active = self.active.clone();
         let mut ready = self.inner.ready().await?;
         let (response, send) = ready.send_request(request, end_of_stream)?;
-        Ok((ResponseFuture { inner: response }, SendBody::new(send)))
+        let response = ResponseFuture {
+            inner: response,
+            active: Some(ActiveStream::new(active)),
+        };
+        Ok((response, SendBody::new(send)))
+    }
+
+    /// How many streams opened by this connection's senders are still in use.
+    pub(crate) fn active_streams(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a stream as active on its connection until dropped.
+#[derive(Debug)]
+pub(crate) struct ActiveStream(Arc<AtomicUsize>);
+
+impl ActiveStream {
+    fn new(count: Arc<AtomicUsize>) -> ActiveStream {
+        count.fetch_add(1, Ordering::Relaxed);
+        ActiveStream(count)
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -72,14 +158,17 @@ impl Sender {
 #[derive(Debug)]
 pub(crate) struct ResponseFuture {
     inner: h2::client::ResponseFuture,
+    active: Option<ActiveStream>,
 }
 
 impl Future for ResponseFuture {
     type Output = Result<http::Response<RecvBody>, StreamError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx).map(|r| {
-            r.map(|resp| resp.map(RecvBody::new))
+        let this = &mut *self;
+        Pin::new(&mut this.inner).poll(cx).map(|r| {
+            let active = this.active.take();
+            r.map(|resp| resp.map(|body| RecvBody::new(body).counted(active)))
                 .map_err(StreamError::from)
         })
     }

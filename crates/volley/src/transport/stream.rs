@@ -22,6 +22,19 @@ impl StreamError {
         self.0.reason().is_some()
     }
 
+    /// True when the server certainly did not process the stream, so that the request can be
+    /// sent again elsewhere: the stream was refused (RST_STREAM REFUSED_STREAM), or it was
+    /// above the last stream id of a graceful GOAWAY.
+    pub(crate) fn is_unprocessed(&self) -> bool {
+        let err = &self.0;
+        err.is_remote()
+            && match err.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => err.is_reset(),
+                Some(h2::Reason::NO_ERROR) => err.is_go_away(),
+                _ => false,
+            }
+    }
+
     /// The status this failure ends a call with (`doc/PROTOCOL-HTTP2.md`: RST_STREAM codes,
     /// GOAWAY, connection failures → UNAVAILABLE).
     pub(crate) fn to_status(&self) -> Status {
@@ -60,11 +73,17 @@ impl std::fmt::Display for StreamError {
 
 /// The receiving half of a stream.
 #[derive(Debug)]
-pub(crate) struct RecvBody(h2::RecvStream);
+pub(crate) struct RecvBody(h2::RecvStream, Option<super::client::ActiveStream>);
 
 impl RecvBody {
     pub(crate) fn new(inner: h2::RecvStream) -> RecvBody {
-        RecvBody(inner)
+        RecvBody(inner, None)
+    }
+
+    /// Keeps the stream counted as active on its connection while the body lives.
+    pub(crate) fn counted(mut self, active: Option<super::client::ActiveStream>) -> RecvBody {
+        self.1 = active;
+        self
     }
 
     /// The next DATA chunk. Its bytes are credited back to the peer's flow-control window at

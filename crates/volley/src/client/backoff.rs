@@ -1,0 +1,94 @@
+//! Reconnect backoff, as `doc/connection-backoff.md` in grpc/grpc specifies it.
+
+use std::time::Duration;
+
+/// How a subchannel spaces its connection attempts after failures
+/// (`doc/connection-backoff.md`). The defaults are the spec's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffConfig {
+    /// The delay after the first failure. Default: 1 s.
+    pub base_delay: Duration,
+    /// The factor the delay grows by after each further failure. Default: 1.6.
+    pub multiplier: f64,
+    /// The random spread of each delay, as a fraction of it (0.2 means +/-20%). Default: 0.2.
+    pub jitter: f64,
+    /// The longest delay. Default: 120 s.
+    pub max_delay: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> BackoffConfig {
+        BackoffConfig {
+            base_delay: Duration::from_secs(1),
+            multiplier: 1.6,
+            jitter: 0.2,
+            max_delay: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The delays between the attempts of one reconnect sequence.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    config: BackoffConfig,
+    /// The un-jittered delay the next failure waits.
+    current: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(config: BackoffConfig) -> Backoff {
+        Backoff {
+            current: config.base_delay,
+            config,
+        }
+    }
+
+    /// The delay before the next attempt (jittered), advancing the sequence.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.current;
+        self.current = self
+            .current
+            .mul_f64(self.config.multiplier.max(1.0))
+            .min(self.config.max_delay);
+        let factor = 1.0 + self.config.jitter.clamp(0.0, 1.0) * crate::random::symmetric_unit();
+        delay.mul_f64(factor)
+    }
+
+    /// Starts the sequence over (a connection became READY).
+    pub(crate) fn reset(&mut self) {
+        self.current = self.config.base_delay;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_by_the_multiplier_within_the_jitter_up_to_the_max() {
+        let mut backoff = Backoff::new(BackoffConfig::default());
+        let mut nominal = 1.0f64;
+        for _ in 0..20 {
+            let d = backoff.next_delay().as_secs_f64();
+            assert!(
+                d >= nominal * 0.8 - 1e-9 && d <= nominal * 1.2 + 1e-9,
+                "{d} outside {nominal} +/- 20%"
+            );
+            nominal = (nominal * 1.6).min(120.0);
+        }
+        assert_eq!(nominal, 120.0);
+        backoff.reset();
+        let d = backoff.next_delay().as_secs_f64();
+        assert!((0.8..=1.2).contains(&d));
+    }
+
+    #[test]
+    fn jitter_spreads_delays() {
+        let config = BackoffConfig::default();
+        let delays: Vec<f64> = (0..200)
+            .map(|_| Backoff::new(config).next_delay().as_secs_f64())
+            .collect();
+        assert!(delays.iter().any(|d| *d < 0.9));
+        assert!(delays.iter().any(|d| *d > 1.1));
+    }
+}

@@ -1,0 +1,160 @@
+//! `round_robin`: a connection to every address; calls rotate over the READY ones.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{
+    Balancer, BalancerBuilder, ConnectivityState, FailPicker, Helper, PickInfo, PickResult, Picker,
+    QueuePicker, Subchannel,
+};
+use crate::Status;
+use crate::client::resolver::ResolverUpdate;
+
+/// Builds `round_robin` balancers: one subchannel per address, all kept connected (a lost
+/// connection is replaced at once, failed ones retry with backoff), and calls rotated over
+/// the READY ones. The channel is READY while any subchannel is; once all have failed it is
+/// TRANSIENT_FAILURE until one connects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundRobinBuilder;
+
+impl BalancerBuilder for RoundRobinBuilder {
+    fn name(&self) -> &str {
+        "round_robin"
+    }
+
+    fn build(&self) -> Box<dyn Balancer> {
+        Box::new(RoundRobin {
+            subchannels: Vec::new(),
+            state: ConnectivityState::Idle,
+            published_ready: Vec::new(),
+            last_error: None,
+        })
+    }
+}
+
+struct RoundRobin {
+    subchannels: Vec<(Subchannel, ConnectivityState)>,
+    state: ConnectivityState,
+    /// The READY set of the last published picker (republished only when it changes, so the
+    /// rotation is not restarted needlessly).
+    published_ready: Vec<Subchannel>,
+    last_error: Option<Status>,
+}
+
+/// Rotates over READY subchannels, starting at a random one.
+struct Rotation {
+    ready: Vec<Subchannel>,
+    next: AtomicUsize,
+}
+
+impl Picker for Rotation {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        PickResult::Pick(self.ready[i % self.ready.len()].clone())
+    }
+}
+
+impl RoundRobin {
+    /// Recomputes the channel's state and publishes a picker if anything changed.
+    fn update(&mut self, helper: &mut Helper<'_>) {
+        let ready: Vec<Subchannel> = self
+            .subchannels
+            .iter()
+            .filter(|(_, s)| *s == ConnectivityState::Ready)
+            .map(|(sc, _)| sc.clone())
+            .collect();
+        if !ready.is_empty() {
+            if self.state != ConnectivityState::Ready || ready != self.published_ready {
+                let start = (crate::random::next_u64() % ready.len() as u64) as usize;
+                self.published_ready = ready.clone();
+                self.state = ConnectivityState::Ready;
+                helper.update_picker(
+                    ConnectivityState::Ready,
+                    Arc::new(Rotation {
+                        ready,
+                        next: AtomicUsize::new(start),
+                    }),
+                );
+            }
+            return;
+        }
+        self.published_ready.clear();
+        let all_failed = self
+            .subchannels
+            .iter()
+            .all(|(_, s)| *s == ConnectivityState::TransientFailure);
+        // TRANSIENT_FAILURE is sticky: it lasts until a subchannel is READY.
+        if all_failed || self.state == ConnectivityState::TransientFailure {
+            let error = self
+                .last_error
+                .clone()
+                .unwrap_or_else(|| Status::unavailable("no address is reachable"));
+            self.state = ConnectivityState::TransientFailure;
+            helper.update_picker(self.state, Arc::new(FailPicker(error)));
+        } else if self.state != ConnectivityState::Connecting {
+            self.state = ConnectivityState::Connecting;
+            helper.update_picker(self.state, Arc::new(QueuePicker));
+        }
+    }
+}
+
+impl Balancer for RoundRobin {
+    fn resolver_update(&mut self, update: &ResolverUpdate, helper: &mut Helper<'_>) {
+        let addresses = super::distinct_addresses(update);
+        let old = std::mem::take(&mut self.subchannels);
+        for address in &addresses {
+            match old.iter().find(|(sc, _)| sc.address() == address) {
+                Some(kept) => self.subchannels.push(kept.clone()),
+                None => {
+                    let sc = helper.new_subchannel(address);
+                    sc.connect();
+                    self.subchannels.push((sc, ConnectivityState::Connecting));
+                }
+            }
+        }
+        for (sc, _) in old {
+            if !self.subchannels.iter().any(|(s, _)| *s == sc) {
+                sc.shutdown();
+            }
+        }
+        if self.subchannels.is_empty() {
+            self.last_error = Some(Status::unavailable("the resolver returned no addresses"));
+            self.state = ConnectivityState::TransientFailure;
+        }
+        self.update(helper);
+    }
+
+    fn resolver_error(&mut self, error: &Status, helper: &mut Helper<'_>) {
+        if self.subchannels.is_empty() {
+            self.last_error = Some(error.clone());
+            self.state = ConnectivityState::TransientFailure;
+            self.update(helper);
+        }
+    }
+
+    fn subchannel_state(
+        &mut self,
+        subchannel: &Subchannel,
+        state: ConnectivityState,
+        error: Option<&Status>,
+        helper: &mut Helper<'_>,
+    ) {
+        let Some(entry) = self.subchannels.iter_mut().find(|(s, _)| s == subchannel) else {
+            return;
+        };
+        entry.1 = state;
+        match state {
+            // A lost connection is replaced at once.
+            ConnectivityState::Idle => subchannel.connect(),
+            ConnectivityState::TransientFailure => self.last_error = error.cloned(),
+            _ => {}
+        }
+        self.update(helper);
+    }
+
+    fn exit_idle(&mut self, _helper: &mut Helper<'_>) {
+        for (sc, _) in &self.subchannels {
+            sc.connect();
+        }
+    }
+}

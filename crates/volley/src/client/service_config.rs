@@ -1,0 +1,98 @@
+//! [`ServiceConfig`]: the part of gRPC's service config (`doc/service_config.md`) the channel
+//! uses today, the load-balancing policy.
+
+use crate::Error;
+
+/// A service config (`doc/service_config.md`), as a resolver may deliver it with addresses.
+/// Volley reads its load-balancing choice: the first policy of `loadBalancingConfig` that is
+/// registered, or the older `loadBalancingPolicy` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    json: serde_json::Value,
+    policies: Vec<String>,
+}
+
+impl ServiceConfig {
+    /// Parses a service config from its JSON form, e.g.
+    /// `{"loadBalancingConfig": [{"round_robin": {}}]}`.
+    pub fn from_json(json: &str) -> Result<ServiceConfig, Error> {
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::new(format!("invalid service config: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| Error::new("invalid service config: not a JSON object"))?;
+        let mut policies = Vec::new();
+        if let Some(list) = object.get("loadBalancingConfig") {
+            let list = list.as_array().ok_or_else(|| {
+                Error::new("invalid service config: loadBalancingConfig is not a list")
+            })?;
+            for entry in list {
+                let entry = entry.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+                    Error::new(
+                        "invalid service config: each loadBalancingConfig entry is an object \
+                         with one policy name",
+                    )
+                })?;
+                policies.extend(entry.keys().cloned());
+            }
+        }
+        if let Some(policy) = object.get("loadBalancingPolicy") {
+            let policy = policy.as_str().ok_or_else(|| {
+                Error::new("invalid service config: loadBalancingPolicy is not a string")
+            })?;
+            // The old field names policies in upper case ("ROUND_ROBIN").
+            policies.push(policy.to_ascii_lowercase());
+        }
+        Ok(ServiceConfig {
+            json: value,
+            policies,
+        })
+    }
+
+    /// A service config that picks the balancer `policy` (e.g. `round_robin`).
+    pub fn with_load_balancing_policy(policy: &str) -> ServiceConfig {
+        let json = serde_json::json!({ "loadBalancingConfig": [{ policy: {} }] });
+        ServiceConfig {
+            json,
+            policies: vec![policy.to_owned()],
+        }
+    }
+
+    /// The balancer names the config asks for, in order of preference.
+    pub fn load_balancing_policies(&self) -> &[String] {
+        &self.policies
+    }
+
+    /// The whole config as JSON.
+    pub fn to_json(&self) -> String {
+        self.json.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_balancing_choice() {
+        let c = ServiceConfig::from_json(
+            r#"{"loadBalancingConfig": [{"weird_policy": {}}, {"round_robin": {}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.load_balancing_policies(), ["weird_policy", "round_robin"]);
+        let c = ServiceConfig::from_json(r#"{"loadBalancingPolicy": "ROUND_ROBIN"}"#).unwrap();
+        assert_eq!(c.load_balancing_policies(), ["round_robin"]);
+        let c = ServiceConfig::from_json("{}").unwrap();
+        assert!(c.load_balancing_policies().is_empty());
+        assert!(ServiceConfig::from_json("[]").is_err());
+        assert!(ServiceConfig::from_json(r#"{"loadBalancingConfig": [{"a":{},"b":{}}]}"#).is_err());
+        assert!(ServiceConfig::from_json("{").is_err());
+        let c = ServiceConfig::with_load_balancing_policy("pick_first");
+        assert_eq!(
+            ServiceConfig::from_json(&c.to_json())
+                .unwrap()
+                .load_balancing_policies(),
+            ["pick_first"]
+        );
+    }
+}
