@@ -26,7 +26,8 @@ mod timeout;
 mod transport;
 
 pub use client::{
-    BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, balancer, resolver,
+    BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, StateChanges, balancer,
+    resolver,
 };
 pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,

@@ -270,6 +270,14 @@ impl TestServer {
     /// Starts the echo service with options set by `configure`.
     pub async fn start_with(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestServer::start_on(listener, configure)
+    }
+
+    /// Starts the echo service on `listener` (to restart a server on a known port).
+    pub fn start_on(
+        listener: TcpListener,
+        configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+    ) -> TestServer {
         let addr = listener.local_addr().unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -306,6 +314,26 @@ impl TestServer {
             .expect("event channel closed")
     }
 
+    /// How many calls started since the last look (drains the events).
+    pub fn take_started(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(event) = self.events.try_recv() {
+            if matches!(event, Event::Started(_)) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Stops at once, as a crash would: the listener and every connection are dropped
+    /// without GOAWAY.
+    pub async fn kill(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Starts a graceful shutdown and returns a handle that completes when it is done.
     pub fn shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
         if let Some(stop) = self.stop.take() {
@@ -320,6 +348,59 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `backend`, reporting every connection it closes, so
+/// that tests can see when a client lets go of a connection.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    /// One message per proxied connection that has ended (both directions closed).
+    pub closed: mpsc::UnboundedReceiver<()>,
+    /// How many connections it accepted.
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `backend`.
+    pub async fn start(backend: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed) = mpsc::unbounded_channel();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    r = listener.accept() => {
+                        let Ok((mut inbound, _)) = r else { continue };
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let closed_tx = closed_tx.clone();
+                        pipes.spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                            let _ = closed_tx.send(());
+                        });
+                    }
+                    Some(_) = pipes.join_next(), if !pipes.is_empty() => {}
+                }
+            }
+        });
+        Proxy {
+            addr,
+            closed,
+            accepted,
+            task,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

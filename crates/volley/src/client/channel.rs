@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::backoff::BackoffConfig;
 use super::balancer::{self, PickInfo, PickResult};
@@ -39,6 +39,7 @@ struct ChannelInner {
     authority: Authority,
     config: Arc<ChannelConfig>,
     picker: watch::Receiver<Arc<PickerState>>,
+    states: broadcast::Sender<ConnectivityState>,
     events: mpsc::UnboundedSender<ControlEvent>,
     /// The control task's setup until the channel is first used (it needs a runtime).
     setup: Mutex<Option<ControlSetup>>,
@@ -165,6 +166,15 @@ impl Channel {
         }
     }
 
+    /// Every state the channel enters from now on, in order (unlike
+    /// [`Channel::wait_for_state_change`], brief states are not missed as long as the
+    /// receiver keeps up).
+    pub fn state_changes(&self) -> StateChanges {
+        StateChanges {
+            inner: self.inner.states.subscribe(),
+        }
+    }
+
     pub(crate) fn config(&self) -> &ChannelConfig {
         &self.inner.config
     }
@@ -262,6 +272,26 @@ impl Channel {
             Some(e) => Status::unavailable(format!("could not open a stream: {e}")),
             None => Status::unavailable("could not open a stream"),
         })
+    }
+}
+
+/// The states a channel enters, from [`Channel::state_changes`].
+#[derive(Debug)]
+pub struct StateChanges {
+    inner: broadcast::Receiver<ConnectivityState>,
+}
+
+impl StateChanges {
+    /// The next state the channel enters; `None` once the channel is gone. A receiver that
+    /// fell more than 64 changes behind skips to the oldest it still has.
+    pub async fn next(&mut self) -> Option<ConnectivityState> {
+        loop {
+            match self.inner.recv().await {
+                Ok(state) => return Some(state),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
@@ -397,6 +427,7 @@ impl ChannelBuilder {
         let config = Arc::new(self.config);
         let (events, inbox) = mpsc::unbounded_channel();
         let (picker_tx, picker) = watch::channel(PickerState::idle());
+        let (states, _) = broadcast::channel(64);
         let (shutdown_tx, shutdown) = oneshot::channel();
         let activity = Arc::new(Activity::new());
         let setup = ControlSetup {
@@ -406,6 +437,7 @@ impl ChannelBuilder {
             events: events.clone(),
             inbox,
             picker: picker_tx,
+            states: states.clone(),
             shutdown,
             activity: activity.clone(),
         };
@@ -415,6 +447,7 @@ impl ChannelBuilder {
                 authority,
                 config,
                 picker,
+                states,
                 events,
                 setup: Mutex::new(Some(setup)),
                 started: std::sync::atomic::AtomicBool::new(false),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::balancer::{self, Balancer, PickResult, Picker};
@@ -109,6 +109,7 @@ pub(crate) struct ControlSetup {
     pub(crate) events: mpsc::UnboundedSender<ControlEvent>,
     pub(crate) inbox: mpsc::UnboundedReceiver<ControlEvent>,
     pub(crate) picker: watch::Sender<Arc<PickerState>>,
+    pub(crate) states: broadcast::Sender<ConnectivityState>,
     pub(crate) shutdown: oneshot::Receiver<()>,
     pub(crate) activity: Arc<Activity>,
 }
@@ -118,8 +119,23 @@ pub(crate) struct Core {
     config: Arc<ChannelConfig>,
     events: mpsc::UnboundedSender<ControlEvent>,
     picker: watch::Sender<Arc<PickerState>>,
+    states: broadcast::Sender<ConnectivityState>,
     subchannels: Vec<Subchannel>,
     resolve_now: bool,
+}
+
+impl Core {
+    /// Publishes a picker, and the channel's state to its observers when it changed.
+    fn publish(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
+        let previous = self
+            .picker
+            .send_replace(Arc::new(PickerState { state, picker }))
+            .state;
+        if previous != state {
+            tracing::debug!(%state, "channel");
+            let _ = self.states.send(state);
+        }
+    }
 }
 
 /// The channel as a balancer sees it: it creates subchannels, publishes pickers and asks
@@ -148,10 +164,7 @@ impl Helper<'_> {
 
     /// Publishes the channel's state and the picker every call from now on asks.
     pub fn update_picker(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
-        tracing::debug!(%state, "channel");
-        self.core
-            .picker
-            .send_replace(Arc::new(PickerState { state, picker }));
+        self.core.publish(state, picker);
     }
 
     /// Asks the resolver to resolve again.
@@ -176,6 +189,7 @@ pub(crate) async fn run(setup: ControlSetup) {
         events,
         mut inbox,
         picker,
+        states,
         mut shutdown,
         activity,
     } = setup;
@@ -183,6 +197,7 @@ pub(crate) async fn run(setup: ControlSetup) {
         config: config.clone(),
         events: events.clone(),
         picker,
+        states,
         subchannels: Vec::new(),
         resolve_now: false,
     };
@@ -264,7 +279,7 @@ pub(crate) async fn run(setup: ControlSetup) {
                     tracing::debug!(?timeout, "channel idle");
                     running = None;
                     shutdown_subchannels(&mut core);
-                    core.picker.send_replace(PickerState::idle());
+                    core.publish(ConnectivityState::Idle, Arc::new(QueuePicker));
                     idle_check = None;
                 } else {
                     idle_check = Some(quiet_until.max(Instant::now() + timeout / 10));
@@ -283,10 +298,10 @@ pub(crate) async fn run(setup: ControlSetup) {
     }
     drop(running);
     shutdown_subchannels(&mut core);
-    core.picker.send_replace(Arc::new(PickerState {
-        state: ConnectivityState::Shutdown,
-        picker: Arc::new(FailPicker(Status::unavailable("the channel was dropped"))),
-    }));
+    core.publish(
+        ConnectivityState::Shutdown,
+        Arc::new(FailPicker(Status::unavailable("the channel was dropped"))),
+    );
 }
 
 /// Starts resolving and balancing (the channel leaves IDLE).

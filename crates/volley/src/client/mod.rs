@@ -13,5 +13,5 @@ mod subchannel;
 
 pub use backoff::BackoffConfig;
 pub use call::Grpc;
-pub use channel::{Channel, ChannelBuilder};
+pub use channel::{Channel, ChannelBuilder, StateChanges};
 pub use connectivity::ConnectivityState;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -20,21 +20,22 @@ pub(crate) struct Shared {
     pub(crate) connection: ConnectionConfig,
 }
 
-pub(crate) async fn serve_connection(
-    socket: TcpStream,
-    remote: SocketAddr,
+/// Serves one accepted connection; `remote` is the peer's address (none on Unix sockets).
+pub(crate) async fn serve_connection<T>(
+    socket: T,
+    remote: Option<SocketAddr>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    if shared.connection.tcp_nodelay {
-        let _ = socket.set_nodelay(true);
-    }
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Peer(remote);
     let handshake = ServerConnection::handshake(socket, &shared.connection.http2);
     let mut conn = tokio::select! {
         r = handshake => match r {
             Ok(conn) => conn,
             Err(e) => {
-                tracing::debug!(%remote, error = %e, "HTTP/2 handshake failed");
+                tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
                 return;
             }
         },
@@ -49,7 +50,7 @@ pub(crate) async fn serve_connection(
             accepted = conn.accept() => match accepted {
                 Some(Ok((request, respond))) => {
                     if let Some((call, path)) =
-                        ServerCall::accept(request, respond, shared.config.clone(), Some(remote))
+                        ServerCall::accept(request, respond, shared.config.clone(), remote)
                     {
                         if let Some(fut) = shared.router.route(path.path(), call) {
                             calls.spawn(fut);
@@ -57,7 +58,7 @@ pub(crate) async fn serve_connection(
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                     break;
                 }
                 None => break,
@@ -73,7 +74,7 @@ pub(crate) async fn serve_connection(
                 }
             }
             _ = &mut drain_deadline, if draining => {
-                tracing::debug!(%remote, active = calls.len(), "drain timeout: closing connection");
+                tracing::debug!(%peer, active = calls.len(), "drain timeout: closing connection");
                 break;
             }
         }
@@ -81,4 +82,16 @@ pub(crate) async fn serve_connection(
     // Dropping the set aborts calls still running (after a drain timeout or a broken
     // connection); dropping `conn` closes the socket.
     calls.abort_all();
+}
+
+/// A peer address for logs: `ip:port`, or `unix` for a Unix socket.
+struct Peer(Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("unix"),
+        }
+    }
 }

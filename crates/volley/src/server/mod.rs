@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -221,6 +221,25 @@ impl ServerBuilder {
         listener: TcpListener,
         signal: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_on(listener, signal).await
+    }
+
+    /// Serves on a Unix domain socket listener until `signal` completes, then shuts down as
+    /// [`ServerBuilder::serve_with_shutdown`] does. Calls see no remote address.
+    pub async fn serve_with_unix_listener(
+        self,
+        listener: UnixListener,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        self.serve_on(listener, signal).await
+    }
+
+    async fn serve_on<L: Listen>(
+        self,
+        listener: L,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let nodelay = self.connection.tcp_nodelay;
         let shared = Arc::new(connection::Shared {
             router: self.router,
             config: Arc::new(self.config),
@@ -232,7 +251,7 @@ impl ServerBuilder {
         loop {
             tokio::select! {
                 _ = &mut signal => break,
-                accepted = listener.accept() => match accepted {
+                accepted = listener.accept_one(nodelay) => match accepted {
                     Ok((socket, remote)) => {
                         connections.spawn(connection::serve_connection(
                             socket,
@@ -255,5 +274,37 @@ impl ServerBuilder {
         let _ = shutdown_tx.send(true);
         while connections.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// A listener the server accepts connections from.
+trait Listen {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection and its peer's address.
+    fn accept_one(
+        &self,
+        nodelay: bool,
+    ) -> impl Future<Output = std::io::Result<(Self::Io, Option<SocketAddr>)>>;
+}
+
+impl Listen for TcpListener {
+    type Io = tokio::net::TcpStream;
+
+    async fn accept_one(&self, nodelay: bool) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (socket, remote) = self.accept().await?;
+        if nodelay {
+            let _ = socket.set_nodelay(true);
+        }
+        Ok((socket, Some(remote)))
+    }
+}
+
+impl Listen for UnixListener {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept_one(&self, _nodelay: bool) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (socket, _) = self.accept().await?;
+        Ok((socket, None))
     }
 }

@@ -70,6 +70,20 @@ where
         .data_frame_budget(data_frame_budget(settings.initial_connection_window_size))
         .handshake::<_, Bytes>(io)
         .await?;
+    // The connection counts as established once the server's SETTINGS arrive (as in grpc-go):
+    // a peer that accepts TCP and then closes, or is not HTTP/2, is a failed attempt (and
+    // backs off), not a READY connection that dies at once. Until then h2 allows no stream
+    // (initial_max_send_streams(0) above); the server's SETTINGS raise the limit.
+    let mut connection = connection;
+    poll_fn(|cx| match Pin::new(&mut connection).poll(cx) {
+        Poll::Ready(Ok(())) => Poll::Ready(Err(StreamError::closed_early(
+            "the server closed the connection before sending its SETTINGS",
+        ))),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(StreamError::from(e))),
+        Poll::Pending if inner.current_max_send_streams() > 0 => Poll::Ready(Ok(())),
+        Poll::Pending => Poll::Pending,
+    })
+    .await?;
     let (going_away_tx, going_away) = oneshot::channel();
     let (release, mut released) = oneshot::channel::<()>();
     // h2 has no GOAWAY event: it records a received GOAWAY (or a failure) as the error that
@@ -78,7 +92,6 @@ where
     // dropped once the owner releases the connection (or it went away), letting h2 close.
     let mut probe = Some(inner.clone());
     let mut going_away_tx = Some(going_away_tx);
-    let mut connection = connection;
     let driver = async move {
         poll_fn(|cx| {
             if probe.is_some() && Pin::new(&mut released).poll(cx).is_ready() {

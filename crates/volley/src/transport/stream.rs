@@ -13,20 +13,34 @@ use crate::{Code, Status};
 
 /// A failure on a stream or its connection.
 #[derive(Debug)]
-pub(crate) struct StreamError(h2::Error);
+pub(crate) struct StreamError(Repr);
+
+#[derive(Debug)]
+enum Repr {
+    H2(h2::Error),
+    /// The connection closed before it was established.
+    ClosedEarly(&'static str),
+}
 
 impl StreamError {
+    /// The connection ended before it could be used (`why` says how).
+    pub(crate) fn closed_early(why: &'static str) -> StreamError {
+        StreamError(Repr::ClosedEarly(why))
+    }
+
     /// True when the peer (or the connection's end) reset this stream, as opposed to an I/O
     /// error.
     pub(crate) fn is_reset(&self) -> bool {
-        self.0.reason().is_some()
+        matches!(&self.0, Repr::H2(e) if e.reason().is_some())
     }
 
     /// True when the server certainly did not process the stream, so that the request can be
     /// sent again elsewhere: the stream was refused (RST_STREAM REFUSED_STREAM), or it was
     /// above the last stream id of a graceful GOAWAY.
     pub(crate) fn is_unprocessed(&self) -> bool {
-        let err = &self.0;
+        let Repr::H2(err) = &self.0 else {
+            return false;
+        };
         err.is_remote()
             && match err.reason() {
                 Some(h2::Reason::REFUSED_STREAM) => err.is_reset(),
@@ -38,7 +52,12 @@ impl StreamError {
     /// The status this failure ends a call with (`doc/PROTOCOL-HTTP2.md`: RST_STREAM codes,
     /// GOAWAY, connection failures → UNAVAILABLE).
     pub(crate) fn to_status(&self) -> Status {
-        let err = &self.0;
+        let err = match &self.0 {
+            Repr::H2(err) => err,
+            Repr::ClosedEarly(why) => {
+                return Status::unavailable(format!("connection error: {why}"));
+            }
+        };
         if let Some(reason) = err.reason() {
             let code = if err.is_go_away() && reason == h2::Reason::NO_ERROR {
                 Code::Unavailable
@@ -61,13 +80,16 @@ impl StreamError {
 
 impl From<h2::Error> for StreamError {
     fn from(err: h2::Error) -> StreamError {
-        StreamError(err)
+        StreamError(Repr::H2(err))
     }
 }
 
 impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            Repr::H2(e) => e.fmt(f),
+            Repr::ClosedEarly(why) => f.write_str(why),
+        }
     }
 }
 
@@ -97,7 +119,7 @@ impl RecvBody {
                 let _ = self.0.flow_control().release_capacity(chunk.len());
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError::from(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -108,7 +130,7 @@ impl RecvBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<HeaderMap>, StreamError>> {
-        self.0.poll_trailers(cx).map_err(StreamError)
+        self.0.poll_trailers(cx).map_err(StreamError::from)
     }
 }
 
@@ -136,12 +158,14 @@ impl SendBody {
         data: Bytes,
         end_of_stream: bool,
     ) -> Result<(), StreamError> {
-        self.0.send_data(data, end_of_stream).map_err(StreamError)
+        self.0
+            .send_data(data, end_of_stream)
+            .map_err(StreamError::from)
     }
 
     /// Sends the trailers, ending the stream.
     pub(crate) fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
-        self.0.send_trailers(trailers).map_err(StreamError)
+        self.0.send_trailers(trailers).map_err(StreamError::from)
     }
 
     /// Resets the stream with RST_STREAM(CANCEL).
