@@ -14,5 +14,6 @@ pub mod routeguide {
 }
 
 pub mod greeter;
+pub mod load_balancing;
 pub mod route_guide;
 pub mod route_guide_client;

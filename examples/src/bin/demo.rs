@@ -1,5 +1,6 @@
 //! The demo: starts the helloworld and route guide servers on a free loopback port, runs
-//! clients against them, prints the replies, and shuts the server down gracefully.
+//! clients against them, prints the replies, and shuts the server down gracefully; then
+//! balances calls over three servers with `round_robin` while one of them shuts down.
 
 use std::time::Duration;
 
@@ -50,5 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = stop.send(());
     server.await??;
     println!("server shut down");
+
+    println!();
+    volley_examples::load_balancing::run(&mut std::io::stdout()).await?;
     Ok(())
 }

@@ -37,3 +37,19 @@ async fn route_guide_client_against_its_server() {
     let _ = stop.send(());
     bounded(10, server).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn load_balancing_example_rotates_and_survives_a_shutdown() {
+    let mut out = Vec::new();
+    bounded(30, volley_examples::load_balancing::run(&mut out))
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let (before, after) = out.split_once("server-2 shut down").expect("two phases");
+    // Six calls rotate over the connected servers (the balancing tests check the split).
+    assert_eq!(before.matches("Hello call").count(), 6, "{out}");
+    assert_eq!(after.matches("Hello call").count(), 6, "{out}");
+    assert!(!after.contains("from server-2"), "{out}");
+    assert_eq!(after.matches("from server-1").count(), 3, "{out}");
+    assert_eq!(after.matches("from server-3").count(), 3, "{out}");
+}
