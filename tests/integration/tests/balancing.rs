@@ -640,3 +640,70 @@ async fn a_dns_name_that_does_not_resolve_is_unavailable() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status}");
 }
+
+/// A resolver written against the public API: fixed addresses, and a message for every
+/// re-resolution request the channel makes.
+struct Recording {
+    addresses: Vec<Address>,
+    requests: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+struct RecordingResolver {
+    requests: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl volley::resolver::Resolver for RecordingResolver {
+    fn resolve_now(&mut self) {
+        let _ = self.requests.send(());
+    }
+}
+
+impl volley::resolver::ResolverBuilder for Recording {
+    fn scheme(&self) -> &str {
+        "recording"
+    }
+
+    fn build(
+        &self,
+        _target: &volley::resolver::Target,
+        sink: volley::resolver::UpdateSink,
+    ) -> Result<Box<dyn volley::resolver::Resolver>, volley::Status> {
+        sink.update(ResolverUpdate::new(self.addresses.clone()));
+        Ok(Box::new(RecordingResolver {
+            requests: self.requests.clone(),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_goaway_asks_the_resolver_to_resolve_again() {
+    let mut servers = start_servers(2).await;
+    let (requests, mut resolve_now) = tokio::sync::mpsc::unbounded_channel();
+    let resolver = Recording {
+        addresses: addrs(&servers).into_iter().map(Address::tcp).collect(),
+        requests,
+    };
+    let channel = Channel::builder("recording:///anything")
+        .resolver(resolver)
+        .load_balancing_policy("round_robin")
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
+    let client = EchoClient::new(channel);
+    bounded(
+        10,
+        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()),
+    )
+    .await;
+    assert!(
+        resolve_now.try_recv().is_err(),
+        "no request while all is well"
+    );
+    // A graceful shutdown sends GOAWAY: the channel asks for fresh addresses.
+    bounded(10, servers[0].shutdown()).await.unwrap().unwrap();
+    bounded(5, resolve_now.recv()).await.unwrap();
+    // Calls go on over the other server.
+    bounded(5, client.unary(EchoRequest::default()))
+        .await
+        .unwrap();
+}

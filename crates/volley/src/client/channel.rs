@@ -216,7 +216,7 @@ impl Channel {
         &self,
         path: &str,
         wait_for_ready: bool,
-    ) -> Result<(Subchannel, Sender), Status> {
+    ) -> Result<(Subchannel, Sender, u64), Status> {
         self.start();
         self.inner.activity.touch();
         let info = PickInfo { path };
@@ -225,8 +225,8 @@ impl Channel {
             let current = rx.borrow_and_update().clone();
             match current.picker.pick(&info) {
                 PickResult::Pick(sc) => {
-                    if let Some(sender) = sc.sender() {
-                        return Ok((sc, sender));
+                    if let Some((sender, generation)) = sc.sender() {
+                        return Ok((sc, sender, generation));
                     }
                 }
                 PickResult::Queue => {}
@@ -257,8 +257,7 @@ impl Channel {
     ) -> Result<(ResponseFuture, SendBody), Status> {
         let mut last_error = None;
         for _ in 0..MAX_TRANSPARENT_RETRIES {
-            let (sc, sender) = self.pick(path, wait_for_ready).await?;
-            let generation = sc.generation();
+            let (sc, sender, generation) = self.pick(path, wait_for_ready).await?;
             match sender.open(make_request(), end_of_stream).await {
                 Ok(opened) => return Ok(opened),
                 Err(e) => {

@@ -149,9 +149,12 @@ impl Subchannel {
         self.inner.stop.notify_waiters();
     }
 
-    /// The stream opener of the connection, when READY.
-    pub(crate) fn sender(&self) -> Option<Sender> {
-        self.lock().connection.as_ref().map(|c| c.sender.clone())
+    /// The stream opener of the connection and its generation, when READY.
+    pub(crate) fn sender(&self) -> Option<(Sender, u64)> {
+        self.lock()
+            .connection
+            .as_ref()
+            .map(|c| (c.sender.clone(), c.generation))
     }
 
     /// How many calls are open on the current connection.
@@ -162,12 +165,11 @@ impl Subchannel {
             .map_or(0, |c| c.sender.active_streams())
     }
 
-    /// The connection refused a new stream (it received GOAWAY or closed): back to IDLE, as
-    /// if the GOAWAY had been seen.
-    pub(crate) fn connection_refused_stream(&self, sender_generation: Option<u64>) {
+    /// Connection `generation` refused a new stream (it received GOAWAY or closed): back to
+    /// IDLE, as if the GOAWAY had been seen.
+    pub(crate) fn connection_refused_stream(&self, generation: u64) {
         let mut state = self.lock();
-        let current = state.connection.as_ref().map(|c| c.generation);
-        if current.is_some() && (sender_generation.is_none() || sender_generation == current) {
+        if state.connection.as_ref().map(|c| c.generation) == Some(generation) {
             state.connection = None;
             self.set_state(
                 &mut state,
@@ -175,11 +177,6 @@ impl Subchannel {
                 Some(Status::unavailable("the connection refused a new stream")),
             );
         }
-    }
-
-    /// The generation of the current connection (to report a refusal about it).
-    pub(crate) fn generation(&self) -> Option<u64> {
-        self.lock().connection.as_ref().map(|c| c.generation)
     }
 
     fn set_state(&self, state: &mut State, new: ConnectivityState, error: Option<Status>) {
