@@ -23,6 +23,7 @@ pub mod server;
 mod status;
 mod streaming;
 mod timeout;
+mod tls;
 mod transport;
 
 pub use client::{
@@ -31,6 +32,7 @@ pub use client::{
 };
 pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
+    MessageCompressed, SendCompression,
 };
 pub use error::Error;
 pub use interceptor::Interceptor;
@@ -40,6 +42,7 @@ pub use response::Response;
 pub use server::Server;
 pub use status::{Code, Status, percent_decode, percent_encode};
 pub use streaming::Streaming;
+pub use tls::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// A boxed stream of messages, handy as a server-streaming handler's stream type.
 pub type BoxStream<T> =

@@ -148,6 +148,7 @@ impl<T> Request<T> {
             message: self.message,
             timeout: self.timeout,
             wait_for_ready: self.wait_for_ready,
+            extensions: self.extensions,
         }
     }
 }
@@ -158,6 +159,7 @@ pub(crate) struct CallParts<T> {
     pub(crate) message: T,
     pub(crate) timeout: Option<Duration>,
     pub(crate) wait_for_ready: Option<bool>,
+    pub(crate) extensions: http::Extensions,
 }
 
 /// Anything that can be sent as a unary or server-streaming request: a message or a

@@ -9,6 +9,7 @@ pub struct Response<T> {
     metadata: MetadataMap,
     message: T,
     trailers: MetadataMap,
+    extensions: http::Extensions,
 }
 
 impl<T> Response<T> {
@@ -18,6 +19,7 @@ impl<T> Response<T> {
             metadata: MetadataMap::new(),
             message,
             trailers: MetadataMap::new(),
+            extensions: http::Extensions::new(),
         }
     }
 
@@ -30,6 +32,7 @@ impl<T> Response<T> {
             metadata,
             message,
             trailers,
+            extensions: http::Extensions::new(),
         }
     }
 
@@ -73,12 +76,24 @@ impl<T> Response<T> {
         &mut self.trailers
     }
 
+    /// Typed values about the response that are not sent (on the client, for example
+    /// [`crate::MessageCompressed`]).
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// The extensions, to change.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+
     /// Replaces the message with the result of `f`, keeping the metadata.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
         Response {
             metadata: self.metadata,
             message: f(self.message),
             trailers: self.trailers,
+            extensions: self.extensions,
         }
     }
 }

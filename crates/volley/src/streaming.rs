@@ -123,6 +123,11 @@ impl<T> Streaming<T> {
         }
     }
 
+    /// Whether the last message this stream returned arrived with the compressed flag set.
+    pub fn last_message_compressed(&self) -> bool {
+        self.inner.decoder.last_compressed()
+    }
+
     /// The trailing metadata, once the stream has ended (client side only).
     pub fn trailers(&self) -> Option<&MetadataMap> {
         self.inner.trailers.as_ref()

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::channel::{Channel, MAX_TRANSPARENT_RETRIES};
 use crate::codec::{
     self, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
+    MessageCompressed, SendCompression,
 };
 use crate::metadata::MetadataMap;
 use crate::streaming::{DropGuard, OutboundLink, Side, Streaming};
@@ -73,9 +74,10 @@ impl Grpc {
         let parts = self.intercept(request)?.into_parts();
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
+        let control = parts.extensions.get::<SendCompression>();
         let data = codec::encode(
             &parts.message,
-            self.send_compressed,
+            SendCompression::apply(control, self.send_compressed),
             self.max_send_message_size,
         )?;
         let call = async {
@@ -101,9 +103,10 @@ impl Grpc {
         let parts = self.intercept(request)?.into_parts();
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
+        let control = parts.extensions.get::<SendCompression>();
         let data = codec::encode(
             &parts.message,
-            self.send_compressed,
+            SendCompression::apply(control, self.send_compressed),
             self.max_send_message_size,
         )?;
         let call = async {
@@ -132,7 +135,8 @@ impl Grpc {
         let wait = self.wait_for_ready(parts.wait_for_ready);
         let call = async {
             let (response, send) = self.start(path, &parts.metadata, deadline, wait).await?;
-            let guard = self.spawn_sender(send, parts.message);
+            let control = parts.extensions.get::<SendCompression>().cloned();
+            let guard = self.spawn_sender(send, parts.message, control);
             let response = await_headers(response, &guard).await?;
             let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
             single_response(headers, &mut stream).await
@@ -156,7 +160,8 @@ impl Grpc {
         let wait = self.wait_for_ready(parts.wait_for_ready);
         let call = async {
             let (response, send) = self.start(path, &parts.metadata, deadline, wait).await?;
-            let guard = self.spawn_sender(send, parts.message);
+            let control = parts.extensions.get::<SendCompression>().cloned();
+            let guard = self.spawn_sender(send, parts.message, control);
             let response = await_headers(response, &guard).await?;
             let (headers, stream) = self.read_response::<Resp>(response, deadline, guard)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
@@ -304,7 +309,12 @@ impl Grpc {
     /// Sends the request stream from its own task, so that responses can be read meanwhile.
     /// The returned link stops the task (with RST_STREAM CANCEL) when dropped, and carries the
     /// task's failure back to the response side.
-    fn spawn_sender<S, Req>(&self, mut send: SendBody, messages: S) -> DropGuard
+    fn spawn_sender<S, Req>(
+        &self,
+        mut send: SendBody,
+        messages: S,
+        control: Option<SendCompression>,
+    ) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
@@ -317,7 +327,7 @@ impl Grpc {
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));
             let stop = pin!(&mut cancelled);
-            match send_messages(&mut send, messages, encoding, max, stop).await {
+            match send_messages(&mut send, messages, encoding, control.as_ref(), max, stop).await {
                 Pumped::Ended => {
                     let _ = send.send_data(Bytes::new(), true);
                 }
@@ -366,11 +376,10 @@ async fn single_response<Resp: prost::Message + Default>(
             "server sent more than one message in a unary response",
         ));
     }
-    Ok(Response::from_parts(
-        headers,
-        message,
-        stream.take_trailers(),
-    ))
+    let compressed = MessageCompressed(stream.last_message_compressed());
+    let mut response = Response::from_parts(headers, message, stream.take_trailers());
+    response.extensions_mut().insert(compressed);
+    Ok(response)
 }
 
 /// Runs `call` until `deadline`; past it the call is dropped (which resets its stream with

@@ -32,6 +32,7 @@ pub(crate) struct ChannelConfig {
     pub(crate) initial_connection_window_size: u32,
     pub(crate) tcp_nodelay: bool,
     pub(crate) interceptors: Interceptors,
+    pub(crate) tls: Option<crate::tls::ClientTls>,
 }
 
 struct ChannelInner {
@@ -108,7 +109,9 @@ impl Channel {
                 initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
                 tcp_nodelay: true,
                 interceptors: Interceptors::default(),
+                tls: None,
             },
+            tls: None,
         }
     }
 
@@ -181,7 +184,11 @@ impl Channel {
 
     pub(crate) fn uri(&self, path: &'static str) -> http::Uri {
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(if self.inner.config.tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
         parts.authority = Some(self.inner.authority.clone());
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
         http::Uri::from_parts(parts).unwrap_or_default()
@@ -300,6 +307,7 @@ pub struct ChannelBuilder {
     target: String,
     resolver: Option<Arc<dyn ResolverBuilder>>,
     config: ChannelConfig,
+    tls: Option<crate::ClientTlsConfig>,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -364,6 +372,13 @@ impl ChannelBuilder {
         self
     }
 
+    /// Connects with TLS (ALPN `h2`). Default: plaintext, except for `https://` targets,
+    /// which use TLS with the system's CA certificates.
+    pub fn tls_config(mut self, config: crate::ClientTlsConfig) -> ChannelBuilder {
+        self.tls = Some(config);
+        self
+    }
+
     /// The `user-agent` sent with every call, before Volley's own. Default: `volley/<version>`.
     pub fn user_agent(mut self, user_agent: &str) -> Result<ChannelBuilder, Error> {
         let value = format!("{user_agent} volley/{}", env!("CARGO_PKG_VERSION"));
@@ -423,7 +438,16 @@ impl ChannelBuilder {
             .parse()
             .or_else(|_| "localhost".parse())
             .map_err(|e| Error::new(format!("invalid target {target}: {e}")))?;
-        let config = Arc::new(self.config);
+        let mut config = self.config;
+        let tls = match self.tls {
+            Some(tls) => Some(tls),
+            None if target.https => Some(crate::ClientTlsConfig::new()),
+            None => None,
+        };
+        if let Some(tls) = tls {
+            config.tls = Some(crate::tls::ClientTls::new(&tls, &target.host())?);
+        }
+        let config = Arc::new(config);
         let (events, inbox) = mpsc::unbounded_channel();
         let (picker_tx, picker) = watch::channel(PickerState::idle());
         let (states, _) = broadcast::channel(64);

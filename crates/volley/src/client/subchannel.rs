@@ -293,43 +293,63 @@ impl Subchannel {
                 let tcp = tokio::net::TcpStream::connect(a)
                     .await
                     .map_err(unavailable)?;
-                self.handshake_tcp(tcp, &settings).await
+                self.set_nodelay(&tcp);
+                self.handshake(tcp, &settings).await?
             }
             Kind::HostPort(h) => {
                 let tcp = tokio::net::TcpStream::connect(h.as_str())
                     .await
                     .map_err(unavailable)?;
-                self.handshake_tcp(tcp, &settings).await
+                self.set_nodelay(&tcp);
+                self.handshake(tcp, &settings).await?
             }
             Kind::Unix(path) => {
                 let unix = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(unavailable)?;
-                client::handshake(unix, &settings)
-                    .await
-                    .map(|(s, d, g)| (s, Box::pin(d) as client::Driver, g))
+                self.handshake(unix, &settings).await?
             }
             Kind::UnixAbstract(name) => {
                 let unix = connect_abstract(name.clone()).await.map_err(unavailable)?;
-                client::handshake(unix, &settings)
-                    .await
-                    .map(|(s, d, g)| (s, Box::pin(d) as client::Driver, g))
+                self.handshake(unix, &settings).await?
             }
-        }
-        .map_err(|e| Status::unavailable(format!("HTTP/2 handshake with {address} failed: {e}")))?;
+        };
         Ok((sender, (driver, signals)))
     }
 
-    async fn handshake_tcp(
-        &self,
-        tcp: tokio::net::TcpStream,
-        settings: &ClientSettings,
-    ) -> Result<(Sender, client::Driver, ConnectionSignals), crate::transport::StreamError> {
+    fn set_nodelay(&self, tcp: &tokio::net::TcpStream) {
         if self.inner.config.tcp_nodelay {
             let _ = tcp.set_nodelay(true);
         }
-        let (sender, driver, signals) = client::handshake(tcp, settings).await?;
-        Ok((sender, Box::pin(driver), signals))
+    }
+
+    /// TLS (when the channel has it), then the HTTP/2 handshake.
+    async fn handshake<IO>(
+        &self,
+        io: IO,
+        settings: &ClientSettings,
+    ) -> Result<(Sender, client::Driver, ConnectionSignals), Status>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let address = &self.inner.address;
+        let h2_failed =
+            |e| Status::unavailable(format!("HTTP/2 handshake with {address} failed: {e}"));
+        match &self.inner.config.tls {
+            None => {
+                let (sender, driver, signals) =
+                    client::handshake(io, settings).await.map_err(h2_failed)?;
+                Ok((sender, Box::pin(driver), signals))
+            }
+            Some(tls) => {
+                let io = tls.connect(io).await.map_err(|e| {
+                    Status::unavailable(format!("TLS handshake with {address} failed: {e}"))
+                })?;
+                let (sender, driver, signals) =
+                    client::handshake(io, settings).await.map_err(h2_failed)?;
+                Ok((sender, Box::pin(driver), signals))
+            }
+        }
     }
 }
 

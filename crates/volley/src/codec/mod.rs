@@ -8,6 +8,58 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::Status;
 pub use compression::CompressionEncoding;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Turns compression of sent messages on and off message by message, within a call that
+/// compresses (the server's [`crate::server::ServerBuilder::send_compressed`] with a client
+/// that accepts it, or the client's `send_compressed`). Clones share one switch.
+///
+/// On the server every request carries one in its extensions; set it before returning a
+/// unary response or before yielding each streamed message. On the client, put one in the
+/// request's extensions and set it inside the request stream, just before yielding each
+/// message. Default: enabled.
+#[derive(Clone, Debug)]
+pub struct SendCompression(Arc<AtomicBool>);
+
+impl Default for SendCompression {
+    fn default() -> SendCompression {
+        SendCompression::new(true)
+    }
+}
+
+impl SendCompression {
+    /// A switch, on or off.
+    pub fn new(enabled: bool) -> SendCompression {
+        SendCompression(Arc::new(AtomicBool::new(enabled)))
+    }
+
+    /// Compress the messages sent from now on (`true`) or not.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.0.store(enabled, Ordering::Release);
+    }
+
+    /// Whether messages are compressed now.
+    pub fn enabled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// The encoding for the next message: the call's, unless the switch is off.
+    pub(crate) fn apply(
+        control: Option<&SendCompression>,
+        encoding: Option<CompressionEncoding>,
+    ) -> Option<CompressionEncoding> {
+        encoding.filter(|_| control.is_none_or(SendCompression::enabled))
+    }
+}
+
+/// Whether the single message of a unary request (on the server, in the request's
+/// extensions) or of a unary response (on the client, in the response's extensions) arrived
+/// with the compressed flag set. Streams say it per message:
+/// [`crate::Streaming::last_message_compressed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageCompressed(pub bool);
+
 /// Bytes of the length prefix that precedes every message.
 pub(crate) const HEADER_LEN: usize = 5;
 
@@ -99,6 +151,7 @@ pub(crate) struct FrameDecoder {
     buf: BytesMut,
     max_len: usize,
     encoding: Option<CompressionEncoding>,
+    last_compressed: bool,
 }
 
 impl FrameDecoder {
@@ -107,7 +160,13 @@ impl FrameDecoder {
             buf: BytesMut::new(),
             max_len,
             encoding,
+            last_compressed: false,
         }
+    }
+
+    /// Whether the last message returned had the compressed flag set.
+    pub(crate) fn last_compressed(&self) -> bool {
+        self.last_compressed
     }
 
     /// Appends received bytes.
@@ -149,6 +208,7 @@ impl FrameDecoder {
         }
         self.buf.advance(HEADER_LEN);
         let body = self.buf.split_to(len).freeze();
+        self.last_compressed = flag == 1;
         if flag == 0 {
             return Ok(Some(body));
         }

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Sleep;
 
 use super::ServerConfig;
-use crate::codec::{self, CompressionEncoding, compression};
+use crate::codec::{self, CompressionEncoding, MessageCompressed, SendCompression, compression};
 use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
 use crate::transport::server::Respond;
@@ -48,6 +48,8 @@ struct Responder {
     respond: Respond,
     config: Arc<ServerConfig>,
     response_encoding: Option<CompressionEncoding>,
+    /// The handler's per-message switch over `response_encoding`.
+    send_compression: SendCompression,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -72,6 +74,7 @@ impl ServerCall {
             respond,
             config,
             response_encoding: None,
+            send_compression: SendCompression::default(),
             deadline: None,
         };
         if parts.method != http::Method::POST {
@@ -177,13 +180,18 @@ impl ServerCall {
             None,
             None,
         );
-        let request = Request::from_server_parts(
+        let mut request = Request::from_server_parts(
             MetadataMap::from_headers(self.headers),
             stream,
             self.timeout,
             self.remote_addr,
         );
         let mut responder = self.responder;
+        if responder.response_encoding.is_some() {
+            request
+                .extensions_mut()
+                .insert(responder.send_compression.clone());
+        }
         match responder.config.interceptors.run(request) {
             Ok(request) => Some((request, responder)),
             Err(status) => {
@@ -269,7 +277,12 @@ async fn read_single<Req: prost::Message + Default>(
     mut request: Request<Streaming<Req>>,
 ) -> Result<Request<Req>, Status> {
     match request.get_mut().message().await? {
-        Some(msg) => Ok(request.map(|_| msg)),
+        Some(msg) => {
+            let compressed = MessageCompressed(request.get_ref().last_message_compressed());
+            let mut request = request.map(|_| msg);
+            request.extensions_mut().insert(compressed);
+            Ok(request)
+        }
         None => Err(Status::internal(
             "the client sent no request message for a unary request",
         )),
@@ -333,11 +346,8 @@ impl Responder {
     }
 
     fn encode<M: prost::Message>(&self, msg: &M) -> Result<Bytes, Status> {
-        codec::encode(
-            msg,
-            self.response_encoding,
-            self.config.max_send_message_size,
-        )
+        let encoding = SendCompression::apply(Some(&self.send_compression), self.response_encoding);
+        codec::encode(msg, encoding, self.config.max_send_message_size)
     }
 
     fn send_unary<Resp: prost::Message>(&mut self, result: Result<Response<Resp>, Status>) {
@@ -380,17 +390,19 @@ impl Responder {
         let compression = self.response_encoding;
         let max = self.config.max_send_message_size;
         let stop = pin!(deadline_passed(&mut self.deadline));
-        let status = match send_messages(&mut stream, messages, compression, max, stop).await {
-            Pumped::Ended => {
-                let _ = stream.send_trailers(ok_trailers(trailers));
-                return;
-            }
-            Pumped::Failed(status) => status,
-            Pumped::Reset => return,
-            Pumped::Stopped => {
-                Status::deadline_exceeded("deadline exceeded while the handler was streaming")
-            }
-        };
+        let control = Some(&self.send_compression);
+        let status =
+            match send_messages(&mut stream, messages, compression, control, max, stop).await {
+                Pumped::Ended => {
+                    let _ = stream.send_trailers(ok_trailers(trailers));
+                    return;
+                }
+                Pumped::Failed(status) => status,
+                Pumped::Reset => return,
+                Pumped::Stopped => {
+                    Status::deadline_exceeded("deadline exceeded while the handler was streaming")
+                }
+            };
         send_trailers(&mut stream, status);
     }
 }

@@ -85,6 +85,7 @@ impl Server {
                 drain_timeout: None,
             },
             router: Router::default(),
+            tls: None,
         }
     }
 }
@@ -95,6 +96,7 @@ pub struct ServerBuilder {
     config: ServerConfig,
     connection: ConnectionConfig,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -196,6 +198,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS with `config` (ALPN `h2`; clients that do not negotiate it are refused).
+    /// Fails when the identity or client CA cannot be loaded. Default: plaintext.
+    pub fn tls_config(
+        mut self,
+        config: crate::ServerTlsConfig,
+    ) -> Result<ServerBuilder, crate::Error> {
+        self.tls = Some(config.build()?);
+        Ok(self)
+    }
+
     /// Binds `addr` and serves until the process ends.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
         self.serve_with_shutdown(addr, std::future::pending()).await
@@ -240,6 +252,7 @@ impl ServerBuilder {
         signal: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let nodelay = self.connection.tcp_nodelay;
+        let tls = self.tls;
         let shared = Arc::new(connection::Shared {
             router: self.router,
             config: Arc::new(self.config),
@@ -253,12 +266,31 @@ impl ServerBuilder {
                 _ = &mut signal => break,
                 accepted = listener.accept_one(nodelay) => match accepted {
                     Ok((socket, remote)) => {
-                        connections.spawn(connection::serve_connection(
-                            socket,
-                            remote,
-                            shared.clone(),
-                            shutdown_rx.clone(),
-                        ));
+                        let (shared, shutdown) = (shared.clone(), shutdown_rx.clone());
+                        match tls.clone() {
+                            None => {
+                                connections.spawn(connection::serve_connection(
+                                    socket, remote, shared, shutdown,
+                                ));
+                            }
+                            Some(acceptor) => {
+                                connections.spawn(async move {
+                                    let handshake = crate::tls::accept(&acceptor, socket);
+                                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                        Ok(Ok(tls)) => {
+                                            connection::serve_connection(tls, remote, shared, shutdown)
+                                                .await;
+                                        }
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(?remote, error = %e, "TLS handshake failed");
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!(?remote, "TLS handshake timed out");
+                                        }
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         // Accept errors (out of file descriptors...) are transient: log, pause
@@ -276,6 +308,9 @@ impl ServerBuilder {
         Ok(())
     }
 }
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A listener the server accepts connections from.
 trait Listen {

@@ -58,6 +58,7 @@ pub(crate) async fn send_messages<S, M, F>(
     stream: &mut SendBody,
     mut messages: Pin<&mut S>,
     compression: Option<CompressionEncoding>,
+    control: Option<&codec::SendCompression>,
     max_len: usize,
     mut stop: Pin<&mut F>,
 ) -> Pumped
@@ -79,6 +80,7 @@ where
             loop {
                 match messages.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(msg))) => {
+                        let compression = codec::SendCompression::apply(control, compression);
                         if let Err(status) =
                             codec::encode_into(&msg, compression, max_len, &mut batch)
                         {

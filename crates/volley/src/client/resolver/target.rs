@@ -16,6 +16,8 @@ pub struct Target {
     scheme: String,
     authority: String,
     endpoint: String,
+    /// Written `https://...`: TLS with the system's roots unless the channel sets its own.
+    pub(crate) https: bool,
 }
 
 impl Target {
@@ -31,9 +33,6 @@ impl Target {
         }
         for (prefix, port) in [("http://", 80u16), ("https://", 443u16)] {
             if let Some(rest) = target.strip_prefix(prefix) {
-                if prefix == "https://" {
-                    return Err(invalid("https targets need TLS, which this version lacks"));
-                }
                 let host = rest.strip_suffix('/').unwrap_or(rest);
                 if host.is_empty() {
                     return Err(invalid("no host"));
@@ -46,7 +45,9 @@ impl Target {
                 } else {
                     format!("{host}:{port}")
                 };
-                return Target::dns("", endpoint, target);
+                let mut parsed = Target::dns("", endpoint, target)?;
+                parsed.https = prefix == "https://";
+                return Ok(parsed);
             }
         }
         let scheme_end = target.find(':');
@@ -76,6 +77,7 @@ impl Target {
             scheme: scheme_lower,
             authority: authority.to_owned(),
             endpoint: endpoint.to_owned(),
+            https: false,
         };
         match parsed.scheme.as_str() {
             "dns" => Target::dns(authority, endpoint.to_owned(), target),
@@ -137,6 +139,7 @@ impl Target {
             scheme: "dns".to_owned(),
             authority: authority.to_owned(),
             endpoint,
+            https: false,
         })
     }
 
@@ -153,6 +156,15 @@ impl Target {
     /// What the resolver resolves: `host:port`, a socket path, a list of addresses...
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The host part of [`Target::http_authority`] (the default TLS server name).
+    pub(crate) fn host(&self) -> String {
+        let authority = self.http_authority();
+        match split_host_port(&authority) {
+            Ok((host, _)) => host.to_owned(),
+            Err(_) => authority,
+        }
     }
 
     /// The `:authority` calls on this target carry (the host and port for DNS and passthrough,
@@ -292,6 +304,8 @@ mod tests {
         ok("http://127.0.0.1:50051", "dns", "", "127.0.0.1:50051");
         ok("http://example.com", "dns", "", "example.com:80");
         ok("http://example.com/", "dns", "", "example.com:80");
+        ok("https://example.com", "dns", "", "example.com:443");
+        ok("https://example.com:8443", "dns", "", "example.com:8443");
         ok(
             "ipv4:1.2.3.4:50051,5.6.7.8:50051",
             "ipv4",
@@ -323,7 +337,6 @@ mod tests {
             "nosuchscheme://x/y",
             "http://",
             "http://a:1/path",
-            "https://a:1",
             "host:notaport",
             "host:99999",
             "::1:50051",
