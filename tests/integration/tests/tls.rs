@@ -98,8 +98,10 @@ async fn mutual_tls_requires_the_client_certificate() {
         .domain_name("foo.test.google.fr");
     let with_cert = client(
         &server,
-        base.clone()
-            .identity(Identity::from_pem(read("client-v3.pem"), read("client-v3.key"))),
+        base.clone().identity(Identity::from_pem(
+            read("client-v3.pem"),
+            read("client-v3.key"),
+        )),
     );
     bounded(10, with_cert.unary(EchoRequest::default()))
         .await

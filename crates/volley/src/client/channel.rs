@@ -112,6 +112,7 @@ impl Channel {
                 tls: None,
             },
             tls: None,
+            authority: None,
         }
     }
 
@@ -308,6 +309,7 @@ pub struct ChannelBuilder {
     resolver: Option<Arc<dyn ResolverBuilder>>,
     config: ChannelConfig,
     tls: Option<crate::ClientTlsConfig>,
+    authority: Option<String>,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -379,6 +381,13 @@ impl ChannelBuilder {
         self
     }
 
+    /// The `:authority` of every call (gRPC's `server_host_override` for HTTP/2). Default:
+    /// the target's host and port (`localhost` for Unix sockets).
+    pub fn authority(mut self, authority: &str) -> ChannelBuilder {
+        self.authority = Some(authority.to_owned());
+        self
+    }
+
     /// The `user-agent` sent with every call, before Volley's own. Default: `volley/<version>`.
     pub fn user_agent(mut self, user_agent: &str) -> Result<ChannelBuilder, Error> {
         let value = format!("{user_agent} volley/{}", env!("CARGO_PKG_VERSION"));
@@ -433,11 +442,16 @@ impl ChannelBuilder {
                 self.config.load_balancing_policy
             )));
         }
-        let authority: Authority = target
-            .http_authority()
-            .parse()
-            .or_else(|_| "localhost".parse())
-            .map_err(|e| Error::new(format!("invalid target {target}: {e}")))?;
+        let authority: Authority = match &self.authority {
+            Some(a) => a
+                .parse()
+                .map_err(|e| Error::new(format!("invalid authority {a:?}: {e}")))?,
+            None => target
+                .http_authority()
+                .parse()
+                .or_else(|_| "localhost".parse())
+                .map_err(|e| Error::new(format!("invalid target {target}: {e}")))?,
+        };
         let mut config = self.config;
         let tls = match self.tls {
             Some(tls) => Some(tls),

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Runs gRPC's interop test cases for every client against every server, plaintext and TLS:
+#   Volley x Volley, Volley client x C++ server, Volley client x Python server,
+#   C++ client x Volley server, Python client x Volley server.
+# The C++ and Python peers are the official interop binaries that ../shared/peers/ builds once
+# into $PEERS_DIR (default /var/tmp/grpc-peers). Prints a matrix, then `N passed, M failed`;
+# exits 1 when anything failed. Cells a peer does not support are skipped (and listed), never
+# counted as passed.
+#
+# Usage: interop/run-matrix.sh [--quick]   (--quick: plaintext only)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${VOLLEY_SHARED:-$ROOT/../shared}
+PEERS_DIR=${PEERS_DIR:-/var/tmp/grpc-peers}
+export PEERS_DIR
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/volley-interop.XXXXXX")
+SOAK_FLAGS=(--soak_iterations=10 --soak_overall_timeout_seconds=60
+            --soak_per_iteration_max_acceptable_latency_ms=2000)
+MODES=(plaintext tls)
+[[ "${1:-}" == "--quick" ]] && MODES=(plaintext)
+
+log() { echo "[matrix] $*" >&2; }
+
+log "building the Volley interop binaries"
+(cd "$ROOT" && cargo build -q -p volley-interop --bins)
+VOLLEY_SERVER=$TARGET/debug/volley-interop-server
+VOLLEY_CLIENT=$TARGET/debug/volley-interop-client
+
+log "building the C++ and Python peers (cached in $PEERS_DIR)"
+"$SHARED/peers/cpp.sh" >"$LOGS/peers-cpp.log" 2>&1 || { cat "$LOGS/peers-cpp.log" >&2; exit 1; }
+"$SHARED/peers/python.sh" >"$LOGS/peers-python.log" 2>&1 || { cat "$LOGS/peers-python.log" >&2; exit 1; }
+PEERS=$PEERS_DIR/bin
+
+CORE=(empty_unary large_unary client_streaming server_streaming ping_pong empty_stream
+      timeout_on_sleeping_server cancel_after_begin cancel_after_first_response
+      status_code_and_message special_status_message custom_metadata unimplemented_method
+      unimplemented_service)
+COMPRESSION=(client_compressed_unary server_compressed_unary client_compressed_streaming
+             server_compressed_streaming)
+EXTRA=(half_duplex rpc_soak channel_soak)
+ALL_CASES=("${CORE[@]}" "${COMPRESSION[@]}" "${EXTRA[@]}")
+
+# The cases each client implements (../shared/peers/README.md lists the peers').
+client_cases() {
+  case $1 in
+    volley | cpp) echo "${ALL_CASES[@]}" ;;
+    python) echo "${CORE[@]}" ;;
+  esac
+}
+
+# Why a cell is skipped, or nothing when it runs.
+skip_reason() { # client server case
+  local server=$2 case=$3
+  if ! [[ " $(client_cases "$1") " == *" $case "* ]]; then
+    echo "the $1 client does not implement it"
+  elif [[ $server == python && " ${COMPRESSION[*]} " == *" $case "* ]]; then
+    echo "the Python server does not check or set message compression"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+  local port=$1 pid=$2
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+declare -A PORT
+start_server() { # name mode
+  local name=$1 mode=$2 port bin tls=()
+  port=$(free_port)
+  case $name in
+    volley) bin=$VOLLEY_SERVER ;;
+    cpp) bin=$PEERS/cpp_interop_server ;;
+    python) bin=$PEERS/py_interop_server ;;
+  esac
+  [[ $mode == tls ]] && tls=(--use_tls=true)
+  "$bin" --port="$port" "${tls[@]}" >"$LOGS/server-$name-$mode.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  if ! wait_port "$port" "$pid"; then
+    log "the $name server ($mode) did not start:"; cat "$LOGS/server-$name-$mode.log" >&2
+    exit 1
+  fi
+  PORT[$name-$mode]=$port
+}
+
+for mode in "${MODES[@]}"; do
+  for server in volley cpp python; do start_server "$server" "$mode"; done
+done
+
+PAIRS=(volley:volley volley:cpp volley:python cpp:volley python:volley)
+declare -A RESULT
+passed=0; failed=0; skipped=0
+SKIPS=()
+FAILS=()
+
+run_cell() { # client server mode case
+  local client=$1 server=$2 mode=$3 case=$4 bin out rc=0
+  local flags=(--server_host=127.0.0.1 --server_port="${PORT[$server-$mode]}" --test_case="$case")
+  [[ $mode == tls ]] && flags+=(--use_tls=true --use_test_ca=true --server_host_override=foo.test.google.fr)
+  [[ $case == *_soak ]] && flags+=("${SOAK_FLAGS[@]}")
+  case $client in
+    volley) bin=$VOLLEY_CLIENT ;;
+    cpp) bin=$PEERS/cpp_interop_client ;;
+    python) bin=$PEERS/py_interop_client ;;
+  esac
+  out=$LOGS/$client-$server-$mode-$case.log
+  if [[ $client == cpp && $case == client_compressed_* ]]; then
+    # The C++ client exits 0 when the server fails its probe; only its debug line proves the
+    # case ran (../shared/peers/README.md, Quirks).
+    GRPC_VERBOSITY=debug timeout 60 "$bin" "${flags[@]}" >"$out" 2>&1 || rc=$?
+    if [[ $rc == 0 ]] && ! grep -q "probe succeeded. Proceeding." "$out"; then rc=99; fi
+  else
+    timeout 60 "$bin" "${flags[@]}" >"$out" 2>&1 || rc=$?
+  fi
+  return $rc
+}
+
+for pair in "${PAIRS[@]}"; do
+  client=${pair%%:*}; server=${pair##*:}
+  for mode in "${MODES[@]}"; do
+    for case in "${ALL_CASES[@]}"; do
+      key="$pair/$mode/$case"
+      reason=$(skip_reason "$client" "$server" "$case")
+      if [[ -n $reason ]]; then
+        RESULT[$key]=skip; skipped=$((skipped + 1))
+        SKIPS+=("$client client x $server server, $mode, $case: $reason")
+        continue
+      fi
+      if run_cell "$client" "$server" "$mode" "$case"; then
+        RESULT[$key]=pass; passed=$((passed + 1))
+      else
+        RESULT[$key]=FAIL; failed=$((failed + 1))
+        FAILS+=("$client client x $server server, $mode, $case (log: $LOGS/$client-$server-$mode-$case.log)")
+      fi
+    done
+  done
+done
+
+# The matrix: one row per case, one column per client x server x mode.
+header=$(printf '%-30s' "case \\ client>server")
+for pair in "${PAIRS[@]}"; do
+  for mode in "${MODES[@]}"; do header+=$(printf ' %-15s' "${pair/:/>} ${mode:0:5}"); done
+done
+echo "$header"
+for case in "${ALL_CASES[@]}"; do
+  row=$(printf '%-30s' "$case")
+  for pair in "${PAIRS[@]}"; do
+    for mode in "${MODES[@]}"; do row+=$(printf ' %-15s' "${RESULT[$pair/$mode/$case]}"); done
+  done
+  echo "$row"
+done
+echo
+if ((${#SKIPS[@]})); then
+  echo "skipped ($skipped):"
+  printf '  %s\n' "${SKIPS[@]}" | sort | uniq
+fi
+if ((${#FAILS[@]})); then
+  echo "failed:"
+  printf '  %s\n' "${FAILS[@]}"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
