@@ -157,13 +157,13 @@ done
 # The matrix: one row per case, one column per client x server x mode.
 header=$(printf '%-30s' "case \\ client>server")
 for pair in "${PAIRS[@]}"; do
-  for mode in "${MODES[@]}"; do header+=$(printf ' %-15s' "${pair/:/>} ${mode:0:5}"); done
+  for mode in "${MODES[@]}"; do header+=$(printf ' %-19s' "${pair/:/>} ${mode:0:5}"); done
 done
 echo "$header"
 for case in "${ALL_CASES[@]}"; do
   row=$(printf '%-30s' "$case")
   for pair in "${PAIRS[@]}"; do
-    for mode in "${MODES[@]}"; do row+=$(printf ' %-15s' "${RESULT[$pair/$mode/$case]}"); done
+    for mode in "${MODES[@]}"; do row+=$(printf ' %-19s' "${RESULT[$pair/$mode/$case]}"); done
   done
   echo "$row"
 done
