@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""Runs the benchmark scenarios and writes BENCHMARKS.md (called by bench/run.sh).
+
+Servers run on core 0, load generators (h2load, or the frameworks' own clients) on core 1,
+each pinned with taskset. Volley, tonic and the bare h2 floor are interleaved within each
+repetition; figures are medians over the repetitions. A run during which other processes
+used notable CPU is redone (up to twice).
+"""
+
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+TARGET = os.environ.get("BENCH_BIN_DIR", os.path.join(BENCH, "target", "release"))
+SERVER = os.path.join(TARGET, "bench-server")
+CLIENT = os.path.join(TARGET, "bench-client")
+TICKS = os.sysconf("SC_CLK_TCK")
+QUICK = "--quick" in sys.argv
+REPS = 1 if QUICK else 3
+SECONDS = 1.0 if QUICK else 5.0
+WARMUP = 0.3 if QUICK else 1.0
+# A run is noisy when processes other than the server and the load generator used more
+# than this share of one core during it.
+NOISE_LIMIT = 0.10
+WORK = tempfile.mkdtemp(prefix="volley-bench.")
+
+
+def log(*args):
+    print("[bench]", *args, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def busy_seconds():
+    """CPU seconds all cores have spent busy since boot."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    values = [int(v) for v in parts]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / TICKS
+
+
+def body_file(name_len):
+    path = os.path.join(WORK, f"body-{name_len}.bin")
+    if not os.path.exists(path):
+        name = b"x" * name_len
+        # HelloRequest { name = 1 }: tag 0x0a, varint length, bytes.
+        length = name_len
+        varint = b""
+        while True:
+            byte = length & 0x7F
+            length >>= 7
+            if length:
+                varint += bytes([byte | 0x80])
+            else:
+                varint += bytes([byte])
+                break
+        msg = b"\x0a" + varint + name
+        with open(path, "wb") as f:
+            f.write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+    return path
+
+
+class Server:
+    def __init__(self, impl):
+        self.impl = impl
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", SERVER, "--impl", impl, "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"{impl} server did not start")
+        check = subprocess.run(
+            ["taskset", "-c", "1", CLIENT, "check", "--port", str(self.port)],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"{impl} server failed the gRPC check: {check.stderr}")
+
+    def cpu(self):
+        return proc_cpu(self.proc.pid)
+
+    def rss(self):
+        return peak_rss_kib(self.proc.pid)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def measured(server, command):
+    """Runs the load command on core 1; returns its output, wall time, server CPU and the
+    CPU other processes used."""
+    cpu0, busy0 = server.cpu(), busy_seconds()
+    child0 = os.times()
+    t0 = time.monotonic()
+    out = subprocess.run(["taskset", "-c", "1"] + command, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    child1 = os.times()
+    cpu1, busy1 = server.cpu(), busy_seconds()
+    if out.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {out.stderr[-2000:]}")
+    loadgen = (child1.children_user - child0.children_user) + (
+        child1.children_system - child0.children_system
+    )
+    server_cpu = cpu1 - cpu0
+    other = max(0.0, (busy1 - busy0) - server_cpu - loadgen)
+    return out.stdout, wall, server_cpu, other
+
+
+def h2load_args(port, conns, streams, name_len, seconds, log_file=None):
+    args = [
+        "h2load",
+        "-c", str(conns),
+        "-m", str(streams),
+        "-t", "1",
+        "-D", f"{int(seconds * 1000)}ms",
+        "-H", "content-type: application/grpc",
+        "-H", "te: trailers",
+        "-d", body_file(name_len),
+    ]
+    if log_file:
+        args += ["--log-file", log_file]
+    return args + [f"http://127.0.0.1:{port}/helloworld.Greeter/SayHello"]
+
+
+def percentiles(log_file):
+    durations = []
+    with open(log_file) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] == "200":
+                durations.append(int(parts[2]))
+    durations.sort()
+    if not durations:
+        return {}
+
+    def pct(p):
+        return durations[min(len(durations) - 1, int(len(durations) * p))]
+
+    return {"p50_us": pct(0.5), "p99_us": pct(0.99), "p999_us": pct(0.999)}
+
+
+def run_h2load(impl, conns, streams, name_len):
+    for attempt in range(3):
+        server = Server(impl)
+        try:
+            subprocess.run(
+                ["taskset", "-c", "1"]
+                + h2load_args(server.port, conns, streams, name_len, WARMUP),
+                capture_output=True,
+            )
+            log_file = os.path.join(WORK, "h2load.log")
+            out, wall, server_cpu, other = measured(
+                server, h2load_args(server.port, conns, streams, name_len, SECONDS, log_file)
+            )
+            rss = server.rss()
+        finally:
+            server.stop()
+        if other > NOISE_LIMIT * wall and attempt < 2:
+            log(f"  noisy run ({other:.2f} s of other CPU); redoing")
+            continue
+        done = int(re.search(r"(\d+) succeeded", out).group(1))
+        failed = int(re.search(r"(\d+) failed", out).group(1))
+        if failed:
+            raise RuntimeError(f"{impl}: {failed} requests failed")
+        result = {
+            "req_s": done / SECONDS,
+            "req_per_cpu_s": done / server_cpu if server_cpu else 0.0,
+            "rss_kib": rss,
+            "noisy": other > NOISE_LIMIT * wall,
+        }
+        result.update(percentiles(log_file))
+        if name_len >= 1 << 20:
+            result["mb_s"] = done * name_len / SECONDS / 1e6
+        return result
+    raise RuntimeError("unreachable")
+
+
+def run_client(server_impl, client_impl, args):
+    for attempt in range(3):
+        server = Server(server_impl)
+        try:
+            command = [CLIENT] + args + ["--impl", client_impl, "--port", str(server.port)]
+            warm = [a if a != str(SECONDS) else str(WARMUP) for a in command]
+            subprocess.run(["taskset", "-c", "1"] + warm, capture_output=True)
+            out, wall, server_cpu, other = measured(server, command)
+            rss = server.rss()
+        finally:
+            server.stop()
+        if other > NOISE_LIMIT * wall and attempt < 2:
+            log(f"  noisy run ({other:.2f} s of other CPU); redoing")
+            continue
+        words = dict(w.split("=") for w in out.split())
+        return {k: float(v) for k, v in words.items()} | {
+            "server_cpu": server_cpu,
+            "rss_kib": rss,
+        }
+    raise RuntimeError("unreachable")
+
+
+H2LOAD_SCENARIOS = [
+    ("unary latency, 1 B name (-c 1 -m 1)", 1, 1, 1),
+    ("unary latency, 1 KiB name (-c 1 -m 1)", 1, 1, 1024),
+    ("one connection, 100 streams, 1 B (-c 1 -m 100)", 1, 100, 1),
+    ("one connection, 100 streams, 1 KiB (-c 1 -m 100)", 1, 100, 1024),
+    ("throughput, 1 B (-c 4 -m 50)", 4, 50, 1),
+    ("throughput, 1 KiB (-c 4 -m 50)", 4, 50, 1024),
+    ("1 MiB unary payload (-c 1 -m 4)", 1, 4, 1 << 20),
+]
+IMPLS = ["volley", "tonic", "h2"]
+
+
+def median_of(runs, key):
+    values = [r[key] for r in runs if key in r]
+    return statistics.median(values) if values else None
+
+
+def main():
+    results = {}
+    for rep in range(REPS):
+        log(f"repetition {rep + 1}/{REPS}")
+        for title, conns, streams, size in H2LOAD_SCENARIOS:
+            for impl in IMPLS:
+                log(f"  {title}: {impl}")
+                results.setdefault(title, {}).setdefault(impl, []).append(
+                    run_h2load(impl, conns, streams, size)
+                )
+        for mode, title in [("bidi", "bidi stream, messages/s"), ("server", "server stream, messages/s")]:
+            for impl in ["volley", "tonic"]:
+                log(f"  {title}: {impl}")
+                r = run_client(impl, impl, ["stream", "--mode", mode, "--seconds", str(SECONDS)])
+                r["msg_s"] = r["messages"] / r["seconds"]
+                r["msg_per_cpu_s"] = r["messages"] / r["server_cpu"] if r["server_cpu"] else 0
+                results.setdefault(title, {}).setdefault(impl, []).append(r)
+        title = "client cost: 50 tasks of unary calls against the h2 server"
+        for impl in ["volley", "tonic"]:
+            log(f"  {title}: {impl}")
+            r = run_client(
+                "h2", impl, ["unary", "--concurrency", "50", "--seconds", str(SECONDS)]
+            )
+            r["calls_s"] = r["calls"] / r["seconds"]
+            r["client_us_per_call"] = r["cpu_seconds"] / r["calls"] * 1e6
+            results.setdefault(title, {}).setdefault(impl, []).append(r)
+    with open(os.path.join(WORK, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    write_report(results)
+
+
+def fmt(value, unit=""):
+    if value is None:
+        return "–"
+    if value >= 100:
+        return f"{value:,.0f}{unit}"
+    return f"{value:.2f}{unit}"
+
+
+def ratio(v, t):
+    if v is None or t in (None, 0):
+        return "–"
+    return f"{v / t:.2f}x"
+
+
+def version_of(crate):
+    lock = os.path.join(BENCH, "Cargo.lock")
+    try:
+        text = open(lock).read()
+    except OSError:
+        return "?"
+    m = re.search(r'name = "' + re.escape(crate) + r'"\nversion = "([^"]+)"', text)
+    return m.group(1) if m else "?"
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
+    return cpu, os.cpu_count(), platform.release(), rustc, h2load
+
+
+def write_report(results):
+    rows = []
+    targets = []
+    for title, _, _, size in H2LOAD_SCENARIOS:
+        r = results[title]
+        med = {impl: {k: median_of(r[impl], k) for k in r[impl][0]} for impl in IMPLS}
+        v, t, h = med["volley"], med["tonic"], med["h2"]
+        metrics = [("req/s", "req_s", ""), ("req per server-CPU-s", "req_per_cpu_s", ""),
+                   ("p50", "p50_us", " µs"), ("p99", "p99_us", " µs"), ("p99.9", "p999_us", " µs"),
+                   ("peak RSS", "rss_kib", " KiB")]
+        if size >= 1 << 20:
+            metrics.insert(1, ("MB/s (responses)", "mb_s", ""))
+        for name, key, unit in metrics:
+            rows.append((title, name, fmt(v.get(key), unit), fmt(t.get(key), unit),
+                         fmt(h.get(key), unit), ratio(v.get(key), t.get(key)), ratio(h.get(key), t.get(key))))
+        if title.startswith("throughput, 1 B"):
+            targets.append(("unary requests per server-CPU-second, -c 4 -m 50", ">= 1.50x",
+                            ratio(v["req_per_cpu_s"], t["req_per_cpu_s"]),
+                            v["req_per_cpu_s"] / t["req_per_cpu_s"] >= 1.5))
+            targets.append(("peak RSS (same run)", "<= 1.00x", ratio(v["rss_kib"], t["rss_kib"]),
+                            v["rss_kib"] <= t["rss_kib"]))
+        if title.startswith("unary latency, 1 B"):
+            targets.append(("unary p50 latency, -c 1 -m 1", "<= 0.85x",
+                            ratio(v["p50_us"], t["p50_us"]), v["p50_us"] / t["p50_us"] <= 0.85))
+    for title in ["bidi stream, messages/s", "server stream, messages/s"]:
+        r = results[title]
+        v = {k: median_of(r["volley"], k) for k in r["volley"][0]}
+        t = {k: median_of(r["tonic"], k) for k in r["tonic"][0]}
+        for name, key, unit in [("messages/s", "msg_s", ""), ("messages per server-CPU-s", "msg_per_cpu_s", ""),
+                                ("peak RSS", "rss_kib", " KiB")]:
+            rows.append((title, name, fmt(v.get(key), unit), fmt(t.get(key), unit), "–",
+                         ratio(v.get(key), t.get(key)), "–"))
+        targets.append((f"streaming messages/s ({title.split(',')[0]})", ">= 1.50x",
+                        ratio(v["msg_s"], t["msg_s"]), v["msg_s"] / t["msg_s"] >= 1.5))
+    title = "client cost: 50 tasks of unary calls against the h2 server"
+    r = results[title]
+    v = {k: median_of(r["volley"], k) for k in r["volley"][0]}
+    t = {k: median_of(r["tonic"], k) for k in r["tonic"][0]}
+    for name, key, unit in [("calls/s", "calls_s", ""), ("client CPU per call", "client_us_per_call", " µs")]:
+        rows.append((title, name, fmt(v.get(key), unit), fmt(t.get(key), unit), "–",
+                     ratio(v.get(key), t.get(key)), "–"))
+    targets.append(("client CPU per call", "<= 0.70x", ratio(v["client_us_per_call"], t["client_us_per_call"]),
+                    v["client_us_per_call"] / t["client_us_per_call"] <= 0.7))
+
+    cpu, cores, kernel, rustc, h2load = machine()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/run.sh`" + (" --quick (1 repetition of 1 s: indicative only)" if QUICK else "")
+        + f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Volley, tonic and a bare `h2`",
+        "server (the floor any h2-based stack can reach) answer the same helloworld `SayHello`",
+        "(`message = request.name`); each server runs a current-thread Tokio runtime pinned to core 0,",
+        "the load generator is pinned to core 1. h2load drives the unary scenarios (every server is",
+        "first checked with a real gRPC call); the streaming scenarios use each framework's own client;",
+        "the client-cost scenario runs Volley's and tonic's clients against the h2 server.",
+        f"Figures are medians of {REPS} repetition(s) of {SECONDS:g} s, after a {WARMUP:g} s warm-up,",
+        "frameworks interleaved. **Ratios are to tonic, measured in the same run.**",
+        "Requests per server-CPU-second is the fair throughput figure here: with two cores, h2load on",
+        "one core caps raw req/s.",
+        "",
+        f"Machine: {cpu}, {cores} cores, Linux {kernel}. {rustc}; {h2load}.",
+        f"Versions: tonic {version_of('tonic')}, h2 {version_of('h2')}, hyper {version_of('hyper')},"
+        f" prost {version_of('prost')}, tokio {version_of('tokio')}; release profile with `lto = \"fat\"`,"
+        " `codegen-units = 1`.",
+        "",
+        "## Targets (issue: benchmarks)",
+        "",
+        "| target | wanted | Volley / tonic | met |",
+        "|---|---|---|---|",
+    ]
+    for name, wanted, got, ok in targets:
+        lines.append(f"| {name} | {wanted} | {got} | {'yes' if ok else 'no'} |")
+    lines += [
+        "",
+        "## All scenarios",
+        "",
+        "| scenario | measure | Volley | tonic | bare h2 | Volley / tonic | h2 / tonic |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Raw results: `results.json` in the run's work directory"
+              f" (`{WORK}` for this run).", ""]
+    out = os.path.join(ROOT, "BENCHMARKS.md")
+    with open(out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

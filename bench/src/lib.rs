@@ -1,0 +1,346 @@
+//! The three servers under test (Volley, tonic, bare h2) and the clients that drive the
+//! streaming and client-cost scenarios. Every server answers `message = request.name`.
+
+#![allow(missing_docs)]
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
+
+/// Volley's generated Greeter.
+pub mod volley_gen {
+    include!(concat!(env!("OUT_DIR"), "/volley/helloworld.rs"));
+}
+
+/// tonic's generated Greeter.
+pub mod tonic_gen {
+    include!(concat!(env!("OUT_DIR"), "/tonic/helloworld.rs"));
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th field of
+    // the line, stime the 15th, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+// ---------------------------------------------------------------------------------------
+// Volley
+
+#[derive(Debug, Default)]
+pub struct VolleyGreeter;
+
+type VolleyStream = volley::BoxStream<volley_gen::HelloReply>;
+
+impl volley_gen::Greeter for VolleyGreeter {
+    async fn say_hello(
+        &self,
+        request: volley::Request<volley_gen::HelloRequest>,
+    ) -> Result<volley::Response<volley_gen::HelloReply>, volley::Status> {
+        Ok(volley::Response::new(volley_gen::HelloReply {
+            message: request.into_inner().name,
+        }))
+    }
+
+    type SayHelloBidiStream = VolleyStream;
+
+    async fn say_hello_bidi(
+        &self,
+        request: volley::Request<volley::Streaming<volley_gen::HelloRequest>>,
+    ) -> Result<volley::Response<Self::SayHelloBidiStream>, volley::Status> {
+        let replies = request
+            .into_inner()
+            .map(|r| r.map(|h| volley_gen::HelloReply { message: h.name }));
+        Ok(volley::Response::new(Box::pin(replies)))
+    }
+
+    type SayHelloStreamStream = VolleyStream;
+
+    async fn say_hello_stream(
+        &self,
+        request: volley::Request<volley_gen::HelloRequest>,
+    ) -> Result<volley::Response<Self::SayHelloStreamStream>, volley::Status> {
+        let name = request.into_inner().name;
+        let replies = tokio_stream::iter(std::iter::repeat_with(move || {
+            Ok(volley_gen::HelloReply {
+                message: name.clone(),
+            })
+        }));
+        Ok(volley::Response::new(Box::pin(replies)))
+    }
+}
+
+pub async fn serve_volley(listener: TcpListener) {
+    let _ = volley::Server::builder()
+        .add_service(volley_gen::GreeterServer::new(VolleyGreeter))
+        .serve_with_listener(listener, std::future::pending())
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// tonic
+
+#[derive(Debug, Default)]
+pub struct TonicGreeter;
+
+type TonicStream =
+    Pin<Box<dyn Stream<Item = Result<tonic_gen::HelloReply, tonic::Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl tonic_gen::greeter_server::Greeter for TonicGreeter {
+    async fn say_hello(
+        &self,
+        request: tonic::Request<tonic_gen::HelloRequest>,
+    ) -> Result<tonic::Response<tonic_gen::HelloReply>, tonic::Status> {
+        Ok(tonic::Response::new(tonic_gen::HelloReply {
+            message: request.into_inner().name,
+        }))
+    }
+
+    type SayHelloBidiStream = TonicStream;
+
+    async fn say_hello_bidi(
+        &self,
+        request: tonic::Request<tonic::Streaming<tonic_gen::HelloRequest>>,
+    ) -> Result<tonic::Response<Self::SayHelloBidiStream>, tonic::Status> {
+        let replies = request
+            .into_inner()
+            .map(|r| r.map(|h| tonic_gen::HelloReply { message: h.name }));
+        Ok(tonic::Response::new(Box::pin(replies)))
+    }
+
+    type SayHelloStreamStream = TonicStream;
+
+    async fn say_hello_stream(
+        &self,
+        request: tonic::Request<tonic_gen::HelloRequest>,
+    ) -> Result<tonic::Response<Self::SayHelloStreamStream>, tonic::Status> {
+        let name = request.into_inner().name;
+        let replies = tokio_stream::iter(std::iter::repeat_with(move || {
+            Ok(tonic_gen::HelloReply {
+                message: name.clone(),
+            })
+        }));
+        Ok(tonic::Response::new(Box::pin(replies)))
+    }
+}
+
+pub async fn serve_tonic(listener: TcpListener) {
+    // TCP_NODELAY as the other two servers set it (tonic sets it only on listeners it binds
+    // itself; without it, Nagle's algorithm adds 40 ms stalls).
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let _ = tonic::transport::Server::builder()
+        .add_service(tonic_gen::greeter_server::GreeterServer::new(TonicGreeter))
+        .serve_with_incoming(incoming)
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The bare h2 floor: SayHello only, the least work that answers a gRPC call correctly.
+
+pub async fn serve_h2(listener: TcpListener) {
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::Builder::new()
+                .initial_window_size(1024 * 1024)
+                .initial_connection_window_size(2 * 1024 * 1024)
+                .handshake::<_, Bytes>(socket)
+                .await
+            else {
+                return;
+            };
+            while let Some(Ok((request, respond))) = conn.accept().await {
+                tokio::spawn(h2_say_hello(request, respond));
+            }
+        });
+    }
+}
+
+async fn h2_say_hello(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let mut body = request.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { return };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() < 5 {
+        return;
+    }
+    buf.advance(5);
+    let Ok(hello) = tonic_gen::HelloRequest::decode(buf.freeze()) else {
+        return;
+    };
+    let reply = tonic_gen::HelloReply { message: hello.name };
+    let mut data = BytesMut::with_capacity(5 + reply.encoded_len());
+    data.put_u8(0);
+    data.put_u32(reply.encoded_len() as u32);
+    let _ = reply.encode(&mut data);
+    let response = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap_or_default();
+    let Ok(mut send) = respond.send_response(response, false) else {
+        return;
+    };
+    let _ = send.send_data(data.freeze(), false);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let _ = send.send_trailers(trailers);
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients
+
+/// Proves that the server on `port` answers SayHello with `grpc-status: 0` and the name.
+pub async fn check(port: u16) -> Result<(), String> {
+    let channel = volley::Channel::new(&format!("http://127.0.0.1:{port}"))
+        .map_err(|e| e.to_string())?;
+    let client = volley_gen::GreeterClient::new(channel);
+    for name in ["x", "a longer name, with UTF-8: \u{263A}"] {
+        let reply = client
+            .say_hello(volley_gen::HelloRequest { name: name.into() })
+            .await
+            .map_err(|s| format!("SayHello failed: {s}"))?;
+        if reply.get_ref().message != name {
+            return Err(format!("wrong reply {:?}", reply.get_ref().message));
+        }
+    }
+    Ok(())
+}
+
+/// Messages per second received on one stream for `duration`, with `impl_` ("volley" or
+/// "tonic") as the client; `bidi` streams requests too, otherwise one request and a server
+/// stream.
+pub async fn stream_rate(impl_: &str, port: u16, bidi: bool, duration: Duration) -> Result<u64, String> {
+    let url = format!("http://127.0.0.1:{port}");
+    let name = || "x".to_owned();
+    let deadline = Instant::now() + duration;
+    let mut count = 0u64;
+    match impl_ {
+        "volley" => {
+            let client = volley_gen::GreeterClient::new(
+                volley::Channel::new(&url).map_err(|e| e.to_string())?,
+            );
+            let mut replies = if bidi {
+                let requests =
+                    tokio_stream::iter(std::iter::repeat_with(move || volley_gen::HelloRequest {
+                        name: name(),
+                    }));
+                client.say_hello_bidi(requests).await
+            } else {
+                client
+                    .say_hello_stream(volley_gen::HelloRequest { name: name() })
+                    .await
+            }
+            .map_err(|s| s.to_string())?
+            .into_inner();
+            while Instant::now() < deadline {
+                for _ in 0..1000 {
+                    replies.message().await.map_err(|s| s.to_string())?;
+                    count += 1;
+                }
+            }
+        }
+        "tonic" => {
+            let mut client = tonic_gen::greeter_client::GreeterClient::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut replies = if bidi {
+                let requests =
+                    tokio_stream::iter(std::iter::repeat_with(move || tonic_gen::HelloRequest {
+                        name: name(),
+                    }));
+                client.say_hello_bidi(requests).await
+            } else {
+                client
+                    .say_hello_stream(tonic_gen::HelloRequest { name: name() })
+                    .await
+            }
+            .map_err(|s| s.to_string())?
+            .into_inner();
+            while Instant::now() < deadline {
+                for _ in 0..1000 {
+                    replies.message().await.map_err(|s| s.to_string())?;
+                    count += 1;
+                }
+            }
+        }
+        other => return Err(format!("unknown client {other}")),
+    }
+    Ok(count)
+}
+
+/// Unary calls from `concurrency` tasks on one channel for `duration`: how many completed.
+pub async fn unary_load(
+    impl_: &str,
+    port: u16,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<u64, String> {
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    match impl_ {
+        "volley" => {
+            let client = volley_gen::GreeterClient::new(
+                volley::Channel::new(&url).map_err(|e| e.to_string())?,
+            );
+            for _ in 0..concurrency {
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let request = volley_gen::HelloRequest { name: "x".into() };
+                        client.say_hello(request).await.map_err(|s| s.to_string())?;
+                        n += 1;
+                    }
+                    Ok::<u64, String>(n)
+                });
+            }
+        }
+        "tonic" => {
+            let channel = tonic::transport::Channel::from_shared(url)
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let client = tonic_gen::greeter_client::GreeterClient::new(channel);
+            for _ in 0..concurrency {
+                let mut client = client.clone();
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let request = tonic_gen::HelloRequest { name: "x".into() };
+                        client.say_hello(request).await.map_err(|s| s.to_string())?;
+                        n += 1;
+                    }
+                    Ok::<u64, String>(n)
+                });
+            }
+        }
+        other => return Err(format!("unknown client {other}")),
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r.map_err(|e| e.to_string())??;
+    }
+    Ok(total)
+}
