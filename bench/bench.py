@@ -30,8 +30,9 @@ REPS = 1 if QUICK else 3
 SECONDS = 1.0 if QUICK else 5.0
 WARMUP = 0.3 if QUICK else 1.0
 # A run is noisy when processes other than the server and the load generator used more
-# than this share of one core during it.
-NOISE_LIMIT = 0.10
+# than this share of one core during it (loopback networking runs partly in softirq context,
+# which no process is charged for, so some "other" CPU is normal).
+NOISE_LIMIT = 0.25
 WORK = tempfile.mkdtemp(prefix="volley-bench.")
 
 

@@ -21,6 +21,21 @@ pub mod tonic_gen {
     include!(concat!(env!("OUT_DIR"), "/tonic/helloworld.rs"));
 }
 
+/// An endless stream of `make()`, always ready. (`tokio_stream::iter` returns Pending every
+/// 32 items to be cooperative, which would make both frameworks flush 32 messages at a time.)
+pub struct Forever<F>(pub F);
+
+impl<T, F: FnMut() -> T + Unpin> Stream for Forever<F> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        std::task::Poll::Ready(Some((self.0)()))
+    }
+}
+
 /// CPU seconds (user + system) this process has used so far.
 pub fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -28,7 +43,12 @@ pub fn process_cpu_seconds() -> f64 {
     // the line, stime the 15th, in clock ticks (100 per second on Linux).
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -69,11 +89,11 @@ impl volley_gen::Greeter for VolleyGreeter {
         request: volley::Request<volley_gen::HelloRequest>,
     ) -> Result<volley::Response<Self::SayHelloStreamStream>, volley::Status> {
         let name = request.into_inner().name;
-        let replies = tokio_stream::iter(std::iter::repeat_with(move || {
+        let replies = Forever(move || {
             Ok(volley_gen::HelloReply {
                 message: name.clone(),
             })
-        }));
+        });
         Ok(volley::Response::new(Box::pin(replies)))
     }
 }
@@ -124,11 +144,11 @@ impl tonic_gen::greeter_server::Greeter for TonicGreeter {
         request: tonic::Request<tonic_gen::HelloRequest>,
     ) -> Result<tonic::Response<Self::SayHelloStreamStream>, tonic::Status> {
         let name = request.into_inner().name;
-        let replies = tokio_stream::iter(std::iter::repeat_with(move || {
+        let replies = Forever(move || {
             Ok(tonic_gen::HelloReply {
                 message: name.clone(),
             })
-        }));
+        });
         Ok(tonic::Response::new(Box::pin(replies)))
     }
 }
@@ -136,8 +156,7 @@ impl tonic_gen::greeter_server::Greeter for TonicGreeter {
 pub async fn serve_tonic(listener: TcpListener) {
     // TCP_NODELAY as the other two servers set it (tonic sets it only on listeners it binds
     // itself; without it, Nagle's algorithm adds 40 ms stalls).
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let _ = tonic::transport::Server::builder()
         .add_service(tonic_gen::greeter_server::GreeterServer::new(TonicGreeter))
         .serve_with_incoming(incoming)
@@ -187,7 +206,9 @@ async fn h2_say_hello(
     let Ok(hello) = tonic_gen::HelloRequest::decode(buf.freeze()) else {
         return;
     };
-    let reply = tonic_gen::HelloReply { message: hello.name };
+    let reply = tonic_gen::HelloReply {
+        message: hello.name,
+    };
     let mut data = BytesMut::with_capacity(5 + reply.encoded_len());
     data.put_u8(0);
     data.put_u32(reply.encoded_len() as u32);
@@ -211,8 +232,8 @@ async fn h2_say_hello(
 
 /// Proves that the server on `port` answers SayHello with `grpc-status: 0` and the name.
 pub async fn check(port: u16) -> Result<(), String> {
-    let channel = volley::Channel::new(&format!("http://127.0.0.1:{port}"))
-        .map_err(|e| e.to_string())?;
+    let channel =
+        volley::Channel::new(&format!("http://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
     let client = volley_gen::GreeterClient::new(channel);
     for name in ["x", "a longer name, with UTF-8: \u{263A}"] {
         let reply = client
@@ -229,7 +250,12 @@ pub async fn check(port: u16) -> Result<(), String> {
 /// Messages per second received on one stream for `duration`, with `impl_` ("volley" or
 /// "tonic") as the client; `bidi` streams requests too, otherwise one request and a server
 /// stream.
-pub async fn stream_rate(impl_: &str, port: u16, bidi: bool, duration: Duration) -> Result<u64, String> {
+pub async fn stream_rate(
+    impl_: &str,
+    port: u16,
+    bidi: bool,
+    duration: Duration,
+) -> Result<u64, String> {
     let url = format!("http://127.0.0.1:{port}");
     let name = || "x".to_owned();
     let deadline = Instant::now() + duration;
@@ -240,10 +266,7 @@ pub async fn stream_rate(impl_: &str, port: u16, bidi: bool, duration: Duration)
                 volley::Channel::new(&url).map_err(|e| e.to_string())?,
             );
             let mut replies = if bidi {
-                let requests =
-                    tokio_stream::iter(std::iter::repeat_with(move || volley_gen::HelloRequest {
-                        name: name(),
-                    }));
+                let requests = Forever(move || volley_gen::HelloRequest { name: name() });
                 client.say_hello_bidi(requests).await
             } else {
                 client
@@ -264,10 +287,7 @@ pub async fn stream_rate(impl_: &str, port: u16, bidi: bool, duration: Duration)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut replies = if bidi {
-                let requests =
-                    tokio_stream::iter(std::iter::repeat_with(move || tonic_gen::HelloRequest {
-                        name: name(),
-                    }));
+                let requests = Forever(move || tonic_gen::HelloRequest { name: name() });
                 client.say_hello_bidi(requests).await
             } else {
                 client

@@ -19,7 +19,9 @@ fn main() {
     let port: u16 = arg("--port").and_then(|p| p.parse().ok()).unwrap_or(50051);
     let impl_ = arg("--impl").unwrap_or_else(|| "volley".into());
     let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5.0);
-    let concurrency: usize = arg("--concurrency").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let concurrency: usize = arg("--concurrency")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -152,15 +152,29 @@ impl MetadataMap {
 
     /// Wraps received headers, dropping those that gRPC and HTTP/2 consume themselves.
     pub(crate) fn from_headers(mut headers: HeaderMap) -> MetadataMap {
-        for name in RESERVED.iter().chain(CONSUMED_GRPC) {
-            if headers.contains_key(*name) {
-                headers.remove(*name);
+        // One pass over the (few) received headers finds the reserved ones; each is then
+        // removed by its already-parsed name, so no key is parsed or looked up for nothing.
+        let mut doomed: [Option<HeaderName>; 8] = Default::default();
+        let mut count = 0;
+        let mut overflow = Vec::new();
+        for name in headers.keys() {
+            let key = name.as_str();
+            if RESERVED.contains(&key) || CONSUMED_GRPC.contains(&key) {
+                match doomed.get_mut(count) {
+                    Some(slot) => {
+                        *slot = Some(name.clone());
+                        count += 1;
+                    }
+                    None => overflow.push(name.clone()),
+                }
             }
+        }
+        for name in doomed.iter().flatten().chain(overflow.iter()) {
+            headers.remove(name);
         }
         MetadataMap { headers }
     }
 
-    /// The underlying headers, to be written on the wire.
     pub(crate) fn into_headers(self) -> HeaderMap {
         self.headers
     }

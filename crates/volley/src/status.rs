@@ -11,9 +11,10 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::metadata::{MetadataMap, base64_decode, base64_encode};
 
-pub(crate) const GRPC_STATUS: &str = "grpc-status";
-pub(crate) const GRPC_MESSAGE: &str = "grpc-message";
-pub(crate) const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+pub(crate) const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+pub(crate) const GRPC_STATUS_DETAILS: http::HeaderName =
+    http::HeaderName::from_static("grpc-status-details-bin");
 
 /// A gRPC status code, as listed in gRPC's `doc/statuscodes.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use futures_core::Stream;
 use tokio::time::Sleep;
 
@@ -157,12 +156,17 @@ impl Inner {
         Poll::Ready(Some(Err(status)))
     }
 
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+    /// The next message, as what `read` makes of its bytes.
+    fn poll_frame<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut read: impl FnMut(&[u8]) -> R,
+    ) -> Poll<Option<Result<R, Status>>> {
         loop {
             match self.state {
                 State::Done => return Poll::Ready(None),
                 State::Messages => {
-                    match self.decoder.next_message() {
+                    match self.decoder.next_message_with(&mut read) {
                         Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
                         Ok(None) => {}
                         Err(status) => {
@@ -259,8 +263,8 @@ impl<T: prost::Message + Default> Stream for Streaming<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        match ready!(this.inner.poll_frame(cx)) {
-            Some(Ok(bytes)) => match codec::decode::<T>(bytes) {
+        match ready!(this.inner.poll_frame(cx, codec::decode::<T>)) {
+            Some(Ok(decoded)) => match decoded {
                 Ok(msg) => Poll::Ready(Some(Ok(msg))),
                 Err(status) => {
                     tracing::debug!(%status, "invalid protobuf in inbound message");

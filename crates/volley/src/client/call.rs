@@ -232,16 +232,16 @@ impl Grpc {
                 self.channel.config().user_agent.clone(),
             );
             headers.insert(
-                "grpc-accept-encoding",
+                codec::GRPC_ACCEPT_ENCODING,
                 HeaderValue::from_static("identity,gzip"),
             );
             if let Some(enc) = self.send_compressed {
-                headers.insert("grpc-encoding", HeaderValue::from_static(enc.as_str()));
+                headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));
             }
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 if let Ok(v) = HeaderValue::from_str(&timeout::format(left)) {
-                    headers.insert("grpc-timeout", v);
+                    headers.insert(codec::GRPC_TIMEOUT, v);
                 }
             }
             req
@@ -281,7 +281,7 @@ impl Grpc {
                 "response has content-type {content_type:?}, not application/grpc"
             )));
         }
-        let encoding = match parts.headers.get("grpc-encoding").map(|v| v.to_str()) {
+        let encoding = match parts.headers.get(codec::GRPC_ENCODING).map(|v| v.to_str()) {
             None => None,
             Some(Ok("identity")) => None,
             Some(Ok(name)) => match CompressionEncoding::from_name(name) {
@@ -376,9 +376,11 @@ async fn single_response<Resp: prost::Message + Default>(
             "server sent more than one message in a unary response",
         ));
     }
-    let compressed = MessageCompressed(stream.last_message_compressed());
+    let compressed = stream.last_message_compressed();
     let mut response = Response::from_parts(headers, message, stream.take_trailers());
-    response.extensions_mut().insert(compressed);
+    if compressed {
+        response.extensions_mut().insert(MessageCompressed(true));
+    }
     Ok(response)
 }
 

@@ -8,6 +8,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::Status;
 pub use compression::CompressionEncoding;
 
+/// Header names parsed once (a `&str` key is parsed and validated on every lookup).
+pub(crate) const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+pub(crate) const GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
+pub(crate) const GRPC_ACCEPT_ENCODING: http::HeaderName =
+    http::HeaderName::from_static("grpc-accept-encoding");
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,10 +59,9 @@ impl SendCompression {
     }
 }
 
-/// Whether the single message of a unary request (on the server, in the request's
-/// extensions) or of a unary response (on the client, in the response's extensions) arrived
-/// with the compressed flag set. Streams say it per message:
-/// [`crate::Streaming::last_message_compressed`].
+/// Present (as `MessageCompressed(true)`) in the extensions of a unary request (server) or a
+/// unary response (client) whose message arrived with the compressed flag set; absent when
+/// it did not. Streams say it per message: [`crate::Streaming::last_message_compressed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageCompressed(pub bool);
 
@@ -109,10 +114,10 @@ pub(crate) fn encode_into<M: prost::Message>(
             buf.reserve(HEADER_LEN + len);
             buf.put_u8(0);
             buf.put_u32(len as u32);
-            if let Err(e) = msg.encode(buf) {
-                buf.truncate(start);
-                return Err(Status::internal(format!("failed to encode message: {e}")));
-            }
+            // The length is known and the buffer grows as needed: `encode_raw` skips
+            // `encode`'s second length computation and capacity check.
+            msg.encode_raw(buf);
+            debug_assert_eq!(buf.len() - start, HEADER_LEN + len);
             Ok(())
         }
         Some(enc) => {
@@ -185,7 +190,18 @@ impl FrameDecoder {
     }
 
     /// The next complete message's protobuf bytes, decompressed; `None` until one is buffered.
+    #[cfg(test)]
     pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
+        self.next_message_with(Bytes::copy_from_slice)
+    }
+
+    /// Hands the next complete message's protobuf bytes (decompressed) to `read`, straight
+    /// from the receive buffer: no per-message allocation or reference count. `None` until a
+    /// whole message is buffered.
+    pub(crate) fn next_message_with<R>(
+        &mut self,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, Status> {
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -206,25 +222,27 @@ impl FrameDecoder {
             self.buf.reserve(HEADER_LEN + len - self.buf.len());
             return Ok(None);
         }
-        self.buf.advance(HEADER_LEN);
-        let body = self.buf.split_to(len).freeze();
         self.last_compressed = flag == 1;
-        if flag == 0 {
-            return Ok(Some(body));
-        }
-        let Some(enc) = self.encoding else {
-            return Err(Status::internal(
-                "compressed flag set on a message but no grpc-encoding was sent",
-            ));
+        let body = &self.buf[HEADER_LEN..HEADER_LEN + len];
+        let result = if flag == 0 {
+            read(body)
+        } else {
+            let Some(enc) = self.encoding else {
+                return Err(Status::internal(
+                    "compressed flag set on a message but no grpc-encoding was sent",
+                ));
+            };
+            let mut out = Vec::with_capacity(len * 2);
+            enc.decompress(body, &mut out, self.max_len)?;
+            read(&out)
         };
-        let mut out = Vec::with_capacity(len * 2);
-        enc.decompress(&body, &mut out, self.max_len)?;
-        Ok(Some(Bytes::from(out)))
+        self.buf.advance(HEADER_LEN + len);
+        Ok(Some(result))
     }
 }
 
 /// Decodes protobuf bytes, naming the type in the error.
-pub(crate) fn decode<M: prost::Message + Default>(bytes: Bytes) -> Result<M, Status> {
+pub(crate) fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Status> {
     M::decode(bytes).map_err(|e| {
         Status::internal(format!(
             "failed to decode {}: {e}",
@@ -271,11 +289,11 @@ mod tests {
             d.push(Bytes::copy_from_slice(&all[..cut]));
             let mut got = Vec::new();
             while let Some(m) = d.next_message().expect("valid") {
-                got.push(decode::<Msg>(m).expect("decode").text);
+                got.push(decode::<Msg>(&m).expect("decode").text);
             }
             d.push(Bytes::copy_from_slice(&all[cut..]));
             while let Some(m) = d.next_message().expect("valid") {
-                got.push(decode::<Msg>(m).expect("decode").text);
+                got.push(decode::<Msg>(&m).expect("decode").text);
             }
             assert_eq!(got, vec!["hello".to_string(), "x".repeat(1000)]);
             assert!(!d.has_partial());
@@ -343,18 +361,18 @@ mod tests {
             let cut = if len == 0 { 0 } else { (next() as usize) % len };
             d.push(Bytes::copy_from_slice(&input[..cut]));
             while let Ok(Some(m)) = d.next_message() {
-                let _ = decode::<Msg>(m);
+                let _ = decode::<Msg>(&m);
             }
             d.push(Bytes::copy_from_slice(&input[cut..]));
             while let Ok(Some(m)) = d.next_message() {
-                let _ = decode::<Msg>(m);
+                let _ = decode::<Msg>(&m);
             }
         }
     }
 
     #[test]
     fn invalid_protobuf_is_internal() {
-        let err = decode::<Msg>(Bytes::from_static(&[0x0a, 0x05, b'a'])).expect_err("truncated");
+        let err = decode::<Msg>(&[0x0a, 0x05, b'a']).expect_err("truncated");
         assert_eq!(err.code(), Code::Internal);
         assert!(err.message().contains("Msg"), "{}", err.message());
     }

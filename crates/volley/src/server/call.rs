@@ -48,8 +48,8 @@ struct Responder {
     respond: Respond,
     config: Arc<ServerConfig>,
     response_encoding: Option<CompressionEncoding>,
-    /// The handler's per-message switch over `response_encoding`.
-    send_compression: SendCompression,
+    /// The handler's per-message switch over `response_encoding` (only when there is one).
+    send_compression: Option<SendCompression>,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -74,7 +74,7 @@ impl ServerCall {
             respond,
             config,
             response_encoding: None,
-            send_compression: SendCompression::default(),
+            send_compression: None,
             deadline: None,
         };
         if parts.method != http::Method::POST {
@@ -95,7 +95,7 @@ impl ServerCall {
             return None;
         };
         let mut timeout_value = None;
-        if let Some(raw) = parts.headers.get("grpc-timeout") {
+        if let Some(raw) = parts.headers.get(codec::GRPC_TIMEOUT) {
             match timeout::parse(raw.as_bytes()) {
                 Some(t) => {
                     timeout_value = Some(t);
@@ -114,7 +114,7 @@ impl ServerCall {
             }
         }
         let mut request_encoding = None;
-        if let Some(raw) = parts.headers.get("grpc-encoding") {
+        if let Some(raw) = parts.headers.get(codec::GRPC_ENCODING) {
             let name = raw.to_str().unwrap_or("").trim();
             if name != "identity" {
                 match CompressionEncoding::from_name(name)
@@ -131,7 +131,7 @@ impl ServerCall {
                         ));
                         let mut extra = HeaderMap::new();
                         if let Ok(v) = HeaderValue::from_str(&supported) {
-                            extra.insert("grpc-accept-encoding", v);
+                            extra.insert(codec::GRPC_ACCEPT_ENCODING, v);
                         }
                         responder.send_error_with(status, extra);
                         return None;
@@ -140,7 +140,7 @@ impl ServerCall {
             }
         }
         if let Some(enc) = responder.config.send_compressed {
-            if compression::accepts(parts.headers.get("grpc-accept-encoding"), enc) {
+            if compression::accepts(parts.headers.get(codec::GRPC_ACCEPT_ENCODING), enc) {
                 responder.response_encoding = Some(enc);
             }
         }
@@ -188,9 +188,9 @@ impl ServerCall {
         );
         let mut responder = self.responder;
         if responder.response_encoding.is_some() {
-            request
-                .extensions_mut()
-                .insert(responder.send_compression.clone());
+            let control = SendCompression::default();
+            request.extensions_mut().insert(control.clone());
+            responder.send_compression = Some(control);
         }
         match responder.config.interceptors.run(request) {
             Ok(request) => Some((request, responder)),
@@ -278,9 +278,12 @@ async fn read_single<Req: prost::Message + Default>(
 ) -> Result<Request<Req>, Status> {
     match request.get_mut().message().await? {
         Some(msg) => {
-            let compressed = MessageCompressed(request.get_ref().last_message_compressed());
+            let compressed = request.get_ref().last_message_compressed();
             let mut request = request.map(|_| msg);
-            request.extensions_mut().insert(compressed);
+            if compressed {
+                // Only then: an extension costs an allocation on every call.
+                request.extensions_mut().insert(MessageCompressed(true));
+            }
             Ok(request)
         }
         None => Err(Status::internal(
@@ -340,13 +343,14 @@ impl Responder {
         *headers = metadata.into_headers();
         headers.insert(http::header::CONTENT_TYPE, codec::APPLICATION_GRPC);
         if let Some(enc) = self.response_encoding {
-            headers.insert("grpc-encoding", HeaderValue::from_static(enc.as_str()));
+            headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));
         }
         self.respond.send_response(resp, false)
     }
 
     fn encode<M: prost::Message>(&self, msg: &M) -> Result<Bytes, Status> {
-        let encoding = SendCompression::apply(Some(&self.send_compression), self.response_encoding);
+        let encoding =
+            SendCompression::apply(self.send_compression.as_ref(), self.response_encoding);
         codec::encode(msg, encoding, self.config.max_send_message_size)
     }
 
@@ -390,7 +394,7 @@ impl Responder {
         let compression = self.response_encoding;
         let max = self.config.max_send_message_size;
         let stop = pin!(deadline_passed(&mut self.deadline));
-        let control = Some(&self.send_compression);
+        let control = self.send_compression.as_ref();
         let status =
             match send_messages(&mut stream, messages, compression, control, max, stop).await {
                 Pumped::Ended => {
@@ -455,7 +459,7 @@ where
 /// (built in place: success allocates no `Status`).
 fn ok_trailers(metadata: MetadataMap) -> HeaderMap {
     let mut trailers = metadata.into_headers();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers.insert(crate::status::GRPC_STATUS, HeaderValue::from_static("0"));
     trailers
 }
 

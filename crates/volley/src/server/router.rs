@@ -1,6 +1,5 @@
 //! Routes a call by `:path` (`/package.Service/Method`) to its service.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{BoxFuture, ServerCall, Service};
@@ -8,16 +7,21 @@ use super::{BoxFuture, ServerCall, Service};
 /// Services by fully-qualified name.
 #[derive(Default)]
 pub(crate) struct Router {
-    services: HashMap<&'static str, Arc<dyn Service>>,
+    /// A server has a handful of services: a linear scan of their names beats hashing one.
+    services: Vec<(&'static str, Arc<dyn Service>)>,
 }
 
 impl Router {
     pub(crate) fn add(&mut self, service: Arc<dyn Service>) {
-        self.services.insert(service.name(), service);
+        let name = service.name();
+        match self.services.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = service,
+            None => self.services.push((name, service)),
+        }
     }
 
     pub(crate) fn names(&self) -> Vec<&'static str> {
-        self.services.keys().copied().collect()
+        self.services.iter().map(|(n, _)| *n).collect()
     }
 
     /// Starts the call at `path`, or answers UNIMPLEMENTED and returns `None`.
@@ -27,7 +31,7 @@ impl Router {
             call.unimplemented(format!("malformed method path {path:?}"));
             return None;
         };
-        let Some(svc) = self.services.get(service) else {
+        let Some((_, svc)) = self.services.iter().find(|(n, _)| *n == service) else {
             call.unimplemented(format!("unknown service {service}"));
             return None;
         };
