@@ -38,6 +38,9 @@ impl CompressionEncoding {
     }
 
     /// Compresses `input`, appending to `out`.
+    // Never inlined: the (de)compressor's state is tens of KiB on the stack, and inlined into
+    // the message loops it made every message pay for probing that stack, compressed or not.
+    #[inline(never)]
     pub(crate) fn compress(self, input: &[u8], out: &mut BytesMut) -> Result<(), Status> {
         match self {
             CompressionEncoding::Gzip => {
@@ -51,6 +54,7 @@ impl CompressionEncoding {
 
     /// Decompresses `input` into `out`, failing with RESOURCE_EXHAUSTED when the result would
     /// exceed `limit` bytes (a small compressed message must not expand past the size limit).
+    #[inline(never)]
     pub(crate) fn decompress(
         self,
         input: &[u8],

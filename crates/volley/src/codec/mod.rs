@@ -140,6 +140,7 @@ pub(crate) fn encode_into<M: prost::Message>(
     }
 }
 
+#[inline]
 fn check_send_len(len: usize, max_len: usize) -> Result<(), Status> {
     if len > max_len || u32::try_from(len).is_err() {
         return Err(Status::resource_exhausted(format!(

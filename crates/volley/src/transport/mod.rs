@@ -80,6 +80,10 @@ where
             loop {
                 match messages.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(msg))) => {
+                        if batch.capacity() == 0 {
+                            // A whole batch at once, rather than doubling up to it.
+                            batch.reserve(MAX_BATCH + 1024);
+                        }
                         let compression = codec::SendCompression::apply(control, compression);
                         if let Err(status) =
                             codec::encode_into(&msg, compression, max_len, &mut batch)
