@@ -403,7 +403,7 @@ def write_report(results):
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Raw results: `results.json` in the run's work directory"
               f" (`{WORK}` for this run).", ""]
-    out = os.path.join(ROOT, "BENCHMARKS.md")
+    out = os.environ.get("BENCH_REPORT", os.path.join(ROOT, "BENCHMARKS.md"))
     with open(out, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
