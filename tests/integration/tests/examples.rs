@@ -48,8 +48,12 @@ async fn load_balancing_example_rotates_and_survives_a_shutdown() {
     let (before, after) = out.split_once("server-2 shut down").expect("two phases");
     // Six calls rotate over the connected servers (the balancing tests check the split).
     assert_eq!(before.matches("Hello call").count(), 6, "{out}");
+    // After server-2's GOAWAY, no call goes to it and none fails; the two others share the
+    // calls. (Not necessarily 3 and 3: the channel's new picker may start its rotation
+    // anew if it is published after the first of these calls. The balancing tests check
+    // exact splits.)
     assert_eq!(after.matches("Hello call").count(), 6, "{out}");
     assert!(!after.contains("from server-2"), "{out}");
-    assert_eq!(after.matches("from server-1").count(), 3, "{out}");
-    assert_eq!(after.matches("from server-3").count(), 3, "{out}");
+    assert!(after.contains("from server-1"), "{out}");
+    assert!(after.contains("from server-3"), "{out}");
 }
