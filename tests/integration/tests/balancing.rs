@@ -707,3 +707,37 @@ async fn a_goaway_asks_the_resolver_to_resolve_again() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn dropping_the_channel_closes_its_connections() {
+    let servers = start_servers(2).await;
+    let mut proxies = Vec::new();
+    for s in &servers {
+        proxies.push(Proxy::start(s.addr).await);
+    }
+    let channel = Channel::builder(&ipv4_target(
+        &proxies.iter().map(|p| p.addr).collect::<Vec<_>>(),
+    ))
+    .load_balancing_policy("round_robin")
+    .build()
+    .unwrap();
+    let client = EchoClient::new(channel.clone());
+    bounded(10, async {
+        // Both connections up: calls reach both proxies.
+        while proxies
+            .iter()
+            .any(|p| p.accepted.load(Ordering::SeqCst) == 0)
+        {
+            client.unary(waiting("up")).await.unwrap();
+        }
+    })
+    .await;
+    drop(client);
+    drop(channel);
+    // The control task shuts the subchannels down; each connection closes.
+    for p in proxies.iter_mut() {
+        bounded(10, p.closed.recv())
+            .await
+            .expect("the connection was closed");
+    }
+}
