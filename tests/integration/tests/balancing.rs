@@ -60,16 +60,27 @@ async fn warm_up(client: &EchoClient, servers: &mut [&mut TestServer]) {
     }
 }
 
-#[tokio::test]
-async fn round_robin_splits_sequential_calls_exactly() {
-    let mut servers = start_servers(3).await;
-    let channel = Channel::builder(&ipv4_target(&addrs(&servers)))
+/// A `round_robin` client over `servers` (with `backoff`), once every server has answered.
+async fn round_robin_client(servers: &mut [TestServer], backoff: BackoffConfig) -> EchoClient {
+    let channel = Channel::builder(&ipv4_target(&addrs(servers)))
         .load_balancing_policy("round_robin")
+        .backoff(backoff)
         .build()
         .unwrap();
     let client = EchoClient::new(channel);
+    bounded(
+        10,
+        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()),
+    )
+    .await;
+    client
+}
+
+#[tokio::test]
+async fn round_robin_splits_sequential_calls_exactly() {
+    let mut servers = start_servers(3).await;
+    let client = round_robin_client(&mut servers, BackoffConfig::default()).await;
     bounded(10, async {
-        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()).await;
         for _ in 0..300 {
             client.unary(EchoRequest::default()).await.unwrap();
         }
@@ -166,32 +177,27 @@ async fn under_load<F: std::future::Future<Output = ()>>(
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_backend_fails_no_call_that_waits_for_ready() {
+/// Three `round_robin` backends under load from 50 tasks; one (`victim`) is killed 300 ms in.
+async fn kill_one_under_load(victim: usize, wait_for_ready: bool) -> Vec<Outcome> {
     let mut servers = start_servers(3).await;
-    let channel = Channel::builder(&ipv4_target(&addrs(&servers)))
-        .load_balancing_policy("round_robin")
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let client = EchoClient::new(channel);
+    let client = round_robin_client(&mut servers, fast_backoff()).await;
+    let victim = servers.remove(victim);
     bounded(
-        10,
-        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()),
-    )
-    .await;
-    let victim = servers.remove(1);
-    let outcomes = bounded(
         20,
         under_load(
             &client,
-            true,
+            wait_for_ready,
             Duration::from_millis(300),
             victim.kill(),
             Duration::from_millis(700),
         ),
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_fails_no_call_that_waits_for_ready() {
+    let outcomes = kill_one_under_load(1, true).await;
     // A call that starts just after the kill can still be sent on the dead connection before
     // the client has read its end (a few milliseconds here); it fails like the calls in
     // flight. Every call started later than that must succeed.
@@ -227,30 +233,7 @@ async fn a_killed_backend_fails_no_call_that_waits_for_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backend_fails_calls_only_with_unavailable_without_wait_for_ready() {
-    let mut servers = start_servers(3).await;
-    let channel = Channel::builder(&ipv4_target(&addrs(&servers)))
-        .load_balancing_policy("round_robin")
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let client = EchoClient::new(channel);
-    bounded(
-        10,
-        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()),
-    )
-    .await;
-    let victim = servers.remove(0);
-    let outcomes = bounded(
-        20,
-        under_load(
-            &client,
-            false,
-            Duration::from_millis(300),
-            victim.kill(),
-            Duration::from_millis(700),
-        ),
-    )
-    .await;
+    let outcomes = kill_one_under_load(0, false).await;
     let failures: Vec<&Outcome> = outcomes.iter().filter(|(_, c)| c.is_some()).collect();
     println!("{} calls, {} failed", outcomes.len(), failures.len());
     assert!(outcomes.iter().filter(|(t, _)| *t > 0.0).count() > 100);
@@ -269,17 +252,7 @@ async fn a_restarted_backend_gets_traffic_again_after_backoff() {
         jitter: 0.2,
         max_delay: Duration::from_secs(1),
     };
-    let channel = Channel::builder(&ipv4_target(&addrs(&servers)))
-        .load_balancing_policy("round_robin")
-        .backoff(backoff)
-        .build()
-        .unwrap();
-    let client = EchoClient::new(channel);
-    bounded(
-        10,
-        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()),
-    )
-    .await;
+    let client = round_robin_client(&mut servers, backoff).await;
     let victim = servers.remove(2);
     let addr = victim.addr;
     victim.kill().await;
@@ -418,17 +391,7 @@ async fn a_manual_resolver_adds_and_removes_backends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_server_gets_no_new_calls_and_none_fails() {
     let mut servers = start_servers(2).await;
-    let channel = Channel::builder(&ipv4_target(&addrs(&servers)))
-        .load_balancing_policy("round_robin")
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let client = EchoClient::new(channel);
-    bounded(
-        10,
-        warm_up(&client, &mut servers.iter_mut().collect::<Vec<_>>()),
-    )
-    .await;
+    let client = round_robin_client(&mut servers, fast_backoff()).await;
     let mut draining = servers.remove(0);
     let before_drain = Arc::new(Mutex::new(0usize));
     let counted = before_drain.clone();
