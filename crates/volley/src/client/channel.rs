@@ -228,6 +228,13 @@ impl Channel {
         self.start();
         self.inner.activity.touch();
         let info = PickInfo { path };
+        // The common case reads the current picker in place: no receiver to clone, no
+        // reference count to touch on the shared state.
+        if let PickResult::Pick(sc) = self.inner.picker.borrow().picker.pick(&info) {
+            if let Some((sender, generation)) = sc.sender() {
+                return Ok((sc, sender, generation));
+            }
+        }
         let mut rx = self.inner.picker.clone();
         loop {
             let current = rx.borrow_and_update().clone();
