@@ -1,5 +1,6 @@
 //! `Channel`: a cheap-to-clone handle to a target that every generated client calls through.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,7 +34,43 @@ pub(crate) struct ChannelConfig {
     pub(crate) tcp_nodelay: bool,
     pub(crate) interceptors: Interceptors,
     pub(crate) tls: Option<crate::tls::ClientTls>,
+    /// Keepalive pings, when enabled.
+    pub(crate) keepalive: Option<ClientKeepalive>,
 }
+
+/// A channel's keepalive (gRFC A8), shared by its subchannels.
+#[derive(Debug)]
+pub(crate) struct ClientKeepalive {
+    /// The keepalive time of new connections, in milliseconds: doubled each time a server
+    /// answers with GOAWAY `too_many_pings`.
+    time_ms: AtomicU64,
+    pub(crate) timeout: Duration,
+    pub(crate) without_calls: bool,
+}
+
+impl ClientKeepalive {
+    /// The keepalive time for a new connection.
+    pub(crate) fn time(&self) -> Duration {
+        Duration::from_millis(self.time_ms.load(Ordering::Relaxed))
+    }
+
+    /// A server said `too_many_pings`: new connections ping half as often (as grpc-go).
+    /// `used` is the time of the connection that was told off; doubling it, not the current
+    /// value, keeps several connections told off at once from doubling it many times.
+    pub(crate) fn too_many_pings(&self, used: Duration) {
+        let doubled = (used.as_millis() as u64).saturating_mul(2);
+        let before = self.time_ms.fetch_max(doubled, Ordering::Relaxed);
+        if doubled > before {
+            tracing::warn!(
+                keepalive_time = ?Duration::from_millis(doubled),
+                "server sent GOAWAY too_many_pings: doubling the keepalive time"
+            );
+        }
+    }
+}
+
+/// The smallest client keepalive time (as grpc-go's): shorter ones are raised to it.
+const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(10);
 
 struct ChannelInner {
     target: Target,
@@ -110,9 +147,16 @@ impl Channel {
                 tcp_nodelay: true,
                 interceptors: Interceptors::default(),
                 tls: None,
+                keepalive: None,
             },
             tls: None,
             authority: None,
+            keepalive: KeepaliveOptions {
+                time: None,
+                timeout: Duration::from_secs(20),
+                without_calls: false,
+                floor: MIN_KEEPALIVE_TIME,
+            },
         }
     }
 
@@ -317,6 +361,16 @@ pub struct ChannelBuilder {
     config: ChannelConfig,
     tls: Option<crate::ClientTlsConfig>,
     authority: Option<String>,
+    keepalive: KeepaliveOptions,
+}
+
+/// Keepalive as configured, before `build`.
+#[derive(Debug)]
+struct KeepaliveOptions {
+    time: Option<Duration>,
+    timeout: Duration,
+    without_calls: bool,
+    floor: Duration,
 }
 
 impl std::fmt::Debug for ChannelBuilder {
@@ -429,6 +483,39 @@ impl ChannelBuilder {
         self
     }
 
+    /// Sends a keepalive PING on a connection after this long without receiving anything, and
+    /// closes the connection (the subchannel goes to TRANSIENT_FAILURE and reconnects) when
+    /// the ping is not answered within [`ChannelBuilder::keepalive_timeout`]. Times under 10 s
+    /// are raised to 10 s, as in grpc-go. Servers limit how often clients may ping (grpc-go
+    /// and Volley: 5 minutes by default); a server that answers GOAWAY `too_many_pings` makes
+    /// the channel double this time for its next connections. Default: off.
+    pub fn keepalive_time(mut self, time: Duration) -> ChannelBuilder {
+        self.keepalive.time = Some(time);
+        self
+    }
+
+    /// How long to wait for the answer to a keepalive ping. Default: 20 s.
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> ChannelBuilder {
+        self.keepalive.timeout = timeout;
+        self
+    }
+
+    /// Whether keepalive pings are sent on connections with no open call (servers must
+    /// permit it; see `ServerBuilder::permit_keepalive_without_calls`). Default: false.
+    pub fn keepalive_without_calls(mut self, enabled: bool) -> ChannelBuilder {
+        self.keepalive.without_calls = enabled;
+        self
+    }
+
+    /// Lowers the 10 s floor of [`ChannelBuilder::keepalive_time`], for tests that cannot
+    /// wait for real keepalive times (grpc-go's tests do the same through an internal
+    /// variable). Not for production: servers punish frequent pings. Default: 10 s.
+    #[doc(hidden)]
+    pub fn keepalive_time_floor(mut self, floor: Duration) -> ChannelBuilder {
+        self.keepalive.floor = floor;
+        self
+    }
+
     /// Builds the channel; it connects on the first call. Fails when the target cannot be
     /// parsed, its scheme has no resolver, or the balancer is unknown.
     pub fn build(self) -> Result<Channel, Error> {
@@ -460,6 +547,17 @@ impl ChannelBuilder {
                 .map_err(|e| Error::new(format!("invalid target {target}: {e}")))?,
         };
         let mut config = self.config;
+        config.keepalive = self.keepalive.time.map(|time| {
+            let floor = self.keepalive.floor;
+            if time < floor {
+                tracing::warn!(?time, ?floor, "keepalive_time raised to its minimum");
+            }
+            ClientKeepalive {
+                time_ms: AtomicU64::new(time.max(floor).as_millis() as u64),
+                timeout: self.keepalive.timeout,
+                without_calls: self.keepalive.without_calls,
+            }
+        });
         let tls = match self.tls {
             Some(tls) => Some(tls),
             None if target.https => Some(crate::ClientTlsConfig::new()),

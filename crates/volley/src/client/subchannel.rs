@@ -4,7 +4,9 @@
 //! retried after the backoff of `doc/connection-backoff.md` until one succeeds (READY). A
 //! READY subchannel whose connection is lost or receives GOAWAY goes back to IDLE at once
 //! (streams open on the old connection finish there) and waits for its balancer to ask for a
-//! connection again. Every state change is reported to the channel's control task.
+//! connection again; one whose keepalive ping goes unanswered closes the connection, goes to
+//! TRANSIENT_FAILURE and reconnects. Every state change is reported to the channel's control
+//! task.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +22,9 @@ use super::control::ControlEvent;
 use super::resolver::Address;
 use super::resolver::address::Kind;
 use crate::Status;
-use crate::transport::client::{self, ClientSettings, ConnectionSignals, Sender};
+use crate::transport::client::{self, ClientSettings, ConnectionSignals, Sender, StreamCount};
+use crate::transport::keepalive::{KeepaliveParams, Pinger, keepalive};
+use crate::transport::watch::Activity;
 
 /// A subchannel, as balancers see it: a handle to share, compare and ask to connect. Clones
 /// are the same subchannel.
@@ -45,6 +49,16 @@ struct State {
     connection: Option<Connection>,
     /// Counts connections, so that news about an old one is ignored.
     generation: u64,
+}
+
+/// A connection just established, for `watch` to drive.
+struct Established {
+    generation: u64,
+    driver: client::Driver,
+    going_away: oneshot::Receiver<()>,
+    pinger: Option<Pinger>,
+    activity: Arc<Activity>,
+    streams: StreamCount,
 }
 
 struct Connection {
@@ -211,13 +225,27 @@ impl Subchannel {
                     Ok((sender, (driver, signals))) => {
                         state.generation += 1;
                         let generation = state.generation;
+                        let ConnectionSignals {
+                            going_away,
+                            release,
+                            pinger,
+                            activity,
+                            streams,
+                        } = signals;
                         state.connection = Some(Connection {
                             sender,
                             generation,
-                            _release: signals.release,
+                            _release: release,
                         });
                         self.set_state(&mut state, ConnectivityState::Ready, None);
-                        Some((generation, driver, signals.going_away))
+                        Some(Established {
+                            generation,
+                            driver,
+                            going_away,
+                            pinger,
+                            activity,
+                            streams,
+                        })
                     }
                     Err(status) => {
                         tracing::debug!(address = %self.inner.address, %status, "connect failed");
@@ -230,8 +258,8 @@ impl Subchannel {
                     }
                 }
             };
-            if let Some((generation, driver, going_away)) = connected {
-                tokio::spawn(self.clone().watch(generation, driver, going_away));
+            if let Some(established) = connected {
+                tokio::spawn(self.clone().watch(established));
                 return;
             }
             tokio::select! {
@@ -248,35 +276,113 @@ impl Subchannel {
         }
     }
 
-    /// Drives a connection; the first GOAWAY, or its end, sends the subchannel back to IDLE.
-    async fn watch(
-        self,
-        generation: u64,
-        driver: client::Driver,
-        going_away: oneshot::Receiver<()>,
-    ) {
-        let mut driver = std::pin::pin!(driver);
-        let (why, ended) = tokio::select! {
-            r = &mut driver => (match r {
-                Ok(()) => Status::unavailable("connection closed"),
-                Err(e) => e.to_status(),
-            }, true),
-            _ = going_away => (Status::unavailable("the server sent GOAWAY"), false),
+    /// Drives a connection and runs its keepalive. The first GOAWAY, or the connection's end,
+    /// sends the subchannel back to IDLE; a keepalive ping left unanswered closes the
+    /// connection and makes the subchannel TRANSIENT_FAILURE, then it reconnects.
+    async fn watch(self, connection: Established) {
+        let Established {
+            generation,
+            driver,
+            going_away,
+            mut pinger,
+            activity,
+            streams,
+        } = connection;
+        let keepalive_config = self.inner.config.keepalive.as_ref();
+        let keepalive_time = keepalive_config.map(|k| k.time());
+        let keepalive = async {
+            match (keepalive_config, keepalive_time, pinger.as_mut()) {
+                (Some(config), Some(time), Some(pinger)) => {
+                    let params = KeepaliveParams {
+                        time,
+                        timeout: config.timeout,
+                    };
+                    let without_calls = config.without_calls;
+                    keepalive(pinger, &activity, params, || {
+                        without_calls || streams.get() > 0
+                    })
+                    .await
+                }
+                _ => std::future::pending().await,
+            }
         };
-        {
-            let mut state = self.lock();
-            if state.connection.as_ref().map(|c| c.generation) == Some(generation) {
-                state.connection = None;
-                tracing::debug!(address = %self.inner.address, %why, "connection lost");
-                self.set_state(&mut state, ConnectivityState::Idle, Some(why));
+        let mut keepalive = std::pin::pin!(keepalive);
+        let mut driver = driver;
+        let mut going_away = going_away;
+        let mut gone_away = false;
+        // A GOAWAY `too_many_pings` doubles the keepalive time before the subchannel leaves
+        // READY, so that the next connection already uses the new time.
+        let mut doubled = false;
+        let mut told_off = || {
+            if !doubled && activity.too_many_pings() {
+                doubled = true;
+                if let (Some(config), Some(time)) = (keepalive_config, keepalive_time) {
+                    config.too_many_pings(time);
+                }
             }
-        }
-        if !ended {
-            // Streams already open finish on the draining connection.
-            if let Err(e) = driver.await {
-                tracing::debug!(address = %self.inner.address, error = %e, "connection ended");
+        };
+        let dead = loop {
+            tokio::select! {
+                r = &mut driver => {
+                    if let Err(e) = &r {
+                        tracing::debug!(address = %self.inner.address, error = %e, "connection ended");
+                    }
+                    let why = match r {
+                        Ok(()) => Status::unavailable("connection closed"),
+                        Err(e) => e.to_status(),
+                    };
+                    told_off();
+                    self.leave(generation, ConnectivityState::Idle, why);
+                    break false;
+                }
+                r = &mut going_away, if !gone_away => {
+                    gone_away = true;
+                    if r.is_err() {
+                        // The driver ended first; its own arm reports it.
+                        continue;
+                    }
+                    // Streams already open finish on the draining connection.
+                    told_off();
+                    self.leave(
+                        generation,
+                        ConnectivityState::Idle,
+                        Status::unavailable("the server sent GOAWAY"),
+                    );
+                }
+                () = &mut keepalive => {
+                    let why = Status::unavailable("keepalive ping not answered in time");
+                    break self.leave(generation, ConnectivityState::TransientFailure, why);
+                }
             }
+        };
+        if dead {
+            // The connection is dropped (closed) here; connect again, with a fresh backoff.
+            drop(driver);
+            self.reconnect();
         }
+    }
+
+    /// From TRANSIENT_FAILURE after a lost connection: connect again at once.
+    fn reconnect(&self) {
+        let mut state = self.lock();
+        if state.state == ConnectivityState::TransientFailure && state.connection.is_none() {
+            self.set_state(&mut state, ConnectivityState::Connecting, None);
+            drop(state);
+            tokio::spawn(self.clone().connect_loop());
+        }
+    }
+
+    /// Lets go of connection `generation` if it is still the current one, moving to `to`.
+    /// True when it was.
+    fn leave(&self, generation: u64, to: ConnectivityState, why: Status) -> bool {
+        let mut state = self.lock();
+        if state.connection.as_ref().map(|c| c.generation) != Some(generation) {
+            return false;
+        }
+        state.connection = None;
+        tracing::debug!(address = %self.inner.address, %why, "connection lost");
+        self.set_state(&mut state, to, Some(why));
+        true
     }
 
     async fn dial(&self) -> Result<(Sender, (client::Driver, ConnectionSignals)), Status> {

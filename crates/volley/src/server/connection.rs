@@ -2,15 +2,19 @@
 //! each call as its own task until the connection closes or the server shuts down.
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
 
 use super::call::ServerCall;
 use super::router::Router;
 use super::{ConnectionConfig, ServerConfig};
+use crate::transport::keepalive::keepalive;
 use crate::transport::server::ServerConnection;
 
 /// What every connection of a server shares.
@@ -21,6 +25,10 @@ pub(crate) struct Shared {
 }
 
 /// Serves one accepted connection; `remote` is the peer's address (none on Unix sockets).
+///
+/// Besides accepting streams, the loop manages the connection's life (gRFC A9): keepalive
+/// pings, the idle and age limits (graceful GOAWAY, then the age's grace), ping enforcement,
+/// and the server's shutdown.
 pub(crate) async fn serve_connection<T>(
     socket: T,
     remote: Option<SocketAddr>,
@@ -30,7 +38,8 @@ pub(crate) async fn serve_connection<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = Peer(remote);
-    let handshake = ServerConnection::handshake(socket, &shared.connection.http2);
+    let config = &shared.connection;
+    let handshake = ServerConnection::handshake(socket, &config.http2, Some(config.ping_policy));
     let mut conn = tokio::select! {
         r = handshake => match r {
             Ok(conn) => conn,
@@ -41,10 +50,32 @@ pub(crate) async fn serve_connection<T>(
         },
         _ = shutdown.wait_for(|s| *s) => return,
     };
+    let activity = conn.activity().clone();
+    let mut pinger = conn.pinger();
+    let keepalive = async {
+        match pinger.as_mut() {
+            Some(pinger) => keepalive(pinger, &activity, config.keepalive, || true).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut keepalive = pin!(keepalive);
+    let mut too_many_pings = pin!(activity.too_many_pings_set());
     let mut calls = JoinSet::new();
-    let mut draining = false;
-    let drain_deadline = tokio::time::sleep(std::time::Duration::MAX);
-    let mut drain_deadline = std::pin::pin!(drain_deadline);
+    // When the connection's state next needs a look: the idle limit while no call is open,
+    // the age, then the grace or drain bound once draining.
+    let mut state = Life::Open;
+    let never = Instant::now() + FAR_FUTURE;
+    let mut age_deadline = pin!(sleep_until(
+        config
+            .max_connection_age
+            .map_or(never, |age| Instant::now() + jittered(age))
+    ));
+    let mut idle_deadline = pin!(sleep_until(
+        config
+            .max_connection_idle
+            .map_or(never, |idle| Instant::now() + idle)
+    ));
+    let mut close_deadline = pin!(sleep_until(never));
     loop {
         tokio::select! {
             accepted = conn.accept() => match accepted {
@@ -54,6 +85,7 @@ pub(crate) async fn serve_connection<T>(
                     {
                         if let Some(fut) = shared.router.route(path.path(), call) {
                             calls.spawn(fut);
+                            activity.set_active_calls(calls.len());
                         }
                     }
                 }
@@ -63,25 +95,77 @@ pub(crate) async fn serve_connection<T>(
                 }
                 None => break,
             },
-            Some(_) = calls.join_next(), if !calls.is_empty() => {}
-            _ = shutdown.wait_for(|s| *s), if !draining => {
-                draining = true;
-                conn.graceful_shutdown();
-                if let Some(t) = shared.connection.drain_timeout {
-                    drain_deadline
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + t);
+            Some(_) = calls.join_next(), if !calls.is_empty() => {
+                activity.set_active_calls(calls.len());
+                if calls.is_empty() {
+                    if let Some(idle) = config.max_connection_idle {
+                        idle_deadline.as_mut().reset(Instant::now() + idle);
+                    }
                 }
             }
-            _ = &mut drain_deadline, if draining => {
-                tracing::debug!(%peer, active = calls.len(), "drain timeout: closing connection");
+            _ = shutdown.wait_for(|s| *s), if matches!(state, Life::Open | Life::Draining) => {
+                // The server's shutdown overrides an age's grace with its own drain bound.
+                state = Life::ShuttingDown;
+                conn.graceful_shutdown();
+                let bound = config.drain_timeout.map_or(never, |t| Instant::now() + t);
+                close_deadline.as_mut().reset(bound);
+            }
+            () = &mut age_deadline, if state == Life::Open => {
+                tracing::debug!(%peer, "max_connection_age reached: GOAWAY");
+                state = Life::Draining;
+                conn.graceful_shutdown();
+                let bound = config
+                    .max_connection_age_grace
+                    .map_or(never, |grace| Instant::now() + grace);
+                close_deadline.as_mut().reset(bound);
+            }
+            () = &mut idle_deadline, if state == Life::Open && calls.is_empty() => {
+                tracing::debug!(%peer, "max_connection_idle reached: GOAWAY");
+                state = Life::Draining;
+                conn.graceful_shutdown();
+            }
+            () = &mut close_deadline, if state != Life::Open => {
+                tracing::debug!(%peer, active = calls.len(), "grace over: closing the connection");
                 break;
+            }
+            () = &mut keepalive => {
+                tracing::debug!(%peer, "keepalive: the client stopped answering; closing");
+                break;
+            }
+            () = &mut too_many_pings, if state != Life::Closing => {
+                tracing::debug!(%peer, "the client pinged too often: GOAWAY too_many_pings");
+                state = Life::Closing;
+                conn.close_too_many_pings();
+                // h2 closes once the GOAWAY is written; a client that reads nothing must not
+                // hold the connection open.
+                close_deadline.as_mut().reset(Instant::now() + Duration::from_secs(1));
             }
         }
     }
-    // Dropping the set aborts calls still running (after a drain timeout or a broken
+    // Dropping the set aborts calls still running (after a grace or drain bound, or a broken
     // connection); dropping `conn` closes the socket.
     calls.abort_all();
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Open,
+    /// GOAWAY sent for age or idleness; open calls finish.
+    Draining,
+    /// GOAWAY sent because the server shuts down.
+    ShuttingDown,
+    /// Closed for too many pings; waiting for the GOAWAY to go out.
+    Closing,
+}
+
+/// A deadline that never comes, for timers that are off.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `age` randomised by +/-10% (gRFC A9), so that connections opened together do not all
+/// close together.
+fn jittered(age: Duration) -> Duration {
+    age.mul_f64(1.0 + 0.1 * crate::random::symmetric_unit())
 }
 
 /// A peer address for logs: `ip:port`, or `unix` for a Unix socket.

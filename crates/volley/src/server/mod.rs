@@ -23,7 +23,9 @@ use crate::codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
 use crate::interceptor::Interceptors;
+use crate::transport::keepalive::KeepaliveParams;
 use crate::transport::server::ServerSettings;
+use crate::transport::watch::PingPolicy;
 use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW};
 
 /// A boxed future, as returned by [`Service::call`].
@@ -50,12 +52,17 @@ pub(crate) struct ServerConfig {
     pub(crate) interceptors: Interceptors,
 }
 
-/// HTTP/2 and socket options of every connection.
+/// HTTP/2, socket and connection-management options of every connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionConfig {
     pub(crate) http2: ServerSettings,
     pub(crate) tcp_nodelay: bool,
     pub(crate) drain_timeout: Option<Duration>,
+    pub(crate) keepalive: KeepaliveParams,
+    pub(crate) max_connection_idle: Option<Duration>,
+    pub(crate) max_connection_age: Option<Duration>,
+    pub(crate) max_connection_age_grace: Option<Duration>,
+    pub(crate) ping_policy: PingPolicy,
 }
 
 /// The entry point: `Server::builder()`.
@@ -83,6 +90,17 @@ impl Server {
                 },
                 tcp_nodelay: true,
                 drain_timeout: None,
+                keepalive: KeepaliveParams {
+                    time: Duration::from_secs(2 * 60 * 60),
+                    timeout: Duration::from_secs(20),
+                },
+                max_connection_idle: None,
+                max_connection_age: None,
+                max_connection_age_grace: None,
+                ping_policy: PingPolicy {
+                    min_interval: Duration::from_secs(5 * 60),
+                    permit_without_calls: false,
+                },
             },
             router: Router::default(),
             tls: None,
@@ -195,6 +213,60 @@ impl ServerBuilder {
     /// closed anyway. Default: no limit (wait for every call, as grpc-go's `GracefulStop`).
     pub fn drain_timeout(mut self, timeout: Duration) -> ServerBuilder {
         self.connection.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// After how long without receiving anything from a client the server pings it, to learn
+    /// whether the connection is still alive (gRFC A9). Default: 2 hours, as grpc-go.
+    pub fn keepalive_time(mut self, time: Duration) -> ServerBuilder {
+        self.connection.keepalive.time = time;
+        self
+    }
+
+    /// How long the server waits for an answer to its keepalive ping (or anything else from
+    /// the client) before it closes the connection. Default: 20 s, as grpc-go.
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.connection.keepalive.timeout = timeout;
+        self
+    }
+
+    /// A connection with no open call for this long is closed gracefully (GOAWAY); its
+    /// client reconnects when it next needs to. Default: never.
+    pub fn max_connection_idle(mut self, idle: Duration) -> ServerBuilder {
+        self.connection.max_connection_idle = Some(idle);
+        self
+    }
+
+    /// A connection older than this is closed gracefully (GOAWAY, in-flight calls finish), so
+    /// that clients reconnect and spread over servers that joined since, for example behind
+    /// an L4 load balancer. Each connection's age is randomised by +/-10% so that clients do
+    /// not reconnect all at once. Default: never.
+    pub fn max_connection_age(mut self, age: Duration) -> ServerBuilder {
+        self.connection.max_connection_age = Some(age);
+        self
+    }
+
+    /// How long calls may still run on a connection after [`ServerBuilder::max_connection_age`]
+    /// closed it; calls open then are ended (their clients see UNAVAILABLE). Default: no
+    /// limit.
+    pub fn max_connection_age_grace(mut self, grace: Duration) -> ServerBuilder {
+        self.connection.max_connection_age_grace = Some(grace);
+        self
+    }
+
+    /// Ping enforcement: a client ping sooner than this after the previous one is a strike,
+    /// and a connection with more than two strikes is closed with GOAWAY ENHANCE_YOUR_CALM
+    /// `too_many_pings` (strikes are forgiven whenever the server sends headers or data).
+    /// Default: 5 minutes, as grpc-go.
+    pub fn min_ping_interval(mut self, interval: Duration) -> ServerBuilder {
+        self.connection.ping_policy.min_interval = interval;
+        self
+    }
+
+    /// Whether clients may send keepalive pings when no call is open; when not, any two pings
+    /// without calls less than 2 hours apart are a strike. Default: false, as grpc-go.
+    pub fn permit_keepalive_without_calls(mut self, permit: bool) -> ServerBuilder {
+        self.connection.ping_policy.permit_without_calls = permit;
         self
     }
 

@@ -12,7 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use super::data_frame_budget;
+use super::keepalive::Pinger;
 use super::stream::{RecvBody, SendBody, StreamError};
+use super::watch::{Activity, Watched};
 
 /// HTTP/2 settings of a client connection.
 #[derive(Debug, Clone)]
@@ -41,6 +43,23 @@ pub(crate) struct ConnectionSignals {
     /// Dropping this tells the connection that no new stream will be opened on it, so that
     /// it closes once its open streams end.
     pub(crate) release: oneshot::Sender<()>,
+    /// Sends keepalive PINGs.
+    pub(crate) pinger: Option<Pinger>,
+    /// When the server last sent anything, and whether it said `too_many_pings`.
+    pub(crate) activity: Arc<Activity>,
+    /// How many streams are open on the connection.
+    pub(crate) streams: StreamCount,
+}
+
+/// Counts the streams open on one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamCount(Arc<AtomicUsize>);
+
+impl StreamCount {
+    /// Streams open now.
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Sends the client preface and SETTINGS. Returns the stream opener, the future that drives
@@ -59,7 +78,8 @@ pub(crate) async fn handshake<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (inner, connection) = h2::client::Builder::new()
+    let (io, activity) = Watched::client(io);
+    let (inner, mut connection) = h2::client::Builder::new()
         .initial_window_size(settings.initial_stream_window_size)
         .initial_connection_window_size(settings.initial_connection_window_size)
         .enable_push(false)
@@ -74,7 +94,7 @@ where
     // a peer that accepts TCP and then closes, or is not HTTP/2, is a failed attempt (and
     // backs off), not a READY connection that dies at once. Until then h2 allows no stream
     // (initial_max_send_streams(0) above); the server's SETTINGS raise the limit.
-    let mut connection = connection;
+    let pinger = connection.ping_pong().map(Pinger::new);
     poll_fn(|cx| match Pin::new(&mut connection).poll(cx) {
         Poll::Ready(Ok(())) => Poll::Ready(Err(StreamError::closed_early(
             "the server closed the connection before sending its SETTINGS",
@@ -115,14 +135,15 @@ where
         .await
         .map_err(StreamError::from)
     };
+    let active = Arc::new(AtomicUsize::new(0));
     let signals = ConnectionSignals {
         going_away,
         release,
+        pinger,
+        activity,
+        streams: StreamCount(active.clone()),
     };
-    let sender = Sender {
-        inner,
-        active: Arc::new(AtomicUsize::new(0)),
-    };
+    let sender = Sender { inner, active };
     Ok((sender, driver, signals))
 }
 

@@ -5,8 +5,10 @@
 //! HTTP/2 engine can replace `h2` behind these types.
 
 pub(crate) mod client;
+pub(crate) mod keepalive;
 pub(crate) mod server;
 mod stream;
+pub(crate) mod watch;
 
 pub(crate) use stream::{RecvBody, SendBody, SendError, StreamError};
 

@@ -1,13 +1,16 @@
 //! The server side of one HTTP/2 connection: handshake, accepting streams, responding, and
 //! graceful shutdown.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::data_frame_budget;
+use super::keepalive::Pinger;
 use super::stream::{RecvBody, SendBody, StreamError};
+use super::watch::{Activity, PingPolicy, Watched};
 
 /// HTTP/2 settings of a server connection.
 #[derive(Debug, Clone)]
@@ -21,12 +24,19 @@ pub(crate) struct ServerSettings {
 
 /// An accepted HTTP/2 connection.
 pub(crate) struct ServerConnection<T> {
-    inner: h2::server::Connection<T, Bytes>,
+    inner: h2::server::Connection<Watched<T>, Bytes>,
+    activity: Arc<Activity>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
-    /// Reads the client preface and exchanges SETTINGS.
-    pub(crate) async fn handshake(io: T, settings: &ServerSettings) -> Result<Self, StreamError> {
+    /// Reads the client preface and exchanges SETTINGS. `ping_policy` limits how often the
+    /// client may ping (none: no limit).
+    pub(crate) async fn handshake(
+        io: T,
+        settings: &ServerSettings,
+        ping_policy: Option<PingPolicy>,
+    ) -> Result<Self, StreamError> {
+        let (io, activity) = Watched::server(io, ping_policy);
         let mut builder = h2::server::Builder::new();
         builder
             .initial_window_size(settings.initial_stream_window_size)
@@ -40,7 +50,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
             builder.max_frame_size(n);
         }
         let inner = builder.handshake(io).await?;
-        Ok(ServerConnection { inner })
+        Ok(ServerConnection { inner, activity })
+    }
+
+    /// What the connection's frames say: when the client last sent anything, and whether it
+    /// broke the ping policy.
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// The connection's PING sender, for keepalive (once; `None` after).
+    pub(crate) fn pinger(&mut self) -> Option<Pinger> {
+        self.inner.ping_pong().map(Pinger::new)
     }
 
     /// The next stream a client opened, driving the connection meanwhile. `None` once the
@@ -61,6 +82,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
     /// open then run to completion.
     pub(crate) fn graceful_shutdown(&mut self) {
         self.inner.graceful_shutdown();
+    }
+
+    /// Closes the connection because the client pinged too often: GOAWAY ENHANCE_YOUR_CALM
+    /// with debug data `too_many_pings` (added by [`Watched`]), streams reset, then the
+    /// connection closes once the GOAWAY is written.
+    pub(crate) fn close_too_many_pings(&mut self) {
+        self.inner.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
     }
 }
 

@@ -49,8 +49,9 @@ impl StreamError {
             }
     }
 
-    /// The status this failure ends a call with (`doc/PROTOCOL-HTTP2.md`: RST_STREAM codes,
-    /// GOAWAY, connection failures → UNAVAILABLE).
+    /// The status this failure ends a call with (`doc/PROTOCOL-HTTP2.md`: RST_STREAM codes
+    /// map by its table; a GOAWAY, whatever its code, and connection failures mean the
+    /// connection is gone: UNAVAILABLE, as in grpc-go).
     pub(crate) fn to_status(&self) -> Status {
         let err = match &self.0 {
             Repr::H2(err) => err,
@@ -59,7 +60,7 @@ impl StreamError {
             }
         };
         if let Some(reason) = err.reason() {
-            let code = if err.is_go_away() && reason == h2::Reason::NO_ERROR {
+            let code = if err.is_go_away() {
                 Code::Unavailable
             } else {
                 Code::from_http2_error_code(reason.into())
