@@ -404,6 +404,109 @@ impl Drop for Proxy {
     }
 }
 
+/// A stand-in for a connection-level (L4) load balancer on 127.0.0.1: each new connection
+/// goes to the next backend of a list that can change, round robin; forwarding can be frozen
+/// (bytes are held, nothing is closed), as a network partition would.
+pub struct L4Proxy {
+    pub addr: SocketAddr,
+    backends: std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    frozen: tokio::sync::watch::Sender<bool>,
+    /// How many connections it accepted.
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl L4Proxy {
+    /// Starts a proxy spreading connections over `backends`.
+    pub async fn start(backends: &[SocketAddr]) -> L4Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let list = std::sync::Arc::new(std::sync::Mutex::new(backends.to_vec()));
+        let (frozen, frozen_rx) = tokio::sync::watch::channel(false);
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (list2, count) = (list.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    r = listener.accept() => {
+                        let Ok((inbound, _)) = r else { continue };
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        let backend = {
+                            let list = list2.lock().unwrap();
+                            list[n % list.len()]
+                        };
+                        let frozen = frozen_rx.clone();
+                        pipes.spawn(async move {
+                            let Ok(outbound) = tokio::net::TcpStream::connect(backend).await else {
+                                return;
+                            };
+                            let (in_r, in_w) = inbound.into_split();
+                            let (out_r, out_w) = outbound.into_split();
+                            tokio::join!(
+                                pipe(in_r, out_w, frozen.clone()),
+                                pipe(out_r, in_w, frozen)
+                            );
+                        });
+                    }
+                    Some(_) = pipes.join_next(), if !pipes.is_empty() => {}
+                }
+            }
+        });
+        L4Proxy {
+            addr,
+            backends: list,
+            frozen,
+            accepted,
+            task,
+        }
+    }
+
+    /// Adds a backend; new connections may go to it.
+    pub fn add_backend(&self, backend: SocketAddr) {
+        self.backends.lock().unwrap().push(backend);
+    }
+
+    /// Stops (`true`) or resumes forwarding bytes on every connection.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+}
+
+/// Copies one direction of a proxied connection, holding bytes while frozen.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = tokio::select! {
+            r = from.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            // Stop reading as soon as the proxy freezes.
+            _ = frozen.wait_for(|f| *f) => continue,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+impl Drop for L4Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Runs a test body with a time bound.
 pub async fn bounded<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), fut)

@@ -163,12 +163,29 @@ impl Balancer for PickFirst {
                 }
             }
             ConnectivityState::TransientFailure => {
-                if self.selected.is_some() {
-                    return;
-                }
                 let error = error
                     .cloned()
                     .unwrap_or_else(|| Status::unavailable("connection failed"));
+                if let Some(selected) = &self.selected {
+                    if selected != subchannel {
+                        return;
+                    }
+                    // The selected connection failed (its keepalive went unanswered) and the
+                    // subchannel is reconnecting: TRANSIENT_FAILURE, sticky until one of the
+                    // addresses connects again.
+                    self.selected = None;
+                    helper.resolve_now();
+                    self.next = self.subchannels.len();
+                    for sc in &self.subchannels {
+                        sc.connect();
+                    }
+                    self.publish(
+                        helper,
+                        ConnectivityState::TransientFailure,
+                        Arc::new(FailPicker(error)),
+                    );
+                    return;
+                }
                 if index == self.next && self.next + 1 < self.subchannels.len() {
                     self.next += 1;
                     self.subchannels[self.next].connect();
