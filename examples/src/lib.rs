@@ -15,5 +15,6 @@ pub mod routeguide {
 
 pub mod greeter;
 pub mod load_balancing;
+pub mod max_connection_age;
 pub mod route_guide;
 pub mod route_guide_client;

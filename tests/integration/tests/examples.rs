@@ -57,3 +57,28 @@ async fn load_balancing_example_rotates_and_survives_a_shutdown() {
     assert!(after.contains("from server-1"), "{out}");
     assert!(after.contains("from server-3"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connection_age_example_spreads_calls_over_new_servers() {
+    use volley_examples::max_connection_age::{Plan, run};
+    let plan = Plan {
+        max_age: Some(std::time::Duration::from_secs(1)),
+        add_after: std::time::Duration::from_secs(1),
+        run_for: std::time::Duration::from_secs(6),
+    };
+    let mut out = Vec::new();
+    bounded(30, run(&mut out, plan)).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("calls,")).collect();
+    assert!(lines.len() >= 5, "{out}");
+    // Before the others join, only server-1 answers; by the end every server has had calls
+    // over the last three seconds, and no call failed.
+    assert!(lines[0].contains("server-1 100%"), "{out}");
+    for name in ["server-1", "server-2", "server-3"] {
+        let answered = lines[lines.len() - 3..]
+            .iter()
+            .any(|l| !l.contains(&format!("{name}   0%")));
+        assert!(answered, "{name} got no calls late in the run:\n{out}");
+    }
+    assert!(lines.iter().all(|l| l.ends_with(" 0 failed)")), "{out}");
+}
