@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, integration tests over loopback sockets, the grpcio tests
-# (Python's grpcio, installed into a virtualenv on first use), then the interop matrix against
-# the official C++ and Python interop peers (built once into /var/tmp/grpc-peers).
+# (Python's grpcio, installed into a virtualenv on first use), the etcd discovery tests (real
+# etcd servers from Debian's etcd-server, installed on first use; each test starts its own),
+# then the interop matrix against the official C++ and Python interop peers (built once into
+# /var/tmp/grpc-peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+  echo "[test] installing etcd-server and etcd-client" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y etcd-server etcd-client >/dev/null \
+    || { apt-get update >/dev/null && apt-get install -y etcd-server etcd-client >/dev/null; }
+fi
 VOLLEY_PYTHON="$(scripts/python-env.sh)"
 export VOLLEY_PYTHON
 cargo test --workspace -- --include-ignored

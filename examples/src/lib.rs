@@ -13,6 +13,7 @@ pub mod routeguide {
     include!(concat!(env!("OUT_DIR"), "/routeguide.rs"));
 }
 
+pub mod etcd_discovery;
 pub mod greeter;
 pub mod load_balancing;
 pub mod max_connection_age;

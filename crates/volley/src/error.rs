@@ -10,7 +10,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(message: impl Into<String>) -> Error {
+    /// An error saying `message`; for crates built on Volley (resolvers, balancers) that
+    /// report their own setup failures.
+    pub fn new(message: impl Into<String>) -> Error {
         Error {
             message: message.into(),
         }

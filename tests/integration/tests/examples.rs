@@ -82,3 +82,27 @@ async fn max_connection_age_example_spreads_calls_over_new_servers() {
     }
     assert!(lines.iter().all(|l| l.ends_with(" 0 failed)")), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_discovery_example_follows_servers_as_they_come_and_go() {
+    use volley_examples::etcd_discovery::{TempEtcd, run};
+    let etcd = bounded(30, TempEtcd::start()).await.unwrap();
+    let mut out = Vec::new();
+    bounded(60, run(&mut out, std::slice::from_ref(&etcd.endpoint)))
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let rotations: Vec<&str> = out.lines().filter(|l| l.contains("answered by")).collect();
+    assert_eq!(rotations.len(), 3, "{out}");
+    let has = |line: &str, name: &str| line.contains(name);
+    assert!(
+        has(rotations[0], "server-1") && has(rotations[0], "server-2"),
+        "{out}"
+    );
+    assert!(!has(rotations[0], "server-3"), "{out}");
+    for name in ["server-1", "server-2", "server-3"] {
+        assert_eq!(rotations[1].matches(name).count(), 2, "{out}");
+    }
+    assert!(!has(rotations[2], "server-1"), "{out}");
+    assert!(out.ends_with("every server deregistered\n"), "{out}");
+}

@@ -1,0 +1,461 @@
+//! [`EtcdClient`]: the few etcd v3 operations discovery needs, over Volley's own generated
+//! client, with failover between endpoints and optional authentication.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use volley::resolver::{Address, ManualResolver, ResolverUpdate};
+use volley::{Channel, Code, Request, Status, Streaming};
+
+use crate::proto::etcdserverpb::{
+    AuthClient, AuthenticateRequest, CompactionRequest, DeleteRangeRequest, KvClient, LeaseClient,
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
+    PutRequest, RangeRequest, WatchClient, WatchCreateRequest, WatchRequest, WatchResponse,
+    watch_request,
+};
+use crate::proto::mvccpb::KeyValue;
+
+/// The scheme of the private resolver that hands a client's etcd endpoints to its channel.
+const ENDPOINTS_SCHEME: &str = "volley-etcd-endpoints";
+
+/// A client for an etcd cluster (v3 API). Cheap to clone; clones share the connection.
+///
+/// The endpoints are balanced `pick_first`: the client talks to the first reachable one and
+/// fails over to the next when it goes away. With credentials, it authenticates first and
+/// sends the token with every call (and authenticates again when etcd says the token is no
+/// longer valid).
+#[derive(Clone)]
+pub struct EtcdClient {
+    kv: KvClient,
+    watch: WatchClient,
+    lease: LeaseClient,
+    auth: Option<Arc<Auth>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClient")
+            .field("timeout", &self.timeout)
+            .field("authenticated", &self.auth.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Auth {
+    user: String,
+    password: String,
+    client: AuthClient,
+    token: Arc<RwLock<Option<String>>>,
+}
+
+/// Configures an [`EtcdClient`]. Every setter states its default.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EtcdClientBuilder {
+    endpoints: Vec<String>,
+    credentials: Option<(String, String)>,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl EtcdClient {
+    /// A builder for a client of the cluster at `endpoints` (`host:port` or
+    /// `http://host:port`, as `etcdctl --endpoints` takes them).
+    pub fn builder<I, S>(endpoints: I) -> EtcdClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        EtcdClientBuilder {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// A client with default options; see [`EtcdClient::builder`].
+    pub fn new<I, S>(endpoints: I) -> Result<EtcdClient, volley::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        EtcdClient::builder(endpoints).build()
+    }
+
+    /// A request with the client's timeout.
+    fn request<T>(&self, message: T) -> Request<T> {
+        Request::new(message).with_timeout(self.timeout)
+    }
+
+    /// Runs `call`, authenticating first when needed and once more when etcd rejects the
+    /// token (tokens expire, and etcd restarts forget them).
+    async fn authed<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let Some(auth) = &self.auth else {
+            return call().await;
+        };
+        if auth.token().is_none() {
+            auth.authenticate(self.timeout).await?;
+        }
+        match call().await {
+            Err(status) if is_bad_token(&status) => {
+                auth.authenticate(self.timeout).await?;
+                call().await
+            }
+            other => other,
+        }
+    }
+
+    /// Every key-value pair whose key starts with `prefix`, and the store's revision at the
+    /// read.
+    pub async fn get_prefix(&self, prefix: &[u8]) -> Result<(Vec<KeyValue>, i64), Status> {
+        let response = self
+            .authed(|| {
+                self.kv.range(self.request(RangeRequest {
+                    key: prefix.to_vec(),
+                    range_end: prefix_end(prefix),
+                    ..Default::default()
+                }))
+            })
+            .await?
+            .into_inner();
+        let revision = response.header.map_or(0, |h| h.revision);
+        Ok((response.kvs, revision))
+    }
+
+    /// Puts `key` = `value`, attached to `lease` (0 for none).
+    pub async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(), Status> {
+        self.authed(|| {
+            self.kv.put(self.request(PutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                lease,
+                ..Default::default()
+            }))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes `key`; returns how many keys were deleted (0 or 1).
+    pub async fn delete(&self, key: &[u8]) -> Result<i64, Status> {
+        let response = self
+            .authed(|| {
+                self.kv.delete_range(self.request(DeleteRangeRequest {
+                    key: key.to_vec(),
+                    ..Default::default()
+                }))
+            })
+            .await?;
+        Ok(response.into_inner().deleted)
+    }
+
+    /// Compacts the event history up to `revision` (watchers from before it are cancelled).
+    pub async fn compact(&self, revision: i64) -> Result<(), Status> {
+        self.authed(|| {
+            self.kv.compact(self.request(CompactionRequest {
+                revision,
+                physical: true,
+            }))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Grants a lease of `ttl` (whole seconds, at least 1); returns its ID and the TTL etcd
+    /// chose.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<(i64, Duration), Status> {
+        let seconds = ttl.as_secs().max(1) as i64;
+        let response = self
+            .authed(|| {
+                self.lease.lease_grant(self.request(LeaseGrantRequest {
+                    ttl: seconds,
+                    id: 0,
+                }))
+            })
+            .await?
+            .into_inner();
+        if !response.error.is_empty() {
+            return Err(Status::unavailable(format!(
+                "etcd refused the lease: {}",
+                response.error
+            )));
+        }
+        Ok((response.id, Duration::from_secs(response.ttl.max(0) as u64)))
+    }
+
+    /// Revokes lease `id`: its keys are deleted at once.
+    pub async fn revoke_lease(&self, id: i64) -> Result<(), Status> {
+        self.authed(|| {
+            self.lease
+                .lease_revoke(self.request(LeaseRevokeRequest { id }))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Opens a keep-alive stream for lease `id`.
+    pub async fn keep_alive(&self, id: i64) -> Result<KeepAlive, Status> {
+        self.authed(|| async {
+            let (tx, rx) = mpsc::channel(4);
+            // etcd answers each request; the first one goes with the call so that the
+            // response headers (sent with the first answer) arrive.
+            let _ = tx.try_send(LeaseKeepAliveRequest { id });
+            let responses = self
+                .lease
+                .lease_keep_alive(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            Ok(KeepAlive {
+                id,
+                requests: tx,
+                responses,
+                first: true,
+            })
+        })
+        .await
+    }
+
+    /// Watches every key starting with `prefix`, from `start_revision` (inclusive). The
+    /// first response confirms the watcher (`created`), or cancels it when the revision is
+    /// compacted.
+    pub async fn watch_prefix(
+        &self,
+        prefix: &[u8],
+        start_revision: i64,
+    ) -> Result<WatchStream, Status> {
+        self.authed(|| async {
+            let (tx, rx) = mpsc::channel(1);
+            let create = WatchRequest {
+                request_union: Some(watch_request::RequestUnion::CreateRequest(
+                    WatchCreateRequest {
+                        key: prefix.to_vec(),
+                        range_end: prefix_end(prefix),
+                        start_revision,
+                        progress_notify: true,
+                        ..Default::default()
+                    },
+                )),
+            };
+            // etcd answers the create request with the response headers; it goes with the
+            // call.
+            let _ = tx.try_send(create);
+            let responses = self
+                .watch
+                .watch(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            Ok(WatchStream {
+                responses,
+                _requests: tx,
+            })
+        })
+        .await
+    }
+}
+
+/// The responses of one watch. The watch lasts until this is dropped (which closes the
+/// request stream) or etcd ends it.
+#[derive(Debug)]
+pub struct WatchStream {
+    responses: Streaming<WatchResponse>,
+    /// Keeps the request stream open: closing it would end the watch.
+    _requests: mpsc::Sender<WatchRequest>,
+}
+
+impl WatchStream {
+    /// The next response; `None` when etcd ended the stream.
+    pub async fn next(&mut self) -> Result<Option<WatchResponse>, Status> {
+        self.responses.message().await
+    }
+}
+
+/// A lease's keep-alive stream.
+#[derive(Debug)]
+pub struct KeepAlive {
+    id: i64,
+    requests: mpsc::Sender<LeaseKeepAliveRequest>,
+    responses: Streaming<LeaseKeepAliveResponse>,
+    /// The first request went with the call.
+    first: bool,
+}
+
+impl KeepAlive {
+    /// Renews the lease once; returns its new TTL, or `None` when the lease no longer exists
+    /// (it expired, or etcd lost it).
+    pub async fn renew(&mut self) -> Result<Option<Duration>, Status> {
+        if !std::mem::take(&mut self.first)
+            && self
+                .requests
+                .send(LeaseKeepAliveRequest { id: self.id })
+                .await
+                .is_err()
+        {
+            return Err(Status::unavailable("the keep-alive stream closed"));
+        }
+        match self.responses.message().await? {
+            Some(response) if response.ttl > 0 => {
+                Ok(Some(Duration::from_secs(response.ttl as u64)))
+            }
+            Some(_) => Ok(None),
+            None => Err(Status::unavailable("etcd ended the keep-alive stream")),
+        }
+    }
+}
+
+impl EtcdClientBuilder {
+    /// Authenticates as `user` with `password` (etcd with auth enabled). Default: no
+    /// authentication.
+    pub fn credentials(mut self, user: &str, password: &str) -> EtcdClientBuilder {
+        self.credentials = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// The deadline of each unary etcd call. Default: 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> EtcdClientBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt to an endpoint may take. Default: 3 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> EtcdClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Builds the client; it connects on first use. Fails when no endpoint is given.
+    pub fn build(self) -> Result<EtcdClient, volley::Error> {
+        let addresses: Vec<Address> = self
+            .endpoints
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+            .map(|e| Address::parse(e.trim_start_matches("http://").trim_end_matches('/')))
+            .collect();
+        if addresses.is_empty() {
+            return Err(volley::Error::new("no etcd endpoint given"));
+        }
+        let endpoints = ManualResolver::new(ENDPOINTS_SCHEME);
+        endpoints.update(ResolverUpdate::new(addresses));
+        let token: Arc<RwLock<Option<String>>> = Arc::default();
+        let mut builder = Channel::builder(&format!("{ENDPOINTS_SCHEME}:///etcd"))
+            .resolver(endpoints)
+            .connect_timeout(self.connect_timeout)
+            .backoff(volley::BackoffConfig {
+                base_delay: Duration::from_millis(200),
+                max_delay: Duration::from_secs(5),
+                ..volley::BackoffConfig::default()
+            });
+        if self.credentials.is_some() {
+            let token = token.clone();
+            builder = builder.interceptor(move |request: &mut Request<()>| {
+                let current = token
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                if let Some(value) = current {
+                    request
+                        .metadata_mut()
+                        .insert("token", &value)
+                        .map_err(|e| Status::internal(format!("bad etcd token: {e}")))?;
+                }
+                Ok(())
+            });
+        }
+        let channel = builder.build()?;
+        let auth = self.credentials.map(|(user, password)| {
+            Arc::new(Auth {
+                user,
+                password,
+                client: AuthClient::new(channel.clone()),
+                token,
+            })
+        });
+        Ok(EtcdClient {
+            kv: KvClient::new(channel.clone()),
+            watch: WatchClient::new(channel.clone()),
+            lease: LeaseClient::new(channel),
+            auth,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl Auth {
+    fn token(&self) -> Option<String> {
+        self.token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn authenticate(&self, timeout: Duration) -> Result<(), Status> {
+        // The interceptor adds the current token; an old one must not go with this call.
+        *self
+            .token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let response = self
+            .client
+            .authenticate(
+                Request::new(AuthenticateRequest {
+                    name: self.user.clone(),
+                    password: self.password.clone(),
+                })
+                .with_timeout(timeout),
+            )
+            .await?
+            .into_inner();
+        *self
+            .token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(response.token);
+        Ok(())
+    }
+}
+
+/// etcd's answers to a missing, expired or unknown token.
+fn is_bad_token(status: &Status) -> bool {
+    matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument)
+        && (status.message().contains("token") || status.message().contains("user name is empty"))
+}
+
+/// The end of the range of keys starting with `prefix`: the prefix with its last byte below
+/// 0xff incremented (and what follows dropped); `\0` (every key) when there is none.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"kvdb/"), b"kvdb0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+        assert_eq!(prefix_end(b""), b"\0");
+    }
+
+    #[test]
+    fn an_empty_endpoint_list_is_an_error() {
+        assert!(EtcdClient::new(Vec::<String>::new()).is_err());
+        assert!(EtcdClient::new([" "]).is_err());
+        assert!(EtcdClient::new(["127.0.0.1:2379", "http://localhost:2379"]).is_ok());
+    }
+}
