@@ -487,3 +487,48 @@ async fn a_three_member_cluster_keeps_working_with_one_member_down() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_discovery_work_with_authentication() {
+    let etcd = Etcd::start().await;
+    etcd.etcdctl(&["user", "add", "root", "--new-user-password=secret"])
+        .await;
+    etcd.etcdctl(&["auth", "enable"]).await;
+    let status = etcd
+        .etcdctl_as(Some("root:secret"), &["auth", "status"])
+        .await;
+    assert!(status.contains("true"), "{status}");
+    let anonymous = etcd.client();
+    let status = anonymous
+        .get_prefix(b"kvdb/")
+        .await
+        .expect_err("etcd with auth refuses anonymous reads");
+    println!("anonymous read: {status}");
+    let authed = || {
+        EtcdClient::builder(etcd.endpoints())
+            .credentials("root", "secret")
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap()
+    };
+    let backend = start_backend("server-1").await;
+    let _registration = Registrar::new(authed())
+        .ttl(Duration::from_secs(3))
+        .register("kvdb", &backend.addr.to_string())
+        .await
+        .unwrap();
+    let (_channel, client) = discovery_client_with(EtcdResolverBuilder::new(authed()), "kvdb");
+    bounded(20, wait_until_answering(&client, &["server-1"])).await;
+    // The lease is renewed with the token too: the key outlives its TTL.
+    let start = Instant::now();
+    let reader = authed();
+    while start.elapsed() < Duration::from_secs(4) {
+        assert_eq!(reader.get_prefix(b"kvdb/").await.unwrap().0.len(), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let wrong = EtcdClient::builder(etcd.endpoints())
+        .credentials("root", "wrong")
+        .build()
+        .unwrap();
+    assert!(wrong.get_prefix(b"kvdb/").await.is_err());
+}

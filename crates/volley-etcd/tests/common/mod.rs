@@ -153,7 +153,16 @@ impl Etcd {
 
     /// Runs `etcdctl` against this cluster; returns its standard output.
     pub async fn etcdctl(&self, args: &[&str]) -> String {
-        let output = Command::new("etcdctl")
+        self.etcdctl_as(None, args).await
+    }
+
+    /// Runs `etcdctl` as `user` (`name:password`), when given.
+    pub async fn etcdctl_as(&self, user: Option<&str>, args: &[&str]) -> String {
+        let mut command = Command::new("etcdctl");
+        if let Some(user) = user {
+            command.arg(format!("--user={user}"));
+        }
+        let output = command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints().join(",")))
             .args(args)
