@@ -16,6 +16,7 @@ use super::router::Router;
 use super::{ConnectionConfig, ServerConfig};
 use crate::transport::keepalive::keepalive;
 use crate::transport::server::ServerConnection;
+use crate::transport::watch::Activity;
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
@@ -76,6 +77,10 @@ pub(crate) async fn serve_connection<T>(
             .map_or(never, |idle| Instant::now() + idle)
     ));
     let mut close_deadline = pin!(sleep_until(never));
+    // After the first GOAWAY of a graceful close, h2 waits for its PING's ACK before sending
+    // the final GOAWAY; a client that never answers is closed after this bound (grpc-go's).
+    let mut ack_deadline = pin!(sleep_until(never));
+    let mut acks_before_goaway = None;
     loop {
         tokio::select! {
             accepted = conn.accept() => match accepted {
@@ -106,14 +111,14 @@ pub(crate) async fn serve_connection<T>(
             _ = shutdown.wait_for(|s| *s), if matches!(state, Life::Open | Life::Draining) => {
                 // The server's shutdown overrides an age's grace with its own drain bound.
                 state = Life::ShuttingDown;
-                conn.graceful_shutdown();
+                begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
                 let bound = config.drain_timeout.map_or(never, |t| Instant::now() + t);
                 close_deadline.as_mut().reset(bound);
             }
             () = &mut age_deadline, if state == Life::Open => {
                 tracing::debug!(%peer, "max_connection_age reached: GOAWAY");
                 state = Life::Draining;
-                conn.graceful_shutdown();
+                begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
                 let bound = config
                     .max_connection_age_grace
                     .map_or(never, |grace| Instant::now() + grace);
@@ -122,10 +127,16 @@ pub(crate) async fn serve_connection<T>(
             () = &mut idle_deadline, if state == Life::Open && calls.is_empty() => {
                 tracing::debug!(%peer, "max_connection_idle reached: GOAWAY");
                 state = Life::Draining;
-                conn.graceful_shutdown();
+                begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
             }
             () = &mut close_deadline, if state != Life::Open => {
                 tracing::debug!(%peer, active = calls.len(), "grace over: closing the connection");
+                break;
+            }
+            () = &mut ack_deadline,
+                if acks_before_goaway.is_some_and(|n| activity.ping_acks() == n) =>
+            {
+                tracing::debug!(%peer, "no PING ACK after GOAWAY; closing the connection");
                 break;
             }
             () = &mut keepalive => {
@@ -146,6 +157,25 @@ pub(crate) async fn serve_connection<T>(
     // connection); dropping `conn` closes the socket.
     calls.abort_all();
 }
+
+/// Starts a graceful close (GOAWAY 2^31-1 and a PING; h2 sends the final GOAWAY when the
+/// PING returns), noting how many PING ACKs the client had sent, so that a client that never
+/// answers is closed after [`GOAWAY_PING_TIMEOUT`].
+fn begin_drain<T: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut ServerConnection<T>,
+    activity: &Activity,
+    acks_before: &mut Option<u64>,
+    ack_deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) {
+    if acks_before.is_none() {
+        *acks_before = Some(activity.ping_acks());
+        ack_deadline.reset(Instant::now() + GOAWAY_PING_TIMEOUT);
+    }
+    conn.graceful_shutdown();
+}
+
+/// How long a graceful close waits for the client to answer its PING (grpc-go: 1 minute).
+const GOAWAY_PING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

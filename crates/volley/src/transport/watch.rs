@@ -58,6 +58,8 @@ pub(crate) struct Activity {
     notify: Notify,
     /// Server: how many calls are open, kept by the connection's task.
     active_calls: AtomicUsize,
+    /// Server: how many PING ACKs the client has sent.
+    ping_acks: AtomicU64,
 }
 
 impl Activity {
@@ -69,6 +71,7 @@ impl Activity {
             too_many_pings: AtomicBool::new(false),
             notify: Notify::new(),
             active_calls: AtomicUsize::new(0),
+            ping_acks: AtomicU64::new(0),
         })
     }
 
@@ -97,6 +100,11 @@ impl Activity {
         while !self.too_many_pings() {
             self.notify.notified().await;
         }
+    }
+
+    /// Server: how many PING ACKs the client has sent so far.
+    pub(crate) fn ping_acks(&self) -> u64 {
+        self.ping_acks.load(Ordering::Relaxed)
     }
 
     /// Server: records how many calls are open (ping enforcement is stricter without calls).
@@ -287,13 +295,13 @@ impl<T> Watched<T> {
                     activity.set_too_many_pings();
                 }
             }),
-            Role::Server {
-                enforcer: Some(enforcer),
-                ..
-            } => self.read.advance(data, |h, piece| {
-                if piece.is_none()
-                    && h.kind == TYPE_PING
-                    && h.flags & FLAG_ACK == 0
+            Role::Server { enforcer, .. } => self.read.advance(data, |h, piece| {
+                if piece.is_some() || h.kind != TYPE_PING {
+                    return;
+                }
+                if h.flags & FLAG_ACK != 0 {
+                    activity.ping_acks.fetch_add(1, Ordering::Relaxed);
+                } else if let Some(enforcer) = enforcer.as_mut()
                     && enforcer.ping(activity.active_calls.load(Ordering::Relaxed))
                     && !activity.too_many_pings()
                 {
@@ -301,7 +309,6 @@ impl<T> Watched<T> {
                     activity.set_too_many_pings();
                 }
             }),
-            Role::Server { enforcer: None, .. } => {}
         }
     }
 }
