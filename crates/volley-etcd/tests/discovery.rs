@@ -141,22 +141,27 @@ async fn current_revision(client: &EtcdClient) -> i64 {
     client.get_prefix(b"volley-test/").await.unwrap().1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_registered_servers_share_300_calls_evenly() {
-    let etcd = Etcd::start().await;
-    let registrar = registrar(&etcd, Duration::from_secs(10));
+/// Three greeter servers, `server-1` to `server-3`, registered under `kvdb` with `ttl`.
+async fn three_registered(etcd: &Etcd, ttl: Duration) -> (Vec<Backend>, Vec<Registration>) {
+    let registrar = registrar(etcd, ttl);
     let mut backends = Vec::new();
     let mut registrations = Vec::new();
     for name in ["server-1", "server-2", "server-3"] {
         let backend = start_backend(name).await;
-        registrations.push(
-            registrar
-                .register("kvdb", &backend.addr.to_string())
-                .await
-                .unwrap(),
-        );
+        let registration = registrar
+            .register("kvdb", &backend.addr.to_string())
+            .await
+            .unwrap();
+        registrations.push(registration);
         backends.push(backend);
     }
+    (backends, registrations)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_registered_servers_share_300_calls_evenly() {
+    let etcd = Etcd::start().await;
+    let (_backends, _registrations) = three_registered(&etcd, Duration::from_secs(10)).await;
     let (_channel, client) = discovery_client(&etcd, "kvdb");
     bounded(20, async {
         wait_until_answering(&client, &["server-1", "server-2", "server-3"]).await;
@@ -173,18 +178,9 @@ async fn three_registered_servers_share_300_calls_evenly() {
 async fn a_crashed_server_disappears_within_its_ttl_and_no_call_fails() {
     let etcd = Etcd::start().await;
     let ttl = Duration::from_secs(2);
-    let registrar = registrar(&etcd, ttl);
-    let mut backends = Vec::new();
-    let mut registrations: Vec<Option<Registration>> = Vec::new();
-    for name in ["server-1", "server-2", "server-3"] {
-        let backend = start_backend(name).await;
-        let r = registrar
-            .register("kvdb", &backend.addr.to_string())
-            .await
-            .unwrap();
-        registrations.push(Some(r));
-        backends.push(backend);
-    }
+    let (mut backends, registrations) = three_registered(&etcd, ttl).await;
+    let mut registrations: Vec<Option<Registration>> =
+        registrations.into_iter().map(Some).collect();
     let (_channel, client) = discovery_client(&etcd, "kvdb");
     let etcd_client = etcd.client();
     bounded(30, async {
@@ -321,19 +317,7 @@ async fn a_lost_lease_is_replaced_by_a_new_one() {
 async fn clients_keep_calling_through_an_etcd_restart_and_registrations_come_back() {
     let mut etcd = Etcd::start().await;
     let ttl = Duration::from_secs(3);
-    let registrar = registrar(&etcd, ttl);
-    let mut backends = Vec::new();
-    let mut registrations = Vec::new();
-    for name in ["server-1", "server-2", "server-3"] {
-        let backend = start_backend(name).await;
-        registrations.push(
-            registrar
-                .register("kvdb", &backend.addr.to_string())
-                .await
-                .unwrap(),
-        );
-        backends.push(backend);
-    }
+    let (_backends, registrations) = three_registered(&etcd, ttl).await;
     let (_channel, client) = discovery_client(&etcd, "kvdb");
     bounded(60, async {
         wait_until_answering(&client, &["server-1", "server-2", "server-3"]).await;
