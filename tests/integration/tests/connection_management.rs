@@ -382,7 +382,7 @@ async fn without_max_connection_age_a_client_stays_on_its_first_server() {
 
 #[tokio::test]
 async fn graceful_shutdown_still_lets_calls_finish_with_age_configured() {
-    // A shutdown during an age's grace keeps the shutdown's own (unbounded) drain.
+    // Age and grace configured but not reached: the shutdown drains as usual (no bound).
     let mut server = TestServer::start_with(|b| {
         b.max_connection_age(Duration::from_secs(60))
             .max_connection_age_grace(Duration::from_secs(60))
@@ -405,5 +405,36 @@ async fn graceful_shutdown_still_lets_calls_finish_with_age_configured() {
             .message,
         "slow"
     );
+    bounded(5, done).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_shutdown_during_an_age_grace_keeps_the_grace_bound() {
+    let mut server = TestServer::start_with(|b| {
+        b.max_connection_age(Duration::from_millis(300))
+            .max_connection_age_grace(Duration::from_millis(500))
+    })
+    .await;
+    let channel = Channel::new(&server.target()).unwrap();
+    let client = EchoClient::new(channel.clone());
+    let start = Instant::now();
+    let slow = EchoRequest {
+        sleep_ms: 5_000,
+        ..request("slow")
+    };
+    let call = tokio::spawn(async move { client.unary(slow).await });
+    server.next_event().await;
+    // Shut down once the age has passed (the GOAWAY sends the channel to IDLE; the
+    // connection drains under its grace); the server's own drain has no bound, but the grace
+    // still ends the call at age + grace.
+    bounded(5, channel.wait_for_state_change(ConnectivityState::Ready)).await;
+    let done = server.shutdown();
+    let status = bounded(5, call)
+        .await
+        .unwrap()
+        .expect_err("cut by the grace");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let ended = start.elapsed();
+    assert!(ended < Duration::from_millis(1200), "ended after {ended:?}");
     bounded(5, done).await.unwrap().unwrap();
 }

@@ -62,8 +62,8 @@ pub(crate) async fn serve_connection<T>(
     let mut keepalive = pin!(keepalive);
     let mut too_many_pings = pin!(activity.too_many_pings_set());
     let mut calls = JoinSet::new();
-    // When the connection's state next needs a look: the idle limit while no call is open,
-    // the age, then the grace or drain bound once draining.
+    // Timers: the idle limit (while no call is open) and the age while open; then, once
+    // draining, the grace or drain bound and the wait for the GOAWAY's PING ACK.
     let mut state = Life::Open;
     let never = Instant::now() + FAR_FUTURE;
     let mut age_deadline = pin!(sleep_until(
@@ -109,11 +109,13 @@ pub(crate) async fn serve_connection<T>(
                 }
             }
             _ = shutdown.wait_for(|s| *s), if matches!(state, Life::Open | Life::Draining) => {
-                // The server's shutdown overrides an age's grace with its own drain bound.
+                // The server's drain bound applies, unless an age's grace ends sooner.
+                let bound = config.drain_timeout.map_or(never, |t| Instant::now() + t);
+                if state == Life::Open || bound < close_deadline.deadline() {
+                    close_deadline.as_mut().reset(bound);
+                }
                 state = Life::ShuttingDown;
                 begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
-                let bound = config.drain_timeout.map_or(never, |t| Instant::now() + t);
-                close_deadline.as_mut().reset(bound);
             }
             () = &mut age_deadline, if state == Life::Open => {
                 tracing::debug!(%peer, "max_connection_age reached: GOAWAY");
