@@ -59,6 +59,7 @@ pub struct EtcdClientBuilder {
     credentials: Option<(String, String)>,
     timeout: Duration,
     connect_timeout: Duration,
+    tls: Option<volley::ClientTlsConfig>,
 }
 
 impl EtcdClient {
@@ -74,6 +75,7 @@ impl EtcdClient {
             credentials: None,
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            tls: None,
         }
     }
 
@@ -330,6 +332,13 @@ impl EtcdClientBuilder {
         self
     }
 
+    /// Connects to the endpoints with TLS (etcd's `--cert-file`/`--key-file`; `https://`
+    /// endpoints). Default: plaintext.
+    pub fn tls_config(mut self, config: volley::ClientTlsConfig) -> EtcdClientBuilder {
+        self.tls = Some(config);
+        self
+    }
+
     /// Builds the client; it connects on first use. Fails when no endpoint is given.
     pub fn build(self) -> Result<EtcdClient, volley::Error> {
         let addresses: Vec<Address> = self
@@ -337,7 +346,12 @@ impl EtcdClientBuilder {
             .iter()
             .map(|e| e.trim())
             .filter(|e| !e.is_empty())
-            .map(|e| Address::parse(e.trim_start_matches("http://").trim_end_matches('/')))
+            .map(|e| {
+                let host_port = e
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://");
+                Address::parse(host_port.trim_end_matches('/'))
+            })
             .collect();
         if addresses.is_empty() {
             return Err(volley::Error::new("no etcd endpoint given"));
@@ -353,6 +367,9 @@ impl EtcdClientBuilder {
                 max_delay: Duration::from_secs(5),
                 ..volley::BackoffConfig::default()
             });
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls);
+        }
         if self.credentials.is_some() {
             let token = token.clone();
             builder = builder.interceptor(move |request: &mut Request<()>| {

@@ -516,3 +516,21 @@ async fn registration_and_discovery_work_with_authentication() {
         .unwrap();
     assert!(wrong.get_prefix(b"kvdb/").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_discovery_work_over_tls() {
+    let etcd = Etcd::start_tls().await;
+    let backend = start_backend("server-1").await;
+    let _registration = registrar(&etcd, Duration::from_secs(3))
+        .register("kvdb", &backend.addr.to_string())
+        .await
+        .unwrap();
+    let (_channel, client) = discovery_client(&etcd, "kvdb");
+    bounded(20, wait_until_answering(&client, &["server-1"])).await;
+    // A plaintext client gets nowhere with a TLS-only etcd.
+    let plain = EtcdClient::builder(etcd.endpoints())
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(plain.get_prefix(b"kvdb/").await.is_err());
+}

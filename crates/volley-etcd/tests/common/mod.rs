@@ -26,6 +26,8 @@ pub struct Member {
     pub peer_port: u16,
     pub data_dir: PathBuf,
     cluster: String,
+    /// Serves clients over TLS with gRPC's test certificate (`interop/certs/server1`).
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -37,6 +39,7 @@ impl Member {
             peer_port: free_port(),
             data_dir: dir.join(name),
             cluster: String::new(),
+            tls: false,
             child: None,
         }
     }
@@ -53,8 +56,17 @@ impl Member {
     /// Starts (or restarts, with the same data directory) the process.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let client_url = format!("http://{}", self.endpoint());
-        let child = Command::new("etcd")
+        let scheme = if self.tls { "https" } else { "http" };
+        let client_url = format!("{scheme}://{}", self.endpoint());
+        let mut command = Command::new("etcd");
+        if self.tls {
+            command
+                .arg("--cert-file")
+                .arg(certs().join("server1.pem"))
+                .arg("--key-file")
+                .arg(certs().join("server1.key"));
+        }
+        let child = command
             .args(["--name", &self.name])
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -82,6 +94,11 @@ impl Member {
     }
 }
 
+/// gRPC's test certificates, in the interop directory.
+pub fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/certs")
+}
+
 /// A cluster of etcd members on loopback (one member for most tests).
 pub struct Etcd {
     pub members: Vec<Member>,
@@ -96,6 +113,16 @@ impl Etcd {
 
     /// Starts an `n`-member cluster and waits until it answers.
     pub async fn cluster(n: usize) -> Etcd {
+        Etcd::start_members(n, false).await
+    }
+
+    /// Starts a one-member etcd serving clients over TLS (certificate for
+    /// `*.test.google.fr`, signed by `interop/certs/ca.pem`).
+    pub async fn start_tls() -> Etcd {
+        Etcd::start_members(1, true).await
+    }
+
+    async fn start_members(n: usize, tls: bool) -> Etcd {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
@@ -112,6 +139,7 @@ impl Etcd {
             .join(",");
         for m in &mut members {
             m.cluster = cluster.clone();
+            m.tls = tls;
             m.start();
         }
         let etcd = Etcd { members, dir };
@@ -124,13 +152,20 @@ impl Etcd {
         self.members.iter().map(Member::endpoint).collect()
     }
 
-    /// A client of every member.
+    /// A client of every member (over TLS when the members serve it).
     pub fn client(&self) -> EtcdClient {
-        EtcdClient::builder(self.endpoints())
+        let mut builder = EtcdClient::builder(self.endpoints())
             .timeout(Duration::from_secs(2))
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .expect("client")
+            .connect_timeout(Duration::from_secs(1));
+        if self.members.iter().any(|m| m.tls) {
+            let ca = std::fs::read(certs().join("ca.pem")).expect("ca.pem");
+            builder = builder.tls_config(
+                volley::ClientTlsConfig::new()
+                    .ca_certificate(volley::Certificate::from_pem(ca))
+                    .domain_name("etcd.test.google.fr"),
+            );
+        }
+        builder.build().expect("client")
     }
 
     /// Waits (at most 20 s) until a write and a read succeed.
