@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, integration tests over loopback sockets, the grpcio tests
 # (Python's grpcio, installed into a virtualenv on first use), the etcd discovery tests (real
-# etcd servers from Debian's etcd-server, installed on first use; each test starts its own),
+# etcd servers from Debian's etcd-server, installed on first use; each test starts its own;
+# a Go peer on etcd's own naming packages, built from Debian's Go packages by
+# scripts/etcd-go.sh),
 # then the interop matrix against the official C++ and Python interop peers (built once into
 # /var/tmp/grpc-peers).
 set -euo pipefail
@@ -14,5 +16,7 @@ if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
 fi
 VOLLEY_PYTHON="$(scripts/python-env.sh)"
 export VOLLEY_PYTHON
+VOLLEY_ETCD_GO="$(scripts/etcd-go.sh)"
+export VOLLEY_ETCD_GO
 cargo test --workspace -- --include-ignored
 interop/run-matrix.sh
