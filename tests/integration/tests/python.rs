@@ -172,3 +172,53 @@ async fn volley_client_calls_grpcio_server() {
     let _ = bounded(10, child.wait()).await;
     let _ = std::fs::remove_dir_all(stubs);
 }
+
+#[tokio::test]
+#[ignore = "needs Python grpcio: run by scripts/test.sh"]
+async fn grpcio_client_pinging_too_often_is_told_too_many_pings() {
+    let stubs = generate_stubs("keepalive").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Default policy: without calls, pings closer than 2 h are strikes.
+    let server = tokio::spawn(
+        volley::Server::builder()
+            .add_service(GreeterServer::new(MyGreeter::default()))
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let output = bounded(
+        60,
+        Command::new(python())
+            .arg(script("keepalive_client.py"))
+            .arg(&stubs)
+            .arg(addr.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python client failed:\n{stdout}\n{stderr}"
+    );
+    // Both calls succeed: the second reconnects after the GOAWAY.
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["first: Hello first", "second: Hello second"],
+        "{stderr}"
+    );
+    // C-core read the GOAWAY's code and debug data (and throttles its keepalive).
+    assert!(
+        stderr.contains(
+            r#"Received a GOAWAY with error code ENHANCE_YOUR_CALM and debug data equal to "too_many_pings""#
+        ),
+        "{stderr}"
+    );
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(stubs);
+}
