@@ -534,3 +534,64 @@ async fn registration_and_discovery_work_over_tls() {
         .unwrap();
     assert!(plain.get_prefix(b"kvdb/").await.is_err());
 }
+
+/// How many Range calls etcd has answered OK (from its Prometheus metrics).
+async fn ranges_served(etcd: &Etcd) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(etcd.endpoints()[0].as_str())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: etcd\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_handled_total{")
+                && l.contains(r#"grpc_code="OK""#)
+                && l.contains(r#"grpc_method="Range""#)
+        })
+        .expect("no Range metric");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_makes_the_resolver_read_again() {
+    let etcd = Etcd::start().await;
+    let registrar = registrar(&etcd, Duration::from_secs(10));
+    let b1 = start_backend("server-1").await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let b2 = start_with_signal("server-2", async {
+        let _ = stopped.await;
+    })
+    .await;
+    let _r1 = registrar
+        .register("kvdb", &b1.addr.to_string())
+        .await
+        .unwrap();
+    // Registered, but its server will go away without deregistering.
+    let _r2 = registrar
+        .register("kvdb", &b2.addr.to_string())
+        .await
+        .unwrap();
+    let resolver =
+        EtcdResolverBuilder::new(etcd.client()).min_resolve_interval(Duration::from_millis(100));
+    let (_channel, client) = discovery_client_with(resolver, "kvdb");
+    bounded(20, async {
+        wait_until_answering(&client, &["server-1", "server-2"]).await;
+        let before = ranges_served(&etcd).await;
+        // The watch alone would never read again; the GOAWAY makes the channel ask for a
+        // re-resolution, and the resolver reads the endpoints anew.
+        let _ = stop.send(());
+        loop {
+            if ranges_served(&etcd).await > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
