@@ -1,4 +1,4 @@
-//! The helloworld `Greeter`: replies "Hello <name>".
+//! The helloworld `Greeter`: replies `"Hello <name>"`.
 
 use volley::{Request, Response, Status};
 
