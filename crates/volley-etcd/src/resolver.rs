@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use volley::resolver::{Address, Resolver, ResolverBuilder, ResolverUpdate, Target, UpdateSink};
-use volley::{BackoffConfig, Status};
+use volley::{Backoff, BackoffConfig, Status};
 
 use crate::client::EtcdClient;
 use crate::naming;
@@ -167,6 +167,7 @@ enum WatchEnd {
 
 impl Watcher {
     async fn run(mut self) {
+        let mut backoff = Backoff::new(self.backoff);
         let mut failures = 0u32;
         let mut last_read: Option<Instant> = None;
         loop {
@@ -182,6 +183,7 @@ impl Watcher {
             let end = match self.read().await {
                 Ok(revision) => {
                     failures = 0;
+                    backoff.reset();
                     if !self.watch_delay.is_zero() {
                         tokio::time::sleep(self.watch_delay).await;
                     }
@@ -194,7 +196,7 @@ impl Watcher {
                 WatchEnd::Failed(status) => {
                     failures += 1;
                     self.failed(status, failures);
-                    let delay = self.delay(failures);
+                    let delay = backoff.next_delay();
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.resolve_now.notified() => {}
@@ -314,23 +316,4 @@ impl Watcher {
             )));
         }
     }
-
-    /// The backoff after `failures` failures in a row.
-    fn delay(&self, failures: u32) -> Duration {
-        let b = &self.backoff;
-        let mut delay = b.base_delay.as_secs_f64();
-        for _ in 1..failures {
-            delay = (delay * b.multiplier).min(b.max_delay.as_secs_f64());
-        }
-        let spread = 1.0 + b.jitter * (2.0 * unit_random() - 1.0);
-        Duration::from_secs_f64((delay * spread).max(0.0))
-    }
-}
-
-/// A number in [0, 1) for jitter; quality hardly matters.
-fn unit_random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -27,8 +27,8 @@ mod tls;
 mod transport;
 
 pub use client::{
-    BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, StateChanges, balancer,
-    resolver,
+    Backoff, BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, StateChanges,
+    balancer, resolver,
 };
 pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,

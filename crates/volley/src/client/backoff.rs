@@ -27,16 +27,18 @@ impl Default for BackoffConfig {
     }
 }
 
-/// The delays between the attempts of one reconnect sequence.
+/// The delays between the attempts of one retry sequence (`doc/connection-backoff.md`), for
+/// subchannels and for resolvers or balancers that retry on their own.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     config: BackoffConfig,
     /// The un-jittered delay the next failure waits.
     current: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new(config: BackoffConfig) -> Backoff {
+    /// A sequence starting at `config.base_delay`.
+    pub fn new(config: BackoffConfig) -> Backoff {
         Backoff {
             current: config.base_delay,
             config,
@@ -44,7 +46,7 @@ impl Backoff {
     }
 
     /// The delay before the next attempt (jittered), advancing the sequence.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let delay = self.current;
         self.current = self
             .current
@@ -54,8 +56,8 @@ impl Backoff {
         delay.mul_f64(factor)
     }
 
-    /// Starts the sequence over (a connection became READY).
-    pub(crate) fn reset(&mut self) {
+    /// Starts the sequence over (after a success).
+    pub fn reset(&mut self) {
         self.current = self.config.base_delay;
     }
 }

@@ -11,7 +11,7 @@ pub mod resolver;
 mod service_config;
 mod subchannel;
 
-pub use backoff::BackoffConfig;
+pub use backoff::{Backoff, BackoffConfig};
 pub use call::Grpc;
 pub use channel::{Channel, ChannelBuilder, StateChanges};
 pub use connectivity::ConnectivityState;
