@@ -48,10 +48,10 @@ async fn generate_stubs(tag: &str) -> PathBuf {
     out
 }
 
-#[tokio::test]
-#[ignore = "needs Python grpcio: run by scripts/test.sh"]
-async fn grpcio_client_calls_volley_server() {
-    let stubs = generate_stubs("client").await;
+/// Runs the grpcio client `client_script` against a Volley greeter server (default options)
+/// and returns the client's standard output and error once it succeeded.
+async fn grpcio_client_against_volley(client_script: &str, tag: &str) -> (String, String) {
+    let stubs = generate_stubs(tag).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -65,7 +65,7 @@ async fn grpcio_client_calls_volley_server() {
     let output = bounded(
         60,
         Command::new(python())
-            .arg(script("greeter_client.py"))
+            .arg(script(client_script))
             .arg(&stubs)
             .arg(addr.to_string())
             .kill_on_drop(true)
@@ -73,19 +73,26 @@ async fn grpcio_client_calls_volley_server() {
     )
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "python client failed:\n{stdout}\n{stderr}"
     );
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(stubs);
+    (stdout, stderr)
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio: run by scripts/test.sh"]
+async fn grpcio_client_calls_volley_server() {
+    let (stdout, _) = grpcio_client_against_volley("greeter_client.py", "client").await;
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "plain: Hello python");
     assert_eq!(lines[1], "gzip: 506 chars, code OK");
     assert_eq!(lines[2], "error: INVALID_ARGUMENT name must not be empty");
-    let _ = stop.send(());
-    bounded(10, server).await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(stubs);
 }
 
 #[tokio::test]
@@ -176,35 +183,8 @@ async fn volley_client_calls_grpcio_server() {
 #[tokio::test]
 #[ignore = "needs Python grpcio: run by scripts/test.sh"]
 async fn grpcio_client_pinging_too_often_is_told_too_many_pings() {
-    let stubs = generate_stubs("keepalive").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Default policy: without calls, pings closer than 2 h are strikes.
-    let server = tokio::spawn(
-        volley::Server::builder()
-            .add_service(GreeterServer::new(MyGreeter::default()))
-            .serve_with_listener(listener, async {
-                let _ = stopped.await;
-            }),
-    );
-    let output = bounded(
-        60,
-        Command::new(python())
-            .arg(script("keepalive_client.py"))
-            .arg(&stubs)
-            .arg(addr.to_string())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python client failed:\n{stdout}\n{stderr}"
-    );
+    let (stdout, stderr) = grpcio_client_against_volley("keepalive_client.py", "keepalive").await;
     // Both calls succeed: the second reconnects after the GOAWAY.
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
@@ -218,7 +198,4 @@ async fn grpcio_client_pinging_too_often_is_told_too_many_pings() {
         ),
         "{stderr}"
     );
-    let _ = stop.send(());
-    bounded(10, server).await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(stubs);
 }
