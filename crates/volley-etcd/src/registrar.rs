@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use volley::Status;
+use volley::{Backoff, BackoffConfig, Code, Status};
 
 use crate::client::{EtcdClient, KeepAlive};
 use crate::naming::{self, Endpoint};
@@ -63,7 +63,8 @@ impl Registrar {
     /// Registers `addr` (`host:port`) under service `name`, and keeps it registered in the
     /// background (renewing the lease; registering again under a new lease if etcd lost it)
     /// until the returned [`Registration`] is deregistered or dropped. Fails when the first
-    /// registration cannot be written.
+    /// registration cannot be written; transient failures (etcd unreachable, or electing a new
+    /// leader) are retried for up to 30 s first.
     pub async fn register(&self, name: &str, addr: &str) -> Result<Registration, Status> {
         let key = format!("{name}/{addr}");
         let value = naming::encode(&Endpoint {
@@ -77,7 +78,7 @@ impl Registrar {
             ttl: self.ttl,
             lease: Arc::new(Mutex::new(None)),
         };
-        keeper.register().await?;
+        keeper.register_patiently().await?;
         let lease = keeper.lease.clone();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(keeper.run(stopped));
@@ -180,6 +181,31 @@ impl Keeper {
         Ok(())
     }
 
+    /// The first registration: transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, as while
+    /// etcd elects a new leader) are retried with backoff for up to [`FIRST_REGISTRATION`].
+    /// Retrying is safe: a lease granted twice leaves an unused lease that expires, and the
+    /// put is idempotent.
+    async fn register_patiently(&self) -> Result<(), Status> {
+        let give_up = Instant::now() + FIRST_REGISTRATION;
+        let mut backoff = Backoff::new(BackoffConfig {
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            ..BackoffConfig::default()
+        });
+        loop {
+            match self.register().await {
+                Err(status)
+                    if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+                        && Instant::now() < give_up =>
+                {
+                    tracing::debug!(key = %self.key, %status, "registration failed; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn current_lease(&self) -> Option<i64> {
         *self.lease.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -254,6 +280,9 @@ impl Keeper {
         }
     }
 }
+
+/// How long the first registration retries transient etcd failures.
+const FIRST_REGISTRATION: Duration = Duration::from_secs(30);
 
 /// Retries come quickly at first (a lease lives only TTL), then no faster than the period.
 fn retry_delay(failures: u32, period: Duration) -> Duration {
