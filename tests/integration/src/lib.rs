@@ -411,32 +411,29 @@ pub struct L4Proxy {
     pub addr: SocketAddr,
     backends: std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>,
     frozen: tokio::sync::watch::Sender<bool>,
-    /// How many connections it accepted.
-    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl L4Proxy {
     /// Starts a proxy spreading connections over `backends`.
     pub async fn start(backends: &[SocketAddr]) -> L4Proxy {
-        use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let list = std::sync::Arc::new(std::sync::Mutex::new(backends.to_vec()));
         let (frozen, frozen_rx) = tokio::sync::watch::channel(false);
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (list2, count) = (list.clone(), accepted.clone());
+        let list2 = list.clone();
         let task = tokio::spawn(async move {
             let mut pipes = tokio::task::JoinSet::new();
+            let mut next = 0usize;
             loop {
                 tokio::select! {
                     r = listener.accept() => {
                         let Ok((inbound, _)) = r else { continue };
-                        let n = count.fetch_add(1, Ordering::SeqCst);
                         let backend = {
                             let list = list2.lock().unwrap();
-                            list[n % list.len()]
+                            list[next % list.len()]
                         };
+                        next += 1;
                         let frozen = frozen_rx.clone();
                         pipes.spawn(async move {
                             let Ok(outbound) = tokio::net::TcpStream::connect(backend).await else {
@@ -458,7 +455,6 @@ impl L4Proxy {
             addr,
             backends: list,
             frozen,
-            accepted,
             task,
         }
     }
