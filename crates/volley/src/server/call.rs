@@ -210,10 +210,13 @@ impl ServerCall {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+        let Some((mut request, mut responder)) = self.into_parts::<Req>() else {
             return;
         };
-        let work = async move { handler(read_single(request).await?).await };
+        let work = pin!(async move {
+            let message = read_single(&mut request).await?;
+            handler(single_request(request, message)).await
+        });
         if let Guarded::Done(result) = responder.guard(work).await {
             responder.send_unary(result);
         }
@@ -228,10 +231,13 @@ impl ServerCall {
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+        let Some((mut request, mut responder)) = self.into_parts::<Req>() else {
             return;
         };
-        let work = async move { handler(read_single(request).await?).await };
+        let work = pin!(async move {
+            let message = read_single(&mut request).await?;
+            handler(single_request(request, message)).await
+        });
         if let Guarded::Done(result) = responder.guard(work).await {
             responder.send_stream(result).await;
         }
@@ -248,7 +254,7 @@ impl ServerCall {
         let Some((request, mut responder)) = self.into_parts::<Req>() else {
             return;
         };
-        if let Guarded::Done(result) = responder.guard(handler(request)).await {
+        if let Guarded::Done(result) = responder.guard(pin!(handler(request))).await {
             responder.send_unary(result);
         }
     }
@@ -266,38 +272,50 @@ impl ServerCall {
         let Some((request, mut responder)) = self.into_parts::<Req>() else {
             return;
         };
-        if let Guarded::Done(result) = responder.guard(handler(request)).await {
+        if let Guarded::Done(result) = responder.guard(pin!(handler(request))).await {
             responder.send_stream(result).await;
         }
     }
 }
 
-/// Reads the one request message of a unary or server-streaming call.
+/// Reads the one request message of a unary or server-streaming call. The request is read in
+/// place (by reference), so that the call's future holds it once.
 async fn read_single<Req: prost::Message + Default>(
-    mut request: Request<Streaming<Req>>,
-) -> Result<Request<Req>, Status> {
-    match request.get_mut().message().await? {
-        Some(msg) => {
-            let compressed = request.get_ref().last_message_compressed();
-            let mut request = request.map(|_| msg);
-            if compressed {
-                // Only then: an extension costs an allocation on every call.
-                request.extensions_mut().insert(MessageCompressed(true));
-            }
-            Ok(request)
-        }
-        None => Err(Status::internal(
-            "the client sent no request message for a unary request",
-        )),
+    request: &mut Request<Streaming<Req>>,
+) -> Result<Req, Status> {
+    request
+        .get_mut()
+        .message()
+        .await?
+        .ok_or_else(|| Status::internal("the client sent no request message for a unary request"))
+}
+
+/// The request a unary or server-streaming handler sees: `message` with the call's metadata.
+fn single_request<Req>(request: Request<Streaming<Req>>, message: Req) -> Request<Req> {
+    let compressed = request.get_ref().last_message_compressed();
+    let mut request = request.map(|_| message);
+    if compressed {
+        // Only then: an extension costs an allocation on every call.
+        request.extensions_mut().insert(MessageCompressed(true));
     }
+    request
 }
 
 impl Responder {
     /// Runs `work` until it finishes, the deadline passes, or the client resets the stream.
     /// On a deadline or a reset the work (the handler future) is dropped.
-    async fn guard<T>(&mut self, work: impl Future<Output = Result<T, Status>>) -> Guarded<T> {
-        let mut work = pin!(work);
-        poll_fn(|cx| {
+    ///
+    /// `work` is pinned by the caller and polled in place: an `async fn` taking it by value
+    /// would hold a second copy of it in its own future, and every call's future would grow
+    /// by the handler's size.
+    fn guard<'a, T, W>(
+        &'a mut self,
+        mut work: Pin<&'a mut W>,
+    ) -> impl Future<Output = Guarded<T>> + 'a
+    where
+        W: Future<Output = Result<T, Status>>,
+    {
+        poll_fn(move |cx| {
             if let Poll::Ready(r) = poll_user(|| work.as_mut().poll(cx)) {
                 return Poll::Ready(Guarded::Done(r.and_then(|r| r)));
             }
@@ -314,7 +332,6 @@ impl Responder {
             }
             Poll::Pending
         })
-        .await
     }
 
     fn http_error(&mut self, status: StatusCode) {

@@ -60,7 +60,17 @@ pub(crate) async fn serve_connection<T>(
         }
     };
     let mut keepalive = pin!(keepalive);
-    let mut too_many_pings = pin!(activity.too_many_pings_set());
+    // The watcher flags a ping-policy breach while h2 reads the socket, which happens only
+    // inside `conn.accept()` on this task: a check of the flag after it (same turn of the
+    // select) sees it, with no `Notify` registration each time the connection wakes.
+    let too_many_pings = std::future::poll_fn(|_| {
+        if activity.too_many_pings() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    });
+    let mut too_many_pings = pin!(too_many_pings);
     let mut calls = JoinSet::new();
     // Timers: the idle limit (while no call is open) and the age while open; then, once
     // draining, the grace or drain bound and the wait for the GOAWAY's PING ACK.
@@ -81,8 +91,19 @@ pub(crate) async fn serve_connection<T>(
     // the final GOAWAY; a client that never answers is closed after this bound (grpc-go's).
     let mut ack_deadline = pin!(sleep_until(never));
     let mut acks_before_goaway = None;
+    let (has_age, has_idle) = (
+        config.max_connection_age.is_some(),
+        config.max_connection_idle.is_some(),
+    );
+    // One future for the whole loop: `wait_for` made afresh each turn would register with
+    // the channel again every time the connection wakes.
+    let mut shutdown_signal = pin!(shutdown.wait_for(|s| *s));
     loop {
+        // `biased`: the connection wakes for every frame and every finished call, so the
+        // branches are polled in order of how often they fire (no random start to draw), and
+        // the ones that cannot fire are switched off by their conditions.
         tokio::select! {
+            biased;
             accepted = conn.accept() => match accepted {
                 Some(Ok((request, respond))) => {
                     if let Some((call, path)) =
@@ -101,6 +122,8 @@ pub(crate) async fn serve_connection<T>(
                 None => break,
             },
             Some(_) = calls.join_next(), if !calls.is_empty() => {
+                // Collect every other finished call too, rather than one per turn.
+                while calls.try_join_next().is_some() {}
                 activity.set_active_calls(calls.len());
                 if calls.is_empty() {
                     if let Some(idle) = config.max_connection_idle {
@@ -108,7 +131,7 @@ pub(crate) async fn serve_connection<T>(
                     }
                 }
             }
-            _ = shutdown.wait_for(|s| *s), if matches!(state, Life::Open | Life::Draining) => {
+            _ = &mut shutdown_signal, if matches!(state, Life::Open | Life::Draining) => {
                 // The server's drain bound applies, unless an age's grace ends sooner.
                 let bound = config.drain_timeout.map_or(never, |t| Instant::now() + t);
                 if state == Life::Open || bound < close_deadline.deadline() {
@@ -117,7 +140,7 @@ pub(crate) async fn serve_connection<T>(
                 state = Life::ShuttingDown;
                 begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
             }
-            () = &mut age_deadline, if state == Life::Open => {
+            () = &mut age_deadline, if has_age && state == Life::Open => {
                 tracing::debug!(%peer, "max_connection_age reached: GOAWAY");
                 state = Life::Draining;
                 begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
@@ -126,7 +149,7 @@ pub(crate) async fn serve_connection<T>(
                     .map_or(never, |grace| Instant::now() + grace);
                 close_deadline.as_mut().reset(bound);
             }
-            () = &mut idle_deadline, if state == Life::Open && calls.is_empty() => {
+            () = &mut idle_deadline, if has_idle && state == Life::Open && calls.is_empty() => {
                 tracing::debug!(%peer, "max_connection_idle reached: GOAWAY");
                 state = Life::Draining;
                 begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());

@@ -21,7 +21,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const FRAME_HEADER_LEN: usize = 9;
@@ -52,10 +51,9 @@ pub(crate) struct Activity {
     /// Microseconds after `base` of the last read that returned data.
     last_read: AtomicU64,
     /// Server: the client broke the ping policy. Client: the server sent GOAWAY
-    /// ENHANCE_YOUR_CALM `too_many_pings`.
+    /// ENHANCE_YOUR_CALM `too_many_pings`. Set while h2 reads the socket, so on the task that
+    /// drives the connection; that task checks it after each turn (no waker needed).
     too_many_pings: AtomicBool,
-    /// Notified when `too_many_pings` is set.
-    notify: Notify,
     /// Server: how many calls are open, kept by the connection's task.
     active_calls: AtomicUsize,
     /// Server: how many PING ACKs the client has sent.
@@ -69,7 +67,6 @@ impl Activity {
             base,
             last_read: AtomicU64::new(0),
             too_many_pings: AtomicBool::new(false),
-            notify: Notify::new(),
             active_calls: AtomicUsize::new(0),
             ping_acks: AtomicU64::new(0),
         })
@@ -92,14 +89,6 @@ impl Activity {
 
     fn set_too_many_pings(&self) {
         self.too_many_pings.store(true, Ordering::Relaxed);
-        self.notify.notify_one();
-    }
-
-    /// Completes once `too_many_pings` is set.
-    pub(crate) async fn too_many_pings_set(&self) {
-        while !self.too_many_pings() {
-            self.notify.notified().await;
-        }
     }
 
     /// Server: how many PING ACKs the client has sent so far.
