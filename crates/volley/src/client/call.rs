@@ -87,7 +87,7 @@ impl Grpc {
             let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
             single_response(headers, &mut stream).await
         };
-        with_deadline(deadline, call).await
+        with_deadline(deadline, pin!(call)).await
     }
 
     /// A server-streaming call: one request, a stream of responses.
@@ -116,7 +116,7 @@ impl Grpc {
             let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
         };
-        with_deadline(deadline, call).await
+        with_deadline(deadline, pin!(call)).await
     }
 
     /// A client-streaming call: a stream of requests, one response.
@@ -141,7 +141,7 @@ impl Grpc {
             let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
             single_response(headers, &mut stream).await
         };
-        with_deadline(deadline, call).await
+        with_deadline(deadline, pin!(call)).await
     }
 
     /// A bidirectional-streaming call: a stream of requests, a stream of responses.
@@ -166,7 +166,7 @@ impl Grpc {
             let (headers, stream) = self.read_response::<Resp>(response, deadline, guard)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
         };
-        with_deadline(deadline, call).await
+        with_deadline(deadline, pin!(call)).await
     }
 
     /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
@@ -386,9 +386,11 @@ async fn single_response<Resp: prost::Message + Default>(
 
 /// Runs `call` until `deadline`; past it the call is dropped (which resets its stream with
 /// CANCEL) and fails with DEADLINE_EXCEEDED.
+///
+/// `call` is pinned by the caller: taken by value, it would be stored twice in the future.
 async fn with_deadline<T>(
     deadline: Option<Instant>,
-    call: impl Future<Output = Result<T, Status>>,
+    call: Pin<&mut impl Future<Output = Result<T, Status>>>,
 ) -> Result<T, Status> {
     match deadline {
         None => call.await,
