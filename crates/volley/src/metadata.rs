@@ -88,6 +88,16 @@ pub enum MetadataValue<'a> {
 #[derive(Clone, Default)]
 pub struct MetadataMap {
     headers: HeaderMap,
+    /// The headers came from the peer and may still hold the ones gRPC and HTTP/2 consume
+    /// ([`RESERVED`], [`CONSUMED_GRPC`]): every read skips them, and they are dropped only if
+    /// the map is sent on. Removing them on receipt cost a hash and a shift per header on
+    /// every call, for maps that are mostly never read.
+    received: bool,
+}
+
+/// A received header that is not metadata.
+fn is_hidden(key: &str) -> bool {
+    RESERVED.contains(&key) || CONSUMED_GRPC.contains(&key)
 }
 
 fn is_binary_key(key: &str) -> bool {
@@ -150,43 +160,52 @@ impl MetadataMap {
         MetadataMap::default()
     }
 
-    /// Wraps received headers, dropping those that gRPC and HTTP/2 consume themselves.
-    pub(crate) fn from_headers(mut headers: HeaderMap) -> MetadataMap {
-        // One pass over the (few) received headers finds the reserved ones; each is then
-        // removed by its already-parsed name, so no key is parsed or looked up for nothing.
-        let mut doomed: [Option<HeaderName>; 8] = Default::default();
-        let mut count = 0;
-        let mut overflow = Vec::new();
-        for name in headers.keys() {
-            let key = name.as_str();
-            if RESERVED.contains(&key) || CONSUMED_GRPC.contains(&key) {
-                match doomed.get_mut(count) {
-                    Some(slot) => {
-                        *slot = Some(name.clone());
-                        count += 1;
-                    }
-                    None => overflow.push(name.clone()),
-                }
-            }
+    /// Wraps received headers; those that gRPC and HTTP/2 consume themselves are hidden.
+    pub(crate) fn from_headers(headers: HeaderMap) -> MetadataMap {
+        MetadataMap {
+            headers,
+            received: true,
         }
-        for name in doomed.iter().flatten().chain(overflow.iter()) {
-            headers.remove(name);
-        }
-        MetadataMap { headers }
     }
 
+    /// The headers to send: the metadata only (a received map drops its hidden headers now).
     pub(crate) fn into_headers(self) -> HeaderMap {
-        self.headers
+        let mut headers = self.headers;
+        if self.received {
+            let hidden: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| is_hidden(k.as_str()))
+                .cloned()
+                .collect();
+            for name in hidden {
+                headers.remove(name);
+            }
+        }
+        headers
+    }
+
+    /// True when `key` is one of the received headers that are not metadata.
+    fn hides(&self, key: &str) -> bool {
+        self.received && is_hidden(key)
+    }
+
+    /// The headers that are metadata, with their values.
+    fn visible(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.headers.iter().filter(|(k, _)| !self.hides(k.as_str()))
     }
 
     /// The number of values.
     pub fn len(&self) -> usize {
-        self.headers.len()
+        if self.received {
+            self.visible().count()
+        } else {
+            self.headers.len()
+        }
     }
 
     /// True when there are no values.
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty()
+        self.len() == 0
     }
 
     /// Sets an ASCII value, replacing any values of that key.
@@ -224,7 +243,7 @@ impl MetadataMap {
     /// The first ASCII value of a key. `None` for absent keys, `-bin` keys and values that are
     /// not valid ASCII.
     pub fn get(&self, key: &str) -> Option<&str> {
-        if is_binary_key(key) {
+        if is_binary_key(key) || self.hides(key) {
             return None;
         }
         self.headers.get(key).and_then(|v| v.to_str().ok())
@@ -232,18 +251,18 @@ impl MetadataMap {
 
     /// Every ASCII value of a key, in the order received.
     pub fn get_all(&self, key: &str) -> impl Iterator<Item = &str> {
-        let binary = is_binary_key(key);
+        let skip = is_binary_key(key) || self.hides(key);
         self.headers
             .get_all(key)
             .iter()
-            .filter(move |_| !binary)
+            .filter(move |_| !skip)
             .filter_map(|v| v.to_str().ok())
     }
 
     /// The first value of a `-bin` key, decoded. `None` when absent; an error when the peer sent
     /// invalid base64.
     pub fn get_bin(&self, key: &str) -> Option<Result<Bytes, InvalidMetadata>> {
-        if !is_binary_key(key) {
+        if !is_binary_key(key) || self.hides(key) {
             return None;
         }
         self.headers
@@ -253,7 +272,7 @@ impl MetadataMap {
 
     /// Every value of a `-bin` key, decoded.
     pub fn get_all_bin(&self, key: &str) -> Vec<Result<Bytes, InvalidMetadata>> {
-        if !is_binary_key(key) {
+        if !is_binary_key(key) || self.hides(key) {
             return Vec::new();
         }
         self.headers
@@ -265,22 +284,25 @@ impl MetadataMap {
 
     /// True when the key has at least one value.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.headers.contains_key(key)
+        !self.hides(key) && self.headers.contains_key(key)
     }
 
     /// Removes every value of a key; true when there was one.
     pub fn remove(&mut self, key: &str) -> bool {
-        self.headers.remove(key).is_some()
+        !self.hides(key) && self.headers.remove(key).is_some()
     }
 
     /// The distinct keys.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.headers.keys().map(|k| k.as_str())
+        self.headers
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| !self.hides(k))
     }
 
     /// Every (key, value) pair; `-bin` values are decoded (invalid base64 is skipped).
     pub fn iter(&self) -> impl Iterator<Item = (&str, MetadataValue<'_>)> {
-        self.headers.iter().filter_map(|(k, v)| {
+        self.visible().filter_map(|(k, v)| {
             let key = k.as_str();
             if is_binary_key(key) {
                 base64_decode(v.as_bytes())
@@ -294,7 +316,7 @@ impl MetadataMap {
 
     /// Adds every value of `other` to this map.
     pub fn merge(&mut self, other: MetadataMap) {
-        self.headers.extend(other.headers);
+        self.headers.extend(other.into_headers());
     }
 }
 
@@ -347,10 +369,26 @@ mod tests {
         h.insert("content-type", HeaderValue::from_static("application/grpc"));
         h.insert("grpc-timeout", HeaderValue::from_static("1S"));
         h.insert("grpc-custom", HeaderValue::from_static("kept"));
-        let m = MetadataMap::from_headers(h);
+        let mut m = MetadataMap::from_headers(h);
         assert_eq!(m.get_all("x-a").collect::<Vec<_>>(), vec!["1", "2"]);
         assert!(!m.contains_key("content-type"));
         assert!(!m.contains_key("grpc-timeout"));
+        assert_eq!(m.get("content-type"), None);
+        assert_eq!(m.get_all("grpc-timeout").count(), 0);
         assert_eq!(m.get("grpc-custom"), Some("kept"));
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["x-a", "grpc-custom"]);
+        assert_eq!(m.iter().count(), 3);
+        assert!(!m.remove("grpc-timeout"));
+        assert!(format!("{m:?}").contains("grpc-custom"));
+        assert!(!format!("{m:?}").contains("content-type"));
+        // Sent on (e.g. echoed back), the map carries its metadata only.
+        let mut sent = MetadataMap::new();
+        sent.merge(m.clone());
+        let headers = m.into_headers();
+        assert_eq!(headers.len(), 3);
+        assert!(!headers.contains_key("content-type"));
+        assert!(!headers.contains_key("grpc-timeout"));
+        assert_eq!(sent.into_headers().len(), 3);
     }
 }

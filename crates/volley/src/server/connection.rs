@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
 use super::call::ServerCall;
@@ -71,7 +70,6 @@ pub(crate) async fn serve_connection<T>(
         }
     });
     let mut too_many_pings = pin!(too_many_pings);
-    let mut calls = JoinSet::new();
     // Timers: the idle limit (while no call is open) and the age while open; then, once
     // draining, the grace or drain bound and the wait for the GOAWAY's PING ACK.
     let mut state = Life::Open;
@@ -98,8 +96,10 @@ pub(crate) async fn serve_connection<T>(
     // One future for the whole loop: `wait_for` made afresh each turn would register with
     // the channel again every time the connection wakes.
     let mut shutdown_signal = pin!(shutdown.wait_for(|s| *s));
+    // The idle limit counts from the moment the last call ended (only watched when set).
+    let mut calls_ended = pin!(activity.calls_ended());
     loop {
-        // `biased`: the connection wakes for every frame and every finished call, so the
+        // `biased`: the connection wakes for every frame it reads and writes, so the
         // branches are polled in order of how often they fire (no random start to draw), and
         // the ones that cannot fire are switched off by their conditions.
         tokio::select! {
@@ -110,8 +110,14 @@ pub(crate) async fn serve_connection<T>(
                         ServerCall::accept(request, respond, shared.config.clone(), remote)
                     {
                         if let Some(fut) = shared.router.route(path.path(), call) {
-                            calls.spawn(fut);
-                            activity.set_active_calls(calls.len());
+                            // A call is a task of its own, not tied to this one: when the
+                            // connection ends (dropping `conn`), h2 ends every stream and
+                            // each call, woken by its reset, drops its handler.
+                            let open = activity.call_opened();
+                            tokio::spawn(async move {
+                                fut.await;
+                                drop(open);
+                            });
                         }
                     }
                 }
@@ -121,14 +127,10 @@ pub(crate) async fn serve_connection<T>(
                 }
                 None => break,
             },
-            Some(_) = calls.join_next(), if !calls.is_empty() => {
-                // Collect every other finished call too, rather than one per turn.
-                while calls.try_join_next().is_some() {}
-                activity.set_active_calls(calls.len());
-                if calls.is_empty() {
-                    if let Some(idle) = config.max_connection_idle {
-                        idle_deadline.as_mut().reset(Instant::now() + idle);
-                    }
+            () = &mut calls_ended, if has_idle => {
+                calls_ended.set(activity.calls_ended());
+                if let (Some(idle), 0) = (config.max_connection_idle, activity.active_calls()) {
+                    idle_deadline.as_mut().reset(Instant::now() + idle);
                 }
             }
             _ = &mut shutdown_signal, if matches!(state, Life::Open | Life::Draining) => {
@@ -149,13 +151,19 @@ pub(crate) async fn serve_connection<T>(
                     .map_or(never, |grace| Instant::now() + grace);
                 close_deadline.as_mut().reset(bound);
             }
-            () = &mut idle_deadline, if has_idle && state == Life::Open && calls.is_empty() => {
+            () = &mut idle_deadline,
+                if has_idle && state == Life::Open && activity.active_calls() == 0 =>
+            {
                 tracing::debug!(%peer, "max_connection_idle reached: GOAWAY");
                 state = Life::Draining;
                 begin_drain(&mut conn, &activity, &mut acks_before_goaway, ack_deadline.as_mut());
             }
             () = &mut close_deadline, if state != Life::Open => {
-                tracing::debug!(%peer, active = calls.len(), "grace over: closing the connection");
+                tracing::debug!(
+                    %peer,
+                    active = activity.active_calls(),
+                    "grace over: closing the connection"
+                );
                 break;
             }
             () = &mut ack_deadline,
@@ -178,9 +186,8 @@ pub(crate) async fn serve_connection<T>(
             }
         }
     }
-    // Dropping the set aborts calls still running (after a grace or drain bound, or a broken
-    // connection); dropping `conn` closes the socket.
-    calls.abort_all();
+    // Dropping `conn` closes the socket and ends every stream still open (after a grace or
+    // drain bound, or a broken connection): their calls see the reset and stop.
 }
 
 /// Starts a graceful close (GOAWAY 2^31-1 and a PING; h2 sends the final GOAWAY when the

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -54,8 +55,10 @@ pub(crate) struct Activity {
     /// ENHANCE_YOUR_CALM `too_many_pings`. Set while h2 reads the socket, so on the task that
     /// drives the connection; that task checks it after each turn (no waker needed).
     too_many_pings: AtomicBool,
-    /// Server: how many calls are open, kept by the connection's task.
+    /// Server: how many calls are open (each holds an [`OpenCall`]).
     active_calls: AtomicUsize,
+    /// Server: notified when `active_calls` drops to zero.
+    no_calls: Notify,
     /// Server: how many PING ACKs the client has sent.
     ping_acks: AtomicU64,
 }
@@ -68,6 +71,7 @@ impl Activity {
             last_read: AtomicU64::new(0),
             too_many_pings: AtomicBool::new(false),
             active_calls: AtomicUsize::new(0),
+            no_calls: Notify::new(),
             ping_acks: AtomicU64::new(0),
         })
     }
@@ -96,9 +100,34 @@ impl Activity {
         self.ping_acks.load(Ordering::Relaxed)
     }
 
-    /// Server: records how many calls are open (ping enforcement is stricter without calls).
-    pub(crate) fn set_active_calls(&self, n: usize) {
-        self.active_calls.store(n, Ordering::Relaxed);
+    /// Server: a call opened; it counts as open until the returned guard is dropped (ping
+    /// enforcement is stricter without calls, and the idle limit counts from the last call).
+    pub(crate) fn call_opened(self: &Arc<Self>) -> OpenCall {
+        self.active_calls.fetch_add(1, Ordering::Relaxed);
+        OpenCall(self.clone())
+    }
+
+    /// Server: how many calls are open.
+    pub(crate) fn active_calls(&self) -> usize {
+        self.active_calls.load(Ordering::Relaxed)
+    }
+
+    /// Server: completes after the last open call ended (possibly before this was called:
+    /// the wake-up is kept; check [`Activity::active_calls`] after it).
+    pub(crate) async fn calls_ended(&self) {
+        self.no_calls.notified().await;
+    }
+}
+
+/// One open call on a server connection, counted in [`Activity`] until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenCall(Arc<Activity>);
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        if self.0.active_calls.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.no_calls.notify_one();
+        }
     }
 }
 
