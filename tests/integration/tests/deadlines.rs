@@ -103,3 +103,60 @@ async fn dropped_stream_cancels_the_handler() {
     );
     drop(tx);
 }
+
+#[tokio::test]
+async fn lost_client_connection_drops_the_handler() {
+    // Calls run as tasks of their own: when the connection goes, h2 ends its streams and each
+    // call must drop its handler.
+    let mut server = TestServer::start().await;
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (client, conn) = bounded(10, h2::client::handshake(tcp)).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let mut client = bounded(10, client.ready()).await.unwrap();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/volley.test.Echo/Unary", server.addr));
+    for (k, v) in GRPC_HEADERS {
+        request = request.header(*k, *v);
+    }
+    let (_response, mut send) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    let body = frame(&EchoRequest {
+        message: "orphan".into(),
+        sleep_ms: 10_000,
+        ..Default::default()
+    });
+    send.send_data(body, true).unwrap();
+    assert_eq!(server.next_event().await, Event::Started("orphan".into()));
+    // The socket closes without RST_STREAM or GOAWAY.
+    conn_task.abort();
+    drop((client, send));
+    assert_eq!(server.next_event().await, Event::Dropped("orphan".into()));
+}
+
+#[tokio::test]
+async fn drain_bound_drops_the_handlers_still_running() {
+    let mut server = TestServer::start_with(|b| b.drain_timeout(Duration::from_millis(100))).await;
+    let client = server.client();
+    let call = tokio::spawn(async move {
+        client
+            .unary(EchoRequest {
+                message: "overtime".into(),
+                sleep_ms: 10_000,
+                ..Default::default()
+            })
+            .await
+    });
+    assert_eq!(server.next_event().await, Event::Started("overtime".into()));
+    let started = Instant::now();
+    bounded(10, server.shutdown()).await.unwrap().unwrap();
+    assert_eq!(server.next_event().await, Event::Dropped("overtime".into()));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let status = bounded(10, call).await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+}
