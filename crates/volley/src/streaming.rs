@@ -140,6 +140,22 @@ impl<T> Streaming<T> {
 impl<T: prost::Message + Default> Streaming<T> {
     /// The next message; `Ok(None)` at the end of the stream.
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        // A message already buffered (the common case on a busy stream, where one DATA frame
+        // holds many) is decoded here, without the poll machinery.
+        if matches!(self.inner.state, State::Messages) {
+            match self.inner.decoder.next_message_with(codec::decode::<T>) {
+                Ok(Some(Ok(msg))) => return Ok(Some(msg)),
+                Ok(Some(Err(status))) => {
+                    tracing::debug!(%status, "invalid protobuf in inbound message");
+                    return Err(self.inner.end(status));
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    tracing::debug!(%status, "rejecting inbound message");
+                    return Err(self.inner.end(status));
+                }
+            }
+        }
         poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
             .await
             .transpose()
@@ -148,12 +164,17 @@ impl<T: prost::Message + Default> Streaming<T> {
 
 impl Inner {
     fn fail<X>(&mut self, status: Status) -> Poll<Option<Result<X, Status>>> {
+        Poll::Ready(Some(Err(self.end(status))))
+    }
+
+    /// Ends the stream with `status` (returned, to be handed to the caller).
+    fn end(&mut self, status: Status) -> Status {
         self.state = State::Done;
         // Dropping the body stops reading; the transport discards (and credits) what still
         // arrives.
         self.body = None;
         self.guard = None;
-        Poll::Ready(Some(Err(status)))
+        status
     }
 
     /// The next message, as what `read` makes of its bytes.

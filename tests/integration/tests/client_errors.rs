@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use volley::{Code, Request};
 use volley_integration_tests::bounded;
 use volley_integration_tests::echo::{EchoClient, EchoReply, EchoRequest};
@@ -250,5 +250,31 @@ async fn a_dropped_call_sends_rst_stream_cancel() {
         bounded(10, resets.recv()).await,
         Some(Some(h2::Reason::CANCEL))
     );
+    server.abort();
+}
+
+#[tokio::test]
+async fn bad_message_among_buffered_ones_ends_the_response_stream() {
+    // One DATA frame: a reply, a message that is not protobuf, another reply. The first is
+    // read, the second ends the stream with INTERNAL, and nothing after it is delivered.
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&reply_frame());
+    body.extend_from_slice(&[0, 0, 0, 0, 2, 0xff, 0xff]);
+    body.extend_from_slice(&reply_frame());
+    let (addr, server) = raw_server(Answer::Body(
+        body.freeze(),
+        Some(vec![("grpc-status", "0")]),
+    ))
+    .await;
+    let client = EchoClient::new(volley::Channel::new(&format!("http://{addr}")).unwrap());
+    let mut replies = bounded(10, client.server_stream(EchoRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = bounded(10, replies.message()).await.unwrap().unwrap();
+    assert_eq!(first.message, "ok");
+    let status = bounded(10, replies.message()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(bounded(10, replies.message()).await.unwrap().is_none());
     server.abort();
 }
