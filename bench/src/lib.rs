@@ -247,9 +247,9 @@ pub async fn check(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// Messages per second received on one stream for `duration`, with `impl_` ("volley" or
-/// "tonic") as the client; `bidi` streams requests too, otherwise one request and a server
-/// stream.
+/// Messages per second received on one stream for `duration`, with `impl_` ("volley",
+/// "volley-reuse": Volley reading into one reused message, or "tonic") as the client; `bidi`
+/// streams requests too, otherwise one request and a server stream.
 pub async fn stream_rate(
     impl_: &str,
     port: u16,
@@ -261,7 +261,7 @@ pub async fn stream_rate(
     let deadline = Instant::now() + duration;
     let mut count = 0u64;
     match impl_ {
-        "volley" => {
+        "volley" | "volley-reuse" => {
             let client = volley_gen::GreeterClient::new(
                 volley::Channel::new(&url).map_err(|e| e.to_string())?,
             );
@@ -275,6 +275,20 @@ pub async fn stream_rate(
             }
             .map_err(|s| s.to_string())?
             .into_inner();
+            if impl_ == "volley-reuse" {
+                // Informational only (tonic has no equivalent): one reply message reused.
+                let mut reply = volley_gen::HelloReply::default();
+                while Instant::now() < deadline {
+                    for _ in 0..1000 {
+                        replies
+                            .message_into(&mut reply)
+                            .await
+                            .map_err(|s| s.to_string())?;
+                        count += 1;
+                    }
+                }
+                return Ok(count);
+            }
             while Instant::now() < deadline {
                 for _ in 0..1000 {
                     replies.message().await.map_err(|s| s.to_string())?;

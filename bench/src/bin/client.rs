@@ -1,6 +1,6 @@
 //! The benchmark's own clients, on a current-thread runtime:
 //! - `bench-client check --port P`: a real gRPC call proves the server answers correctly;
-//! - `bench-client stream --impl volley|tonic --mode bidi|server --port P --seconds S`;
+//! - `bench-client stream --impl volley|volley-reuse|tonic --mode bidi|server --port P --seconds S`;
 //! - `bench-client unary --impl volley|tonic --port P --seconds S --concurrency C`.
 //!
 //! Results are printed as `key=value` words: `messages`, `calls`, `seconds`, `cpu_seconds`.

@@ -278,3 +278,31 @@ async fn bad_message_among_buffered_ones_ends_the_response_stream() {
     assert!(bounded(10, replies.message()).await.unwrap().is_none());
     server.abort();
 }
+
+#[tokio::test]
+async fn bad_message_among_buffered_ones_ends_message_into_too() {
+    // As above, read into one reused message.
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&reply_frame());
+    body.extend_from_slice(&[0, 0, 0, 0, 2, 0xff, 0xff]);
+    body.extend_from_slice(&reply_frame());
+    let (addr, server) = raw_server(Answer::Body(
+        body.freeze(),
+        Some(vec![("grpc-status", "0")]),
+    ))
+    .await;
+    let client = EchoClient::new(volley::Channel::new(&format!("http://{addr}")).unwrap());
+    let mut replies = bounded(10, client.server_stream(EchoRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut reply = Default::default();
+    assert!(bounded(10, replies.message_into(&mut reply)).await.unwrap());
+    assert_eq!(reply.message, "ok");
+    let status = bounded(10, replies.message_into(&mut reply))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(!bounded(10, replies.message_into(&mut reply)).await.unwrap());
+    server.abort();
+}

@@ -50,6 +50,52 @@ async fn server_streaming_zero_one_many() {
 }
 
 #[tokio::test]
+async fn message_into_reuses_one_message_without_accumulating() {
+    // 300 replies, most of them buffered several to a DATA frame, each with two tags: a
+    // reused message must hold exactly one reply's fields each time (prost's merge alone
+    // would append the repeated tags).
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        let tags = (0..2)
+            .map(|i| volley_integration_tests::common::Tag {
+                key: format!("k{i}"),
+                origin: Some(volley_integration_tests::common::tag::Origin {
+                    host: format!("h{i}"),
+                }),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>();
+        let mut stream = client
+            .server_stream(EchoRequest {
+                message: "reused".into(),
+                count: 300,
+                tags: tags.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut reply = Default::default();
+        let mut next = 0;
+        while stream.message_into(&mut reply).await.unwrap() {
+            assert_eq!(reply.index, next);
+            assert_eq!(reply.message, "reused");
+            assert_eq!(reply.tags, tags);
+            next += 1;
+        }
+        assert_eq!(next, 300);
+        assert_eq!(
+            reply.index, 299,
+            "the end of the stream leaves the message as it was"
+        );
+        assert!(stream.trailers().is_some(), "trailers read at the end");
+        assert!(!stream.message_into(&mut reply).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn client_streaming_zero_one_many() {
     let server = TestServer::start().await;
     let client = server.client();

@@ -252,6 +252,18 @@ pub(crate) fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Sta
     })
 }
 
+/// Decodes protobuf bytes into `msg`, cleared first so that only its allocations are reused
+/// (prost's merge would otherwise append to repeated fields); errors as [`decode`]'s.
+pub(crate) fn decode_into<M: prost::Message>(msg: &mut M, bytes: &[u8]) -> Result<(), Status> {
+    msg.clear();
+    msg.merge(bytes).map_err(|e| {
+        Status::internal(format!(
+            "failed to decode {}: {e}",
+            std::any::type_name::<M>()
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
