@@ -112,8 +112,8 @@ pub(crate) fn encode_into<M: prost::Message>(
         None => {
             check_send_len(len, max_len)?;
             buf.reserve(HEADER_LEN + len);
-            buf.put_u8(0);
-            buf.put_u32(len as u32);
+            let [l0, l1, l2, l3] = (len as u32).to_be_bytes();
+            buf.put_slice(&[0, l0, l1, l2, l3]);
             // The length is known and the buffer grows as needed: `encode_raw` skips
             // `encode`'s second length computation and capacity check.
             msg.encode_raw(buf);
