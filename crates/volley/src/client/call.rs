@@ -20,7 +20,7 @@ use crate::codec::{
 use crate::metadata::MetadataMap;
 use crate::streaming::{DropGuard, OutboundLink, Side, Streaming};
 use crate::transport::client::ResponseFuture;
-use crate::transport::{Pumped, RecvBody, SendBody, send_messages};
+use crate::transport::{Panics, Pumped, RecvBody, SendBody, send_messages};
 use crate::{Code, Request, Response, Status, timeout};
 
 /// Calls over a [`Channel`] with per-client options (compression, message size limits).
@@ -327,7 +327,17 @@ impl Grpc {
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));
             let stop = pin!(&mut cancelled);
-            match send_messages(&mut send, messages, encoding, control.as_ref(), max, stop).await {
+            match send_messages(
+                &mut send,
+                messages,
+                encoding,
+                control.as_ref(),
+                max,
+                Panics::Propagate,
+                stop,
+            )
+            .await
+            {
                 Pumped::Ended => {
                     let _ = send.send_data(Bytes::new(), true);
                 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use crate::codec::{self, CompressionEncoding, MessageCompressed, SendCompression
 use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
 use crate::transport::server::Respond;
-use crate::transport::{Pumped, RecvBody, SendBody, deadline_passed, send_messages};
+use crate::transport::{Panics, Pumped, RecvBody, SendBody, deadline_passed, send_messages};
 use crate::{Request, Response, Status, timeout};
 
 /// An inbound call handed to a [`crate::server::Service`]. Generated code passes it to one of
@@ -401,10 +401,7 @@ impl Responder {
             Ok(resp) => resp.into_parts(),
             Err(status) => return self.send_error(status),
         };
-        let messages = pin!(CaughtStream {
-            inner: messages,
-            done: false,
-        });
+        let messages = pin!(messages);
         let Some(mut stream) = self.send_headers(metadata) else {
             return;
         };
@@ -412,62 +409,40 @@ impl Responder {
         let max = self.config.max_send_message_size;
         let stop = pin!(deadline_passed(&mut self.deadline));
         let control = self.send_compression.as_ref();
-        let status =
-            match send_messages(&mut stream, messages, compression, control, max, stop).await {
-                Pumped::Ended => {
-                    let _ = stream.send_trailers(ok_trailers(trailers));
-                    return;
-                }
-                Pumped::Failed(status) => status,
-                Pumped::Reset => return,
-                Pumped::Stopped => {
-                    Status::deadline_exceeded("deadline exceeded while the handler was streaming")
-                }
-            };
+        let status = match send_messages(
+            &mut stream,
+            messages,
+            compression,
+            control,
+            max,
+            Panics::Catch,
+            stop,
+        )
+        .await
+        {
+            Pumped::Ended => {
+                let _ = stream.send_trailers(ok_trailers(trailers));
+                return;
+            }
+            Pumped::Failed(status) => status,
+            Pumped::Reset => return,
+            Pumped::Stopped => {
+                Status::deadline_exceeded("deadline exceeded while the handler was streaming")
+            }
+        };
         send_trailers(&mut stream, status);
     }
 }
 
-/// Polls user code (a handler future or a response stream) and turns a panic into INTERNAL, so
-/// that the client gets a status rather than a reset stream, and the server goes on.
+/// Polls a handler future and turns a panic into INTERNAL, so that the client gets a status
+/// rather than a reset stream, and the server goes on. (A response stream's panics are caught
+/// per batch by `send_messages`, with `Panics::Catch`.)
 fn poll_user<T>(poll: impl FnOnce() -> Poll<T>) -> Poll<Result<T, Status>> {
     match std::panic::catch_unwind(AssertUnwindSafe(poll)) {
         Ok(polled) => polled.map(Ok),
         Err(_) => {
             tracing::error!("a handler panicked; the call ends with INTERNAL");
             Poll::Ready(Err(Status::internal("the handler panicked")))
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response stream whose panics end the call with INTERNAL.
-    struct CaughtStream<S> {
-        #[pin]
-        inner: S,
-        done: bool,
-    }
-}
-
-impl<S, M> Stream for CaughtStream<S>
-where
-    S: Stream<Item = Result<M, Status>>,
-{
-    type Item = Result<M, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        if *this.done {
-            return Poll::Ready(None);
-        }
-        let inner = this.inner;
-        match poll_user(|| inner.poll_next(cx)) {
-            Poll::Ready(Ok(item)) => Poll::Ready(item),
-            Poll::Ready(Err(status)) => {
-                *this.done = true;
-                Poll::Ready(Some(Err(status)))
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

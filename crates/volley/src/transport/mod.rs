@@ -13,6 +13,7 @@ pub(crate) mod watch;
 pub(crate) use stream::{RecvBody, SendBody, SendError, StreamError};
 
 use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -53,6 +54,25 @@ pub(crate) enum Pumped {
     Stopped,
 }
 
+/// Whether [`send_messages`] turns a panic in the message stream into a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Panics {
+    /// A panic while polling the stream (user code: a handler's response stream) ends the
+    /// pumping with `Failed(INTERNAL)`; the messages encoded before it still go out.
+    Catch,
+    /// A panic unwinds through the caller.
+    Propagate,
+}
+
+/// What ended one fill of a batch.
+enum Event {
+    Flush,
+    End,
+    Failed(Status),
+    Reset,
+    Stopped,
+}
+
 /// Encodes and sends every message of `messages`, batching the ones that are ready together,
 /// under flow control. Returns when the messages end, fail, the peer resets the stream, or
 /// `stop` fires.
@@ -62,6 +82,7 @@ pub(crate) async fn send_messages<S, M, F>(
     compression: Option<CompressionEncoding>,
     control: Option<&codec::SendCompression>,
     max_len: usize,
+    panics: Panics,
     mut stop: Pin<&mut F>,
 ) -> Pumped
 where
@@ -69,37 +90,47 @@ where
     M: prost::Message,
     F: Future,
 {
-    enum Event {
-        Flush,
-        End,
-        Failed(Status),
-        Reset,
-        Stopped,
-    }
     let mut batch = BytesMut::new();
     loop {
         let event = poll_fn(|cx| {
-            loop {
-                match messages.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(msg))) => {
-                        if batch.capacity() == 0 {
-                            // A whole batch at once, rather than doubling up to it.
-                            batch.reserve(MAX_BATCH + 1024);
-                        }
-                        let compression = codec::SendCompression::apply(control, compression);
-                        if let Err(status) =
-                            codec::encode_into(&msg, compression, max_len, &mut batch)
-                        {
-                            return Poll::Ready(Event::Failed(status));
-                        }
-                        if batch.len() >= MAX_BATCH {
-                            return Poll::Ready(Event::Flush);
-                        }
-                    }
-                    Poll::Ready(Some(Err(status))) => return Poll::Ready(Event::Failed(status)),
-                    Poll::Ready(None) => return Poll::Ready(Event::End),
-                    Poll::Pending => break,
+            // One panic guard per batch rather than per message: `catch_unwind` calls its
+            // closure through a pointer, which a per-message guard would pay each time.
+            let filled = match panics {
+                Panics::Propagate => {
+                    let mut sealed = 0;
+                    fill_batch(
+                        messages.as_mut(),
+                        cx,
+                        compression,
+                        control,
+                        max_len,
+                        &mut batch,
+                        &mut sealed,
+                    )
                 }
+                Panics::Catch => {
+                    let mut sealed = batch.len();
+                    let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        fill_batch(
+                            messages.as_mut(),
+                            cx,
+                            compression,
+                            control,
+                            max_len,
+                            &mut batch,
+                            &mut sealed,
+                        )
+                    }));
+                    caught.unwrap_or_else(|_| {
+                        // A message half-encoded when the panic struck must not go out.
+                        batch.truncate(sealed);
+                        tracing::error!("a response stream panicked; the call ends with INTERNAL");
+                        Some(Event::Failed(Status::internal("the handler panicked")))
+                    })
+                }
+            };
+            if let Some(event) = filled {
+                return Poll::Ready(event);
             }
             if !batch.is_empty() {
                 return Poll::Ready(Event::Flush);
@@ -131,6 +162,46 @@ where
             Event::Failed(status) => return Pumped::Failed(status),
             Event::Reset => return Pumped::Reset,
             Event::Stopped => return Pumped::Stopped,
+        }
+    }
+}
+
+/// Polls `messages` and encodes what is ready into `batch` until the stream is pending
+/// (`None`), the batch is full (`Flush`), or the stream ends or fails; `sealed` is the batch's
+/// length after the last whole message.
+#[inline(always)]
+fn fill_batch<S, M>(
+    mut messages: Pin<&mut S>,
+    cx: &mut std::task::Context<'_>,
+    compression: Option<CompressionEncoding>,
+    control: Option<&codec::SendCompression>,
+    max_len: usize,
+    batch: &mut BytesMut,
+    sealed: &mut usize,
+) -> Option<Event>
+where
+    S: Stream<Item = Result<M, Status>> + ?Sized,
+    M: prost::Message,
+{
+    loop {
+        match messages.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(msg))) => {
+                if batch.capacity() == 0 {
+                    // A whole batch at once, rather than doubling up to it.
+                    batch.reserve(MAX_BATCH + 1024);
+                }
+                let compression = codec::SendCompression::apply(control, compression);
+                if let Err(status) = codec::encode_into(&msg, compression, max_len, batch) {
+                    return Some(Event::Failed(status));
+                }
+                *sealed = batch.len();
+                if batch.len() >= MAX_BATCH {
+                    return Some(Event::Flush);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => return Some(Event::Failed(status)),
+            Poll::Ready(None) => return Some(Event::End),
+            Poll::Pending => return None,
         }
     }
 }
