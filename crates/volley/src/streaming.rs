@@ -140,25 +140,7 @@ impl<T> Streaming<T> {
 impl<T: prost::Message + Default> Streaming<T> {
     /// The next message; `Ok(None)` at the end of the stream.
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
-        // A message already buffered (the common case on a busy stream, where one DATA frame
-        // holds many) is decoded here, without the poll machinery.
-        if matches!(self.inner.state, State::Messages) {
-            match self.inner.decoder.next_message_with(codec::decode::<T>) {
-                Ok(Some(Ok(msg))) => return Ok(Some(msg)),
-                Ok(Some(Err(status))) => {
-                    tracing::debug!(%status, "invalid protobuf in inbound message");
-                    return Err(self.inner.end(status));
-                }
-                Ok(None) => {}
-                Err(status) => {
-                    tracing::debug!(%status, "rejecting inbound message");
-                    return Err(self.inner.end(status));
-                }
-            }
-        }
-        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
-            .await
-            .transpose()
+        self.next_decoded(codec::decode::<T>).await
     }
 
     /// Receives the next message into `msg`, reusing its allocations (its strings', bytes'
@@ -170,36 +152,26 @@ impl<T: prost::Message + Default> Streaming<T> {
     /// (then `msg` is left as it was), and the call's status on error, as `message` does.
     /// After an error `msg` may hold part of the bad message.
     pub async fn message_into(&mut self, msg: &mut T) -> Result<bool, Status> {
-        if matches!(self.inner.state, State::Messages) {
-            match self
-                .inner
-                .decoder
-                .next_message_with(|bytes| codec::decode_into(msg, bytes))
-            {
-                Ok(Some(Ok(()))) => return Ok(true),
-                Ok(Some(Err(status))) => {
-                    tracing::debug!(%status, "invalid protobuf in inbound message");
-                    return Err(self.inner.end(status));
-                }
-                Ok(None) => {}
-                Err(status) => {
-                    tracing::debug!(%status, "rejecting inbound message");
-                    return Err(self.inner.end(status));
-                }
-            }
+        let decoded = self
+            .next_decoded(|bytes| codec::decode_into(msg, bytes))
+            .await?;
+        Ok(decoded.is_some())
+    }
+
+    /// The next message, as `decode` makes it from its bytes; `Ok(None)` at the end.
+    async fn next_decoded<R>(
+        &mut self,
+        mut decode: impl FnMut(&[u8]) -> Result<R, Status>,
+    ) -> Result<Option<R>, Status> {
+        // A message already buffered (the common case on a busy stream, where one DATA frame
+        // holds many) is decoded here, without the poll machinery.
+        if let Some(decoded) = self.inner.buffered(&mut decode) {
+            return decoded.map(Some);
         }
         let inner = &mut self.inner;
-        let decoded =
-            poll_fn(|cx| inner.poll_frame(cx, |bytes| codec::decode_into(&mut *msg, bytes))).await;
-        match decoded {
-            Some(Ok(Ok(()))) => Ok(true),
-            Some(Ok(Err(status))) => {
-                tracing::debug!(%status, "invalid protobuf in inbound message");
-                Err(self.inner.end(status))
-            }
-            Some(Err(status)) => Err(status),
-            None => Ok(false),
-        }
+        poll_fn(|cx| inner.poll_frame(cx, &mut decode))
+            .await
+            .transpose()
     }
 }
 
@@ -218,23 +190,43 @@ impl Inner {
         status
     }
 
-    /// The next message, as what `read` makes of its bytes.
+    /// The next message if one is already buffered: decoded, or the error that ends the
+    /// stream (a bad length prefix, an oversize message, protobuf that does not decode).
+    /// Inlined: it is the whole of a busy stream's per-message path.
+    #[inline(always)]
+    fn buffered<R>(
+        &mut self,
+        decode: &mut impl FnMut(&[u8]) -> Result<R, Status>,
+    ) -> Option<Result<R, Status>> {
+        if !matches!(self.state, State::Messages) {
+            return None;
+        }
+        match self.decoder.next_message_with(decode) {
+            Ok(Some(Ok(msg))) => Some(Ok(msg)),
+            Ok(Some(Err(status))) => {
+                tracing::debug!(%status, "invalid protobuf in inbound message");
+                Some(Err(self.end(status)))
+            }
+            Ok(None) => None,
+            Err(status) => {
+                tracing::debug!(%status, "rejecting inbound message");
+                Some(Err(self.end(status)))
+            }
+        }
+    }
+
+    /// Polls for the next message, decoded by `decode`; then, on the client, the trailers.
     fn poll_frame<R>(
         &mut self,
         cx: &mut Context<'_>,
-        mut read: impl FnMut(&[u8]) -> R,
+        decode: &mut impl FnMut(&[u8]) -> Result<R, Status>,
     ) -> Poll<Option<Result<R, Status>>> {
         loop {
             match self.state {
                 State::Done => return Poll::Ready(None),
                 State::Messages => {
-                    match self.decoder.next_message_with(&mut read) {
-                        Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
-                        Ok(None) => {}
-                        Err(status) => {
-                            tracing::debug!(%status, "rejecting inbound message");
-                            return self.fail(status);
-                        }
+                    if let Some(decoded) = self.buffered(decode) {
+                        return Poll::Ready(Some(decoded));
                     }
                     if self.deadline_passed(cx) {
                         return self.fail(Status::deadline_exceeded("deadline exceeded"));
@@ -324,17 +316,6 @@ impl<T: prost::Message + Default> Stream for Streaming<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        match ready!(this.inner.poll_frame(cx, codec::decode::<T>)) {
-            Some(Ok(decoded)) => match decoded {
-                Ok(msg) => Poll::Ready(Some(Ok(msg))),
-                Err(status) => {
-                    tracing::debug!(%status, "invalid protobuf in inbound message");
-                    this.inner.fail(status)
-                }
-            },
-            Some(Err(status)) => Poll::Ready(Some(Err(status))),
-            None => Poll::Ready(None),
-        }
+        self.get_mut().inner.poll_frame(cx, &mut codec::decode::<T>)
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use volley::{Code, Request};
+use volley::{Code, Request, Streaming};
 use volley_integration_tests::bounded;
 use volley_integration_tests::echo::{EchoClient, EchoReply, EchoRequest};
 
@@ -253,10 +253,9 @@ async fn a_dropped_call_sends_rst_stream_cancel() {
     server.abort();
 }
 
-#[tokio::test]
-async fn bad_message_among_buffered_ones_ends_the_response_stream() {
-    // One DATA frame: a reply, a message that is not protobuf, another reply. The first is
-    // read, the second ends the stream with INTERNAL, and nothing after it is delivered.
+/// A server whose one DATA frame holds a reply, a message that is not protobuf, and another
+/// reply; and the response stream of a call to it.
+async fn bad_message_among_buffered_ones() -> (Streaming<EchoReply>, tokio::task::JoinHandle<()>) {
     let mut body = BytesMut::new();
     body.extend_from_slice(&reply_frame());
     body.extend_from_slice(&[0, 0, 0, 0, 2, 0xff, 0xff]);
@@ -267,10 +266,18 @@ async fn bad_message_among_buffered_ones_ends_the_response_stream() {
     ))
     .await;
     let client = EchoClient::new(volley::Channel::new(&format!("http://{addr}")).unwrap());
-    let mut replies = bounded(10, client.server_stream(EchoRequest::default()))
+    let replies = bounded(10, client.server_stream(EchoRequest::default()))
         .await
         .unwrap()
         .into_inner();
+    (replies, server)
+}
+
+#[tokio::test]
+async fn bad_message_among_buffered_ones_ends_the_response_stream() {
+    // The first reply is read, the bad message ends the stream with INTERNAL, and nothing
+    // after it is delivered.
+    let (mut replies, server) = bad_message_among_buffered_ones().await;
     let first = bounded(10, replies.message()).await.unwrap().unwrap();
     assert_eq!(first.message, "ok");
     let status = bounded(10, replies.message()).await.unwrap_err();
@@ -282,20 +289,7 @@ async fn bad_message_among_buffered_ones_ends_the_response_stream() {
 #[tokio::test]
 async fn bad_message_among_buffered_ones_ends_message_into_too() {
     // As above, read into one reused message.
-    let mut body = BytesMut::new();
-    body.extend_from_slice(&reply_frame());
-    body.extend_from_slice(&[0, 0, 0, 0, 2, 0xff, 0xff]);
-    body.extend_from_slice(&reply_frame());
-    let (addr, server) = raw_server(Answer::Body(
-        body.freeze(),
-        Some(vec![("grpc-status", "0")]),
-    ))
-    .await;
-    let client = EchoClient::new(volley::Channel::new(&format!("http://{addr}")).unwrap());
-    let mut replies = bounded(10, client.server_stream(EchoRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut replies, server) = bad_message_among_buffered_ones().await;
     let mut reply = Default::default();
     assert!(bounded(10, replies.message_into(&mut reply)).await.unwrap());
     assert_eq!(reply.message, "ok");

@@ -199,6 +199,7 @@ impl FrameDecoder {
     /// Hands the next complete message's protobuf bytes (decompressed) to `read`, straight
     /// from the receive buffer: no per-message allocation or reference count. `None` until a
     /// whole message is buffered.
+    #[inline(always)]
     pub(crate) fn next_message_with<R>(
         &mut self,
         read: impl FnOnce(&[u8]) -> R,

@@ -95,33 +95,23 @@ where
         let event = poll_fn(|cx| {
             // One panic guard per batch rather than per message: `catch_unwind` calls its
             // closure through a pointer, which a per-message guard would pay each time.
+            let mut sealed = batch.len();
+            let mut fill = || {
+                let messages = messages.as_mut();
+                fill_batch(
+                    messages,
+                    cx,
+                    compression,
+                    control,
+                    max_len,
+                    &mut batch,
+                    &mut sealed,
+                )
+            };
             let filled = match panics {
-                Panics::Propagate => {
-                    let mut sealed = 0;
-                    fill_batch(
-                        messages.as_mut(),
-                        cx,
-                        compression,
-                        control,
-                        max_len,
-                        &mut batch,
-                        &mut sealed,
-                    )
-                }
+                Panics::Propagate => fill(),
                 Panics::Catch => {
-                    let mut sealed = batch.len();
-                    let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        fill_batch(
-                            messages.as_mut(),
-                            cx,
-                            compression,
-                            control,
-                            max_len,
-                            &mut batch,
-                            &mut sealed,
-                        )
-                    }));
-                    caught.unwrap_or_else(|_| {
+                    std::panic::catch_unwind(AssertUnwindSafe(fill)).unwrap_or_else(|_| {
                         // A message half-encoded when the panic struck must not go out.
                         batch.truncate(sealed);
                         tracing::error!("a response stream panicked; the call ends with INTERNAL");
