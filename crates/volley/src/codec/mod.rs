@@ -154,16 +154,39 @@ fn check_send_len(len: usize, max_len: usize) -> Result<(), Status> {
 /// prefix is seen (before the body is buffered).
 #[derive(Debug)]
 pub(crate) struct FrameDecoder {
-    buf: BytesMut,
+    /// Received bytes; those from `pos` on are not consumed yet.
+    buf: Received,
+    pos: usize,
     max_len: usize,
     encoding: Option<CompressionEncoding>,
     last_compressed: bool,
 }
 
+/// Where received bytes wait to be read.
+#[derive(Debug)]
+enum Received {
+    /// One DATA chunk as the transport gave it: whole messages are read from it in place, so
+    /// a busy stream's chunks are never copied.
+    Chunk(Bytes),
+    /// A message that spans chunks, gathered (with room for all of it once its length is
+    /// known).
+    Joined(BytesMut),
+}
+
+impl Received {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Received::Chunk(b) => b,
+            Received::Joined(m) => m,
+        }
+    }
+}
+
 impl FrameDecoder {
     pub(crate) fn new(max_len: usize, encoding: Option<CompressionEncoding>) -> FrameDecoder {
         FrameDecoder {
-            buf: BytesMut::new(),
+            buf: Received::Chunk(Bytes::new()),
+            pos: 0,
             max_len,
             encoding,
             last_compressed: false,
@@ -175,19 +198,55 @@ impl FrameDecoder {
         self.last_compressed
     }
 
+    /// The received bytes not consumed yet.
+    fn pending(&self) -> &[u8] {
+        &self.buf.bytes()[self.pos..]
+    }
+
     /// Appends received bytes.
     pub(crate) fn push(&mut self, data: Bytes) {
-        if self.buf.is_empty() {
-            // Cheap path: adopt the received chunk when nothing is buffered.
-            self.buf = BytesMut::from(data);
+        let rest = self.pending().len();
+        if rest == 0 {
+            // Nothing waiting: read the chunk where it is.
+            self.buf = Received::Chunk(data);
         } else {
-            self.buf.extend_from_slice(&data);
+            match &mut self.buf {
+                Received::Joined(m) => {
+                    m.advance(self.pos);
+                    m.extend_from_slice(&data);
+                }
+                Received::Chunk(b) => {
+                    let mut m = BytesMut::with_capacity(rest + data.len());
+                    m.extend_from_slice(&b[self.pos..]);
+                    m.extend_from_slice(&data);
+                    self.buf = Received::Joined(m);
+                }
+            }
         }
+        self.pos = 0;
+    }
+
+    /// Makes room for a message of `total` bytes (prefix included) that has begun to arrive,
+    /// so that gathering it allocates once.
+    #[cold]
+    fn reserve_for(&mut self, total: usize) {
+        match &mut self.buf {
+            Received::Joined(m) => {
+                m.advance(self.pos);
+                m.reserve(total.saturating_sub(m.len()));
+            }
+            Received::Chunk(b) => {
+                let mut m = BytesMut::with_capacity(total);
+                m.extend_from_slice(&b[self.pos..]);
+                self.buf = Received::Joined(m);
+            }
+        }
+        self.pos = 0;
     }
 
     /// True when a partial message is buffered (an error if the stream ends now).
     pub(crate) fn has_partial(&self) -> bool {
-        !self.buf.is_empty()
+        !self.pending().is_empty()
     }
 
     /// The next complete message's protobuf bytes, decompressed; `None` until one is buffered.
@@ -204,11 +263,12 @@ impl FrameDecoder {
         &mut self,
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, Status> {
-        if self.buf.len() < HEADER_LEN {
+        // Field by field (not `self.pending()`), so that `pending` borrows only `buf`.
+        let pending = &self.buf.bytes()[self.pos..];
+        let Some(&[flag, l0, l1, l2, l3]) = pending.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
-        }
-        let flag = self.buf[0];
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        };
+        let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
         if flag > 1 {
             return Err(Status::internal(format!(
                 "invalid compressed flag {flag} in message prefix"
@@ -220,12 +280,11 @@ impl FrameDecoder {
                 self.max_len
             )));
         }
-        if self.buf.len() < HEADER_LEN + len {
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+        let Some(body) = pending.get(HEADER_LEN..HEADER_LEN + len) else {
+            self.reserve_for(HEADER_LEN + len);
             return Ok(None);
-        }
+        };
         self.last_compressed = flag == 1;
-        let body = &self.buf[HEADER_LEN..HEADER_LEN + len];
         let result = if flag == 0 {
             read(body)
         } else {
@@ -238,7 +297,7 @@ impl FrameDecoder {
             enc.decompress(body, &mut out, self.max_len)?;
             read(&out)
         };
-        self.buf.advance(HEADER_LEN + len);
+        self.pos += HEADER_LEN + len;
         Ok(Some(result))
     }
 }
@@ -311,6 +370,31 @@ mod tests {
             }
             assert_eq!(got, vec!["hello".to_string(), "x".repeat(1000)]);
             assert!(!d.has_partial());
+        }
+    }
+
+    #[test]
+    fn frames_arrive_in_pieces_of_any_size() {
+        // Whole messages read in place from a chunk, messages spanning chunks gathered, a
+        // gathered buffer consumed and the next chunk adopted: every piece size from 1 byte
+        // to all at once.
+        let texts: Vec<String> = vec!["a".into(), "x".repeat(300), String::new(), "bc".into()];
+        let mut all = Vec::new();
+        for text in &texts {
+            let frame = encode(&Msg { text: text.clone() }, None, usize::MAX).expect("encode");
+            all.extend_from_slice(&frame);
+        }
+        for size in 1..=all.len() {
+            let mut d = FrameDecoder::new(1 << 20, None);
+            let mut got = Vec::new();
+            for piece in all.chunks(size) {
+                d.push(Bytes::copy_from_slice(piece));
+                while let Some(m) = d.next_message().expect("valid") {
+                    got.push(decode::<Msg>(&m).expect("decode").text);
+                }
+            }
+            assert_eq!(got, texts, "pieces of {size}");
+            assert!(!d.has_partial(), "pieces of {size}");
         }
     }
 
