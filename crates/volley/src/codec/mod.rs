@@ -209,39 +209,31 @@ impl FrameDecoder {
         if rest == 0 {
             // Nothing waiting: read the chunk where it is.
             self.buf = Received::Chunk(data);
+            self.pos = 0;
         } else {
-            match &mut self.buf {
-                Received::Joined(m) => {
-                    m.advance(self.pos);
-                    m.extend_from_slice(&data);
-                }
-                Received::Chunk(b) => {
-                    let mut m = BytesMut::with_capacity(rest + data.len());
-                    m.extend_from_slice(&b[self.pos..]);
-                    m.extend_from_slice(&data);
-                    self.buf = Received::Joined(m);
-                }
-            }
+            self.gather(rest + data.len(), &data);
         }
-        self.pos = 0;
     }
 
-    /// Makes room for a message of `total` bytes (prefix included) that has begun to arrive,
-    /// so that gathering it allocates once.
+    /// Moves what is pending into the gathering buffer, with room for `total` bytes, and
+    /// appends `more`: a message that spans chunks is gathered with one allocation once its
+    /// length is known.
     #[cold]
-    fn reserve_for(&mut self, total: usize) {
+    fn gather(&mut self, total: usize, more: &[u8]) {
+        let pos = std::mem::take(&mut self.pos);
         match &mut self.buf {
             Received::Joined(m) => {
-                m.advance(self.pos);
+                m.advance(pos);
                 m.reserve(total.saturating_sub(m.len()));
+                m.extend_from_slice(more);
             }
             Received::Chunk(b) => {
                 let mut m = BytesMut::with_capacity(total);
-                m.extend_from_slice(&b[self.pos..]);
+                m.extend_from_slice(&b[pos..]);
+                m.extend_from_slice(more);
                 self.buf = Received::Joined(m);
             }
         }
-        self.pos = 0;
     }
 
     /// True when a partial message is buffered (an error if the stream ends now).
@@ -281,7 +273,7 @@ impl FrameDecoder {
             )));
         }
         let Some(body) = pending.get(HEADER_LEN..HEADER_LEN + len) else {
-            self.reserve_for(HEADER_LEN + len);
+            self.gather(HEADER_LEN + len, &[]);
             return Ok(None);
         };
         self.last_compressed = flag == 1;
@@ -304,24 +296,23 @@ impl FrameDecoder {
 
 /// Decodes protobuf bytes, naming the type in the error.
 pub(crate) fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Status> {
-    M::decode(bytes).map_err(|e| {
-        Status::internal(format!(
-            "failed to decode {}: {e}",
-            std::any::type_name::<M>()
-        ))
-    })
+    M::decode(bytes).map_err(decode_error::<M>)
 }
 
 /// Decodes protobuf bytes into `msg`, cleared first so that only its allocations are reused
 /// (prost's merge would otherwise append to repeated fields); errors as [`decode`]'s.
 pub(crate) fn decode_into<M: prost::Message>(msg: &mut M, bytes: &[u8]) -> Result<(), Status> {
     msg.clear();
-    msg.merge(bytes).map_err(|e| {
-        Status::internal(format!(
-            "failed to decode {}: {e}",
-            std::any::type_name::<M>()
-        ))
-    })
+    msg.merge(bytes).map_err(decode_error::<M>)
+}
+
+/// INTERNAL, naming the message type that did not decode.
+#[cold]
+fn decode_error<M>(e: prost::DecodeError) -> Status {
+    Status::internal(format!(
+        "failed to decode {}: {e}",
+        std::any::type_name::<M>()
+    ))
 }
 
 #[cfg(test)]
