@@ -2,8 +2,8 @@
 # Runs gRPC's interop test cases for every client against every server, plaintext and TLS:
 #   Volley x Volley, Volley client x C++ server, Volley client x Python server,
 #   C++ client x Volley server, Python client x Volley server.
-# The C++ and Python peers are the official interop binaries that ../shared/peers/ builds once
-# into $PEERS_DIR (default /var/tmp/grpc-peers). Prints a matrix, then `N passed, M failed`;
+# The C++ and Python peers are the official interop binaries that interop/peers/ builds once
+# into $VOLLEY_PEERS_DIR (default /var/tmp/volley-peers). Prints a matrix, then `N passed, M failed`;
 # exits 1 when anything failed. Cells a peer does not support are skipped (and listed), never
 # counted as passed.
 #
@@ -11,9 +11,6 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${VOLLEY_SHARED:-$ROOT/../shared}
-PEERS_DIR=${PEERS_DIR:-/var/tmp/grpc-peers}
-export PEERS_DIR
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/volley-interop.XXXXXX")
 SOAK_FLAGS=(--soak_iterations=10 --soak_overall_timeout_seconds=60
@@ -28,10 +25,15 @@ log "building the Volley interop binaries"
 VOLLEY_SERVER=$TARGET/debug/volley-interop-server
 VOLLEY_CLIENT=$TARGET/debug/volley-interop-client
 
-log "building the C++ and Python peers (cached in $PEERS_DIR)"
-"$SHARED/peers/cpp.sh" >"$LOGS/peers-cpp.log" 2>&1 || { cat "$LOGS/peers-cpp.log" >&2; exit 1; }
-"$SHARED/peers/python.sh" >"$LOGS/peers-python.log" 2>&1 || { cat "$LOGS/peers-python.log" >&2; exit 1; }
-PEERS=$PEERS_DIR/bin
+log "building the C++ and Python peers (interop/peers/, cached in ${VOLLEY_PEERS_DIR:-/var/tmp/volley-peers})"
+PEERS=$("$ROOT/interop/peers/cpp.sh")
+"$ROOT/interop/peers/python.sh" >/dev/null
+# The Volley binaries compile in interop/certs; the peers use upstream's own copies.
+GRPC_SRC=$("$ROOT/interop/peers/grpc-source.sh")
+for cert in ca.pem server1.pem server1.key; do
+  cmp -s "$ROOT/interop/certs/$cert" "$GRPC_SRC/src/core/tsi/test_creds/$cert" \
+    || { log "interop/certs/$cert differs from gRPC's src/core/tsi/test_creds/$cert"; exit 1; }
+done
 
 CORE=(empty_unary large_unary client_streaming server_streaming ping_pong empty_stream
       timeout_on_sleeping_server cancel_after_begin cancel_after_first_response
@@ -42,7 +44,7 @@ COMPRESSION=(client_compressed_unary server_compressed_unary client_compressed_s
 EXTRA=(half_duplex rpc_soak channel_soak)
 ALL_CASES=("${CORE[@]}" "${COMPRESSION[@]}" "${EXTRA[@]}")
 
-# The cases each client implements (../shared/peers/README.md lists the peers').
+# The cases each client implements (interop/peers/README.md lists the peers').
 client_cases() {
   case $1 in
     volley | cpp) echo "${ALL_CASES[@]}" ;;
@@ -124,7 +126,7 @@ run_cell() { # client server mode case
   out=$LOGS/$client-$server-$mode-$case.log
   if [[ $client == cpp && $case == client_compressed_* ]]; then
     # The C++ client exits 0 when the server fails its probe; only its debug line proves the
-    # case ran (../shared/peers/README.md, Quirks).
+    # case ran (interop/peers/README.md, Quirks).
     GRPC_VERBOSITY=debug timeout 60 "$bin" "${flags[@]}" >"$out" 2>&1 || rc=$?
     if [[ $rc == 0 ]] && ! grep -q "probe succeeded. Proceeding." "$out"; then rc=99; fi
   else
