@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the benchmark servers and clients (release, fat LTO), then runs every scenario and
-# writes BENCHMARKS.md at the repository's root: Volley, tonic and the bare h2 floor side by
-# side, as ratios to tonic from this run. About 10 minutes; `--quick` takes about one.
+# writes a BENCHMARKS.md report: Volley, tonic and the bare h2 floor side by side, as ratios to
+# tonic from this run. It goes to the run's work directory (printed at the end), or to
+# $BENCH_REPORT; `BENCH_REPORT=BENCHMARKS.md bench/run.sh` replaces the committed reference run
+# (bench/README.md says when). About 10 minutes; `--quick` takes about one.
 #
 # Needs h2load (Debian's nghttp2-client, installed if missing), taskset and python3.
 set -euo pipefail

@@ -4,8 +4,8 @@
 # etcd servers from Debian's etcd-server, installed on first use; each test starts its own;
 # a Go peer on etcd's own naming packages, built from Debian's Go packages by
 # scripts/etcd-go.sh),
-# then the interop matrix against the official C++ and Python interop peers (built once into
-# /var/tmp/grpc-peers).
+# then the interop matrix against the official C++ and Python interop peers (built once by
+# interop/peers/ into /var/tmp/volley-peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then

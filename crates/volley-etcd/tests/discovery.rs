@@ -1,6 +1,9 @@
 //! Discovery against real etcd servers (Debian's `etcd-server`), started per test on free
 //! loopback ports: registration, the `etcd:///` resolver with round_robin, crashes,
 //! graceful deregistration, etcd restarts, compaction, the Go format, and a 3-member cluster.
+//!
+//! Needs `etcd` and `etcdctl` on `PATH`; `scripts/test.sh` installs them and runs these tests
+//! (they are `#[ignore]`d otherwise).
 
 #![allow(clippy::unwrap_used)] // a test's unwrap is its assertion
 
@@ -159,6 +162,7 @@ async fn three_registered(etcd: &Etcd, ttl: Duration) -> (Vec<Backend>, Vec<Regi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn three_registered_servers_share_300_calls_evenly() {
     let etcd = Etcd::start().await;
     let (_backends, _registrations) = three_registered(&etcd, Duration::from_secs(10)).await;
@@ -175,6 +179,7 @@ async fn three_registered_servers_share_300_calls_evenly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn a_crashed_server_disappears_within_its_ttl_and_no_call_fails() {
     let etcd = Etcd::start().await;
     let ttl = Duration::from_secs(2);
@@ -220,6 +225,7 @@ async fn a_crashed_server_disappears_within_its_ttl_and_no_call_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn graceful_shutdown_deregisters_before_the_server_stops_accepting() {
     let etcd = Etcd::start().await;
     let etcd_client = etcd.client();
@@ -276,6 +282,7 @@ async fn graceful_shutdown_deregisters_before_the_server_stops_accepting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn a_lost_lease_is_replaced_by_a_new_one() {
     let etcd = Etcd::start().await;
     let etcd_client = etcd.client();
@@ -314,6 +321,7 @@ async fn a_lost_lease_is_replaced_by_a_new_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn clients_keep_calling_through_an_etcd_restart_and_registrations_come_back() {
     let mut etcd = Etcd::start().await;
     let ttl = Duration::from_secs(3);
@@ -364,6 +372,7 @@ async fn clients_keep_calling_through_an_etcd_restart_and_registrations_come_bac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn the_resolver_recovers_from_compaction_past_its_watch() {
     let etcd = Etcd::start().await;
     let etcd_client = etcd.client();
@@ -402,6 +411,7 @@ async fn the_resolver_recovers_from_compaction_past_its_watch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn the_go_format_is_read_and_written_exactly() {
     let etcd = Etcd::start().await;
     let b1 = start_backend("server-1").await;
@@ -435,6 +445,7 @@ async fn the_go_format_is_read_and_written_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn a_three_member_cluster_keeps_working_with_one_member_down() {
     let mut etcd = Etcd::cluster(3).await;
     let ttl = Duration::from_secs(3);
@@ -473,6 +484,7 @@ async fn a_three_member_cluster_keeps_working_with_one_member_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn registration_and_discovery_work_with_authentication() {
     let etcd = Etcd::start().await;
     etcd.etcdctl(&["user", "add", "root", "--new-user-password=secret"])
@@ -518,6 +530,7 @@ async fn registration_and_discovery_work_with_authentication() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn registration_and_discovery_work_over_tls() {
     let etcd = Etcd::start_tls().await;
     let backend = start_backend("server-1").await;
@@ -559,6 +572,7 @@ async fn ranges_served(etcd: &Etcd) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
 async fn a_lost_connection_makes_the_resolver_read_again() {
     let etcd = Etcd::start().await;
     let registrar = registrar(&etcd, Duration::from_secs(10));

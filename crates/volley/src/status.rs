@@ -298,12 +298,11 @@ impl Status {
                 headers.insert(GRPC_MESSAGE, v);
             }
         }
-        if !self.inner.details.is_empty() {
-            if let Ok(v) =
+        if !self.inner.details.is_empty()
+            && let Ok(v) =
                 HeaderValue::from_maybe_shared(Bytes::from(base64_encode(&self.inner.details)))
-            {
-                headers.insert(GRPC_STATUS_DETAILS, v);
-            }
+        {
+            headers.insert(GRPC_STATUS_DETAILS, v);
         }
     }
 
@@ -404,12 +403,13 @@ pub fn percent_decode(raw: &[u8]) -> String {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+        if raw[i] == b'%'
+            && i + 2 < raw.len()
+            && let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
         }
         out.push(raw[i]);
         i += 1;

@@ -274,10 +274,10 @@ impl Channel {
         let info = PickInfo { path };
         // The common case reads the current picker in place: no receiver to clone, no
         // reference count to touch on the shared state.
-        if let PickResult::Pick(sc) = self.inner.picker.borrow().picker.pick(&info) {
-            if let Some((sender, generation)) = sc.sender() {
-                return Ok((sc, sender, generation));
-            }
+        if let PickResult::Pick(sc) = self.inner.picker.borrow().picker.pick(&info)
+            && let Some((sender, generation)) = sc.sender()
+        {
+            return Ok((sc, sender, generation));
         }
         let mut rx = self.inner.picker.clone();
         loop {

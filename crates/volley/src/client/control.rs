@@ -234,13 +234,13 @@ pub(crate) async fn run(setup: ControlSetup) {
                         match result {
                             Ok(update) => {
                                 let policy = choose_policy(&update, &config.load_balancing_policy);
-                                if policy != r.policy {
-                                    if let Some(b) = balancer::lookup(&policy) {
-                                        tracing::debug!(%policy, "switching balancer");
-                                        shutdown_subchannels(&mut core);
-                                        r.balancer = b.build();
-                                        r.policy = policy;
-                                    }
+                                if policy != r.policy
+                                    && let Some(b) = balancer::lookup(&policy)
+                                {
+                                    tracing::debug!(%policy, "switching balancer");
+                                    shutdown_subchannels(&mut core);
+                                    r.balancer = b.build();
+                                    r.policy = policy;
                                 }
                                 r.balancer.resolver_update(&update, &mut Helper { core: &mut core });
                             }
@@ -258,15 +258,15 @@ pub(crate) async fn run(setup: ControlSetup) {
                         if matches!(state, ConnectivityState::Idle | ConnectivityState::TransientFailure) {
                             core.resolve_now = true;
                         }
-                        if let Some(r) = running.as_mut() {
-                            if core.subchannels.contains(&subchannel) {
-                                r.balancer.subchannel_state(
-                                    &subchannel,
-                                    state,
-                                    error.as_ref(),
-                                    &mut Helper { core: &mut core },
-                                );
-                            }
+                        if let Some(r) = running.as_mut()
+                            && core.subchannels.contains(&subchannel)
+                        {
+                            r.balancer.subchannel_state(
+                                &subchannel,
+                                state,
+                                error.as_ref(),
+                                &mut Helper { core: &mut core },
+                            );
                         }
                     }
                 }

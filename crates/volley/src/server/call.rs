@@ -139,10 +139,10 @@ impl ServerCall {
                 }
             }
         }
-        if let Some(enc) = responder.config.send_compressed {
-            if compression::accepts(parts.headers.get(codec::GRPC_ACCEPT_ENCODING), enc) {
-                responder.response_encoding = Some(enc);
-            }
+        if let Some(enc) = responder.config.send_compressed
+            && compression::accepts(parts.headers.get(codec::GRPC_ACCEPT_ENCODING), enc)
+        {
+            responder.response_encoding = Some(enc);
         }
         Some((
             ServerCall {
@@ -319,12 +319,12 @@ impl Responder {
             if let Poll::Ready(r) = poll_user(|| work.as_mut().poll(cx)) {
                 return Poll::Ready(Guarded::Done(r.and_then(|r| r)));
             }
-            if let Some(d) = self.deadline.as_mut() {
-                if d.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Guarded::Done(Err(Status::deadline_exceeded(
-                        "deadline exceeded while the handler was running",
-                    ))));
-                }
+            if let Some(d) = self.deadline.as_mut()
+                && d.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Guarded::Done(Err(Status::deadline_exceeded(
+                    "deadline exceeded while the handler was running",
+                ))));
             }
             if self.respond.poll_reset(cx).is_ready() {
                 tracing::debug!("the client cancelled the call");

@@ -108,17 +108,16 @@ pub(crate) async fn serve_connection<T>(
                 Some(Ok((request, respond))) => {
                     if let Some((call, path)) =
                         ServerCall::accept(request, respond, shared.config.clone(), remote)
+                        && let Some(fut) = shared.router.route(path.path(), call)
                     {
-                        if let Some(fut) = shared.router.route(path.path(), call) {
-                            // A call is a task of its own, not tied to this one: when the
-                            // connection ends (dropping `conn`), h2 ends every stream and
-                            // each call, woken by its reset, drops its handler.
-                            let open = activity.call_opened();
-                            tokio::spawn(async move {
-                                fut.await;
-                                drop(open);
-                            });
-                        }
+                        // A call is a task of its own, not tied to this one: when the
+                        // connection ends (dropping `conn`), h2 ends every stream and
+                        // each call, woken by its reset, drops its handler.
+                        let open = activity.call_opened();
+                        tokio::spawn(async move {
+                            fut.await;
+                            drop(open);
+                        });
                     }
                 }
                 Some(Err(e)) => {
