@@ -625,3 +625,50 @@ pub fn unframe<M: prost::Message + Default>(mut body: Bytes) -> Vec<M> {
 /// The gRPC request headers every raw call needs.
 pub const GRPC_HEADERS: &[(&str, &str)] =
     &[("content-type", "application/grpc"), ("te", "trailers")];
+
+/// PEM files for the TLS tests, read without a PEM crate.
+pub mod pem {
+    /// The bytes of `interop/certs/<name>` (gRPC's test certificates).
+    pub fn test_cert_file(name: &str) -> Vec<u8> {
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/certs");
+        std::fs::read(format!("{certs}/{name}")).unwrap()
+    }
+
+    /// The DER certificates of a PEM file.
+    pub fn rustls_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        let text = String::from_utf8_lossy(pem);
+        text.split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|block| {
+                let body = block.split("-----END CERTIFICATE-----").next().unwrap();
+                rustls::pki_types::CertificateDer::from(decode_base64(body))
+            })
+            .collect()
+    }
+
+    /// The DER body of a single-block PEM file.
+    pub fn pem_body(pem: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(pem);
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        decode_base64(&body)
+    }
+
+    pub fn decode_base64(text: &str) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = Vec::new();
+        let (mut acc, mut bits) = (0u32, 0);
+        for c in text
+            .bytes()
+            .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        {
+            let v = ALPHABET.iter().position(|a| *a == c).unwrap() as u32;
+            acc = (acc << 6) | v;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        out
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use volley::{Certificate, Channel, ClientTlsConfig, Code, Identity, ServerTlsConfig};
 use volley_integration_tests::echo::{EchoClient, EchoRequest};
+use volley_integration_tests::pem::{pem_body, rustls_certs};
 use volley_integration_tests::{TestServer, bounded};
 
 const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/certs");
@@ -183,42 +184,4 @@ async fn a_server_that_does_not_negotiate_h2_is_refused() {
     assert_eq!(status.code(), Code::Unavailable, "{status}");
     assert!(status.message().contains("ALPN"), "{status}");
     server.abort();
-}
-
-/// The DER certificates of a PEM file.
-fn rustls_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    let text = String::from_utf8_lossy(pem);
-    text.split("-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .map(|block| {
-            let body = block.split("-----END CERTIFICATE-----").next().unwrap();
-            rustls::pki_types::CertificateDer::from(decode_base64(body))
-        })
-        .collect()
-}
-
-/// The DER body of a single-block PEM file.
-fn pem_body(pem: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(pem);
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    decode_base64(&body)
-}
-
-fn decode_base64(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-    {
-        let v = ALPHABET.iter().position(|a| *a == c).unwrap() as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }

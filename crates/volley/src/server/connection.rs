@@ -34,6 +34,7 @@ pub(crate) async fn serve_connection<T>(
     remote: Option<SocketAddr>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    handshake_by: Instant,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -48,9 +49,17 @@ pub(crate) async fn serve_connection<T>(
                 return;
             }
         },
+        () = sleep_until(handshake_by) => {
+            tracing::debug!(%peer, "no HTTP/2 preface within the handshake timeout; closing");
+            return;
+        }
         _ = shutdown.wait_for(|s| *s) => return,
     };
     let activity = conn.activity().clone();
+    // The preface is in; the handshake ends with the client's first SETTINGS frame, which h2
+    // reads inside `accept`.
+    let mut handshake_deadline = pin!(sleep_until(handshake_by));
+    let mut handshaking = true;
     let mut pinger = conn.pinger();
     let keepalive = async {
         match pinger.as_mut() {
@@ -126,6 +135,15 @@ pub(crate) async fn serve_connection<T>(
                 }
                 None => break,
             },
+            // The condition is read when the select starts, so SETTINGS may have come since:
+            // check again.
+            () = &mut handshake_deadline, if handshaking => {
+                if !activity.settings_seen() {
+                    tracing::debug!(%peer, "no SETTINGS within the handshake timeout; closing");
+                    break;
+                }
+                handshaking = false;
+            }
             () = &mut calls_ended, if has_idle => {
                 calls_ended.set(activity.calls_ended());
                 if let (Some(idle), 0) = (config.max_connection_idle, activity.active_calls()) {
@@ -221,7 +239,7 @@ enum Life {
 }
 
 /// A deadline that never comes, for timers that are off.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// `age` randomised by +/-10% (gRFC A9), so that connections opened together do not all
 /// close together.

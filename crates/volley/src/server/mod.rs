@@ -57,6 +57,7 @@ pub(crate) struct ServerConfig {
 pub(crate) struct ConnectionConfig {
     pub(crate) http2: ServerSettings,
     pub(crate) tcp_nodelay: bool,
+    pub(crate) handshake_timeout: Duration,
     pub(crate) drain_timeout: Option<Duration>,
     pub(crate) keepalive: KeepaliveParams,
     pub(crate) max_connection_idle: Option<Duration>,
@@ -89,6 +90,7 @@ impl Server {
                     max_header_list_size: 16 * 1024 * 1024,
                 },
                 tcp_nodelay: true,
+                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 drain_timeout: None,
                 keepalive: KeepaliveParams {
                     time: Duration::from_secs(2 * 60 * 60),
@@ -206,6 +208,15 @@ impl ServerBuilder {
     /// Sets `TCP_NODELAY` on accepted sockets. Default: true.
     pub fn tcp_nodelay(mut self, enabled: bool) -> ServerBuilder {
         self.connection.tcp_nodelay = enabled;
+        self
+    }
+
+    /// How long a new connection may take to finish its handshake: the TLS handshake (when
+    /// TLS is on), then the client's HTTP/2 preface and its first SETTINGS frame. A connection
+    /// that has not by then is closed, so that connections which never speak cannot hold file
+    /// descriptors and tasks. Default: 20 s (grpc-go's is 120 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.connection.handshake_timeout = timeout;
         self
     }
 
@@ -339,19 +350,22 @@ impl ServerBuilder {
                 accepted = listener.accept_one(nodelay) => match accepted {
                     Ok((socket, remote)) => {
                         let (shared, shutdown) = (shared.clone(), shutdown_rx.clone());
+                        let handshake_by = deadline_after(shared.connection.handshake_timeout);
                         match tls.clone() {
                             None => {
                                 connections.spawn(connection::serve_connection(
-                                    socket, remote, shared, shutdown,
+                                    socket, remote, shared, shutdown, handshake_by,
                                 ));
                             }
                             Some(acceptor) => {
                                 connections.spawn(async move {
                                     let handshake = crate::tls::accept(&acceptor, socket);
-                                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                    match tokio::time::timeout_at(handshake_by, handshake).await {
                                         Ok(Ok(tls)) => {
-                                            connection::serve_connection(tls, remote, shared, shutdown)
-                                                .await;
+                                            connection::serve_connection(
+                                                tls, remote, shared, shutdown, handshake_by,
+                                            )
+                                            .await;
                                         }
                                         Ok(Err(e)) => {
                                             tracing::debug!(?remote, error = %e, "TLS handshake failed");
@@ -381,8 +395,16 @@ impl ServerBuilder {
     }
 }
 
-/// How long a client may take to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a new connection may take to finish its TLS and HTTP/2 handshakes.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `now + after`, saturating far in the future instead of overflowing (`Duration::MAX` means
+/// "never").
+pub(crate) fn deadline_after(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + connection::FAR_FUTURE)
+}
 
 /// A listener the server accepts connections from.
 trait Listen {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 const FRAME_HEADER_LEN: usize = 9;
 const TYPE_DATA: u8 = 0x0;
 const TYPE_HEADERS: u8 = 0x1;
+const TYPE_SETTINGS: u8 = 0x4;
 const TYPE_PING: u8 = 0x6;
 const TYPE_GOAWAY: u8 = 0x7;
 const FLAG_ACK: u8 = 0x1;
@@ -61,6 +62,8 @@ pub(crate) struct Activity {
     no_calls: Notify,
     /// Server: how many PING ACKs the client has sent.
     ping_acks: AtomicU64,
+    /// Server: the client's first SETTINGS frame has arrived, which ends its handshake.
+    settings_seen: AtomicBool,
 }
 
 impl Activity {
@@ -73,6 +76,7 @@ impl Activity {
             active_calls: AtomicUsize::new(0),
             no_calls: Notify::new(),
             ping_acks: AtomicU64::new(0),
+            settings_seen: AtomicBool::new(false),
         })
     }
 
@@ -93,6 +97,12 @@ impl Activity {
 
     fn set_too_many_pings(&self) {
         self.too_many_pings.store(true, Ordering::Relaxed);
+    }
+
+    /// Server: whether the client's first SETTINGS frame has arrived (RFC 9113 makes it the
+    /// first frame after the preface).
+    pub(crate) fn settings_seen(&self) -> bool {
+        self.settings_seen.load(Ordering::Relaxed)
     }
 
     /// Server: how many PING ACKs the client has sent so far.
@@ -314,6 +324,9 @@ impl<T> Watched<T> {
                 }
             }),
             Role::Server { enforcer, .. } => self.read.advance(data, |h, piece| {
+                if piece.is_none() && h.kind == TYPE_SETTINGS {
+                    activity.settings_seen.store(true, Ordering::Relaxed);
+                }
                 if piece.is_some() || h.kind != TYPE_PING {
                     return;
                 }
@@ -605,6 +618,26 @@ mod tests {
                 ]
             );
             assert_eq!(payload, 21);
+        }
+    }
+
+    #[test]
+    fn server_sees_the_first_settings_after_the_preface() {
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        // A DATA frame whose payload holds a SETTINGS header's bytes must not count.
+        let fake = frame(TYPE_SETTINGS, 0, 0, &[]);
+        bytes.extend(frame(TYPE_DATA, 0, 1, &fake));
+        let settings_at = bytes.len();
+        bytes.extend(frame(TYPE_SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]));
+        for split in 0..bytes.len() {
+            let (mut w, activity) = Watched::server((), None);
+            w.saw_read(&bytes[..split]);
+            assert_eq!(
+                activity.settings_seen(),
+                split >= settings_at + FRAME_HEADER_LEN
+            );
+            w.saw_read(&bytes[split..]);
+            assert!(activity.settings_seen(), "split at {split}");
         }
     }
 
