@@ -25,6 +25,7 @@ mod streaming;
 mod timeout;
 mod tls;
 mod transport;
+mod untrusted;
 
 pub use client::{
     Backoff, BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, StateChanges,

@@ -140,3 +140,79 @@ async fn connection_refused_is_unavailable() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status}");
 }
+
+/// A peer's value echoed into `grpc-message` is cut to about 128 bytes and escaped, so that a
+/// large or hostile header cannot make the answer larger than the question.
+#[tokio::test]
+async fn echoed_values_are_bounded_and_escaped() {
+    let server = TestServer::start().await;
+    let long_timeout = "9".repeat(100_000);
+    let with_timeout: Vec<(&str, &str)> = GRPC_HEADERS
+        .iter()
+        .copied()
+        .chain([("grpc-timeout", long_timeout.as_str())])
+        .collect();
+    let long_method = format!("/volley.test.Echo/{}", "M".repeat(30_000));
+    let long_service = format!("/{}/Unary", "s".repeat(30_000));
+    let body = frame(&EchoRequest::default());
+    let answers = [
+        (
+            raw_unary(server.addr, &with_timeout, body.clone()).await,
+            Code::Internal,
+        ),
+        (
+            bounded(
+                10,
+                raw_request(
+                    server.addr,
+                    "POST",
+                    &long_method,
+                    GRPC_HEADERS,
+                    body.clone(),
+                ),
+            )
+            .await,
+            Code::Unimplemented,
+        ),
+        (
+            bounded(
+                10,
+                raw_request(
+                    server.addr,
+                    "POST",
+                    &long_service,
+                    GRPC_HEADERS,
+                    body.clone(),
+                ),
+            )
+            .await,
+            Code::Unimplemented,
+        ),
+    ];
+    for (resp, code) in answers {
+        assert_eq!(resp.grpc_status(), Some(code.as_i32()));
+        let message = resp.grpc_message();
+        assert!(message.len() < 250, "{} bytes: {message}", message.len());
+        assert!(
+            message.contains(" bytes)"),
+            "the full length is noted: {message}"
+        );
+    }
+    // Control characters never reach the message as they are.
+    let resp = raw_unary(
+        server.addr,
+        &[
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-timeout", "1\tS\u{e9}"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(resp.grpc_status(), Some(Code::Internal.as_i32()));
+    assert!(
+        resp.grpc_message().contains(r"1\x09S\xc3\xa9"),
+        "{}",
+        resp.grpc_message()
+    );
+}

@@ -296,23 +296,20 @@ impl FrameDecoder {
 
 /// Decodes protobuf bytes, naming the type in the error.
 pub(crate) fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Status> {
-    M::decode(bytes).map_err(decode_error::<M>)
+    M::decode(bytes).map_err(decode_error)
 }
 
 /// Decodes protobuf bytes into `msg`, cleared first so that only its allocations are reused
 /// (prost's merge would otherwise append to repeated fields); errors as [`decode`]'s.
 pub(crate) fn decode_into<M: prost::Message>(msg: &mut M, bytes: &[u8]) -> Result<(), Status> {
     msg.clear();
-    msg.merge(bytes).map_err(decode_error::<M>)
+    msg.merge(bytes).map_err(decode_error)
 }
 
-/// INTERNAL, naming the message type that did not decode.
+/// INTERNAL, with prost's reason (which names protobuf fields, not Rust types).
 #[cold]
-fn decode_error<M>(e: prost::DecodeError) -> Status {
-    Status::internal(format!(
-        "failed to decode {}: {e}",
-        std::any::type_name::<M>()
-    ))
+fn decode_error(e: prost::DecodeError) -> Status {
+    Status::internal(format!("failed to decode the received message: {e}"))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
 use crate::transport::server::Respond;
 use crate::transport::{Panics, Pumped, RecvBody, SendBody, deadline_passed, send_messages};
+use crate::untrusted::Quoted;
 use crate::{Request, Response, Status, timeout};
 
 /// An inbound call handed to a [`crate::server::Service`]. Generated code passes it to one of
@@ -104,11 +105,10 @@ impl ServerCall {
                     )));
                 }
                 None => {
-                    tracing::debug!(?raw, "malformed grpc-timeout");
-                    responder.send_error(Status::internal(format!(
-                        "malformed grpc-timeout: {:?}",
-                        String::from_utf8_lossy(raw.as_bytes())
-                    )));
+                    let raw = Quoted(raw.as_bytes());
+                    tracing::debug!(%raw, "malformed grpc-timeout");
+                    responder
+                        .send_error(Status::internal(format!("malformed grpc-timeout: {raw}")));
                     return None;
                 }
             }
@@ -117,17 +117,18 @@ impl ServerCall {
         if let Some(raw) = parts.headers.get(codec::GRPC_ENCODING) {
             let name = raw.to_str().unwrap_or("").trim();
             if name != "identity" {
+                let shown = Quoted(raw.as_bytes());
                 match CompressionEncoding::from_name(name)
                     .filter(|e| responder.config.accept_compressed.contains(e))
                 {
                     Some(e) => request_encoding = Some(e),
                     None => {
-                        tracing::debug!(encoding = name, "unsupported grpc-encoding");
+                        tracing::debug!(encoding = %shown, "unsupported grpc-encoding");
                         let supported = compression::accept_encoding_header(
                             &responder.config.accept_compressed,
                         );
                         let status = Status::unimplemented(format!(
-                            "message encoding {name:?} is not supported; supported: {supported}"
+                            "message encoding {shown} is not supported; supported: {supported}"
                         ));
                         let mut extra = HeaderMap::new();
                         if let Ok(v) = HeaderValue::from_str(&supported) {
@@ -159,6 +160,7 @@ impl ServerCall {
 
     /// Answers a call to a method that `service` does not have: Trailers-Only UNIMPLEMENTED.
     pub fn unknown_method(self, service: &str, method: &str) {
+        let method = Quoted(method.as_bytes());
         self.unimplemented(format!("unknown method {method} for service {service}"));
     }
 

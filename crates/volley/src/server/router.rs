@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::{BoxFuture, ServerCall, Service};
+use crate::untrusted::Quoted;
 
 /// Services by fully-qualified name.
 #[derive(Default)]
@@ -28,11 +29,11 @@ impl Router {
     pub(crate) fn route(&self, path: &str, call: ServerCall) -> Option<BoxFuture<()>> {
         let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.rsplit_once('/'))
         else {
-            call.unimplemented(format!("malformed method path {path:?}"));
+            call.unimplemented(format!("malformed method path {}", Quoted(path.as_bytes())));
             return None;
         };
         let Some((_, svc)) = self.services.iter().find(|(n, _)| *n == service) else {
-            call.unimplemented(format!("unknown service {service}"));
+            call.unimplemented(format!("unknown service {}", Quoted(service.as_bytes())));
             return None;
         };
         svc.call(method, call)
