@@ -51,8 +51,9 @@ struct Auth {
     token: Arc<RwLock<Option<String>>>,
 }
 
-/// Configures an [`EtcdClient`]. Every setter states its default.
-#[derive(Debug, Clone)]
+/// Configures an [`EtcdClient`]. Every setter states its default. Its `Debug` never prints
+/// the password.
+#[derive(Clone)]
 #[must_use]
 pub struct EtcdClientBuilder {
     endpoints: Vec<String>,
@@ -312,6 +313,18 @@ impl KeepAlive {
     }
 }
 
+impl std::fmt::Debug for EtcdClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClientBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EtcdClientBuilder {
     /// Authenticates as `user` with `password` (etcd with auth enabled). Default: no
     /// authentication.
@@ -332,20 +345,42 @@ impl EtcdClientBuilder {
         self
     }
 
-    /// Connects to the endpoints with TLS (etcd's `--cert-file`/`--key-file`; `https://`
-    /// endpoints). Default: plaintext.
+    /// Connects to the endpoints with TLS (etcd's `--cert-file`/`--key-file`). Default:
+    /// plaintext for `host:port` and `http://` endpoints; `https://` endpoints use TLS with the
+    /// system's CA certificates (`ClientTlsConfig::new()`) unless this is set.
     pub fn tls_config(mut self, config: volley::ClientTlsConfig) -> EtcdClientBuilder {
         self.tls = Some(config);
         self
     }
 
-    /// Builds the client; it connects on first use. Fails when no endpoint is given.
-    pub fn build(self) -> Result<EtcdClient, volley::Error> {
-        let addresses: Vec<Address> = self
+    /// Builds the client; it connects on first use. Fails when no endpoint is given, or when
+    /// `https://` and `http://` endpoints are mixed (one channel serves them all).
+    pub fn build(mut self) -> Result<EtcdClient, volley::Error> {
+        let endpoints: Vec<&str> = self
             .endpoints
             .iter()
             .map(|e| e.trim())
             .filter(|e| !e.is_empty())
+            .collect();
+        let https = endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        let http = endpoints
+            .iter()
+            .filter(|e| e.starts_with("http://"))
+            .count();
+        if https > 0 && http > 0 {
+            return Err(volley::Error::new(
+                "etcd endpoints mix https:// and http://; use one scheme",
+            ));
+        }
+        if https > 0 && self.tls.is_none() {
+            // An https:// endpoint is a promise of TLS: never send credentials in clear.
+            self.tls = Some(volley::ClientTlsConfig::new());
+        }
+        let addresses: Vec<Address> = endpoints
+            .iter()
             .map(|e| {
                 let host_port = e
                     .trim_start_matches("http://")
@@ -474,5 +509,48 @@ mod tests {
         assert!(EtcdClient::new(Vec::<String>::new()).is_err());
         assert!(EtcdClient::new([" "]).is_err());
         assert!(EtcdClient::new(["127.0.0.1:2379", "http://localhost:2379"]).is_ok());
+    }
+
+    #[test]
+    fn the_password_never_prints() {
+        let builder = EtcdClient::builder(["127.0.0.1:2379"]).credentials("root", "pa55word");
+        let shown = format!("{builder:?}");
+        assert!(
+            shown.contains("root") && !shown.contains("pa55word"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn https_and_http_endpoints_do_not_mix() {
+        let err = EtcdClient::new(["https://a:2379", "http://b:2379"]).expect_err("mixed");
+        assert!(err.to_string().contains("mix"), "{err}");
+    }
+
+    /// An `https://` endpoint without `tls_config` still speaks TLS: what reaches the socket
+    /// first is a TLS ClientHello, not the HTTP/2 preface (and so never the password).
+    #[tokio::test]
+    async fn https_endpoints_use_tls_by_default() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = EtcdClient::builder([format!("https://{addr}")])
+            .credentials("root", "pa55word")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("the system has CA certificates");
+        let call = tokio::spawn(async move { client.get_prefix(b"k/").await });
+        let (mut socket, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the client connects")
+            .expect("accept");
+        let mut first = [0u8; 3];
+        socket.read_exact(&mut first).await.expect("read");
+        // A TLS record of type handshake (22), version 3.x.
+        assert_eq!(&first[..2], &[0x16, 0x03], "{first:?}");
+        drop(socket);
+        call.abort();
     }
 }

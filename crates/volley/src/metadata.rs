@@ -53,6 +53,19 @@ const CONSUMED_GRPC: &[&str] = &[
     "grpc-message-type",
 ];
 
+/// Keys whose values are credentials: `Debug` prints them as `<redacted>`, and they are sent
+/// as never-indexed HPACK literals. [`MetadataMap::set_sensitive`] adds keys of your own.
+const SENSITIVE: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+fn is_sensitive_key(key: &str) -> bool {
+    SENSITIVE.contains(&key)
+}
+
 /// Why a metadata key or value was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidMetadata {
@@ -141,7 +154,10 @@ fn ascii_value(key: &str, value: &str) -> Result<HeaderValue, InvalidMetadata> {
             "metadata value for {key:?} has byte 0x{b:02x}; ASCII values are printable (0x20-0x7E)"
         )));
     }
-    HeaderValue::from_str(value).map_err(|e| InvalidMetadata::new(format!("{key:?}: {e}")))
+    let mut value =
+        HeaderValue::from_str(value).map_err(|e| InvalidMetadata::new(format!("{key:?}: {e}")))?;
+    value.set_sensitive(is_sensitive_key(key));
+    Ok(value)
 }
 
 fn binary_value(key: &str, value: &[u8]) -> Result<HeaderValue, InvalidMetadata> {
@@ -314,21 +330,98 @@ impl MetadataMap {
         })
     }
 
+    /// Marks every value of `key` as a secret: `Debug` of the map prints `<redacted>` for it,
+    /// and HTTP/2 sends it as a never-indexed literal (no HPACK table keeps it). Values added
+    /// later are not marked. `authorization`, `proxy-authorization`, `cookie` and `set-cookie`
+    /// are always treated so.
+    pub fn set_sensitive(&mut self, key: &str) {
+        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+            return;
+        };
+        if self.hides(key) {
+            return;
+        }
+        if let http::header::Entry::Occupied(mut entry) = self.headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+
     /// Adds every value of `other` to this map.
     pub fn merge(&mut self, other: MetadataMap) {
         self.headers.extend(other.into_headers());
     }
 }
 
+/// Prints the metadata with credentials redacted: the values of `authorization`,
+/// `proxy-authorization`, `cookie`, `set-cookie` and of keys marked with
+/// [`MetadataMap::set_sensitive`] show as `<redacted>`.
 impl fmt::Debug for MetadataMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        struct Redacted;
+        impl fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+        let mut map = f.debug_map();
+        for (k, v) in self.visible() {
+            let key = k.as_str();
+            if v.is_sensitive() || is_sensitive_key(key) {
+                map.entry(&key, &Redacted);
+            } else if is_binary_key(key) {
+                match base64_decode(v.as_bytes()) {
+                    Ok(b) => map.entry(&key, &MetadataValue::Binary(Bytes::from(b))),
+                    Err(_) => map.entry(&key, &"<invalid base64>"),
+                };
+            } else {
+                match v.to_str() {
+                    Ok(s) => map.entry(&key, &s),
+                    Err(_) => map.entry(&key, &"<not ASCII>"),
+                };
+            }
+        }
+        map.finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_redacts_credentials_sent_or_received() {
+        let mut m = MetadataMap::new();
+        m.insert("authorization", "Bearer s3cret").expect("valid");
+        m.insert("x-api-key", "k3y").expect("valid");
+        m.insert("x-visible", "hello").expect("valid");
+        m.set_sensitive("x-api-key");
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("k3y"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("hello") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        // Sent as never-indexed literals.
+        let headers = m.into_headers();
+        assert!(headers["authorization"].is_sensitive());
+        assert!(headers["x-api-key"].is_sensitive());
+        assert!(!headers["x-visible"].is_sensitive());
+
+        let mut received = HeaderMap::new();
+        for (k, v) in [("cookie", "id=1"), ("proxy-authorization", "Basic eA==")] {
+            received.insert(k, HeaderValue::from_static(v));
+        }
+        let shown = format!("{:?}", MetadataMap::from_headers(received));
+        assert!(
+            !shown.contains("id=1") && !shown.contains("eA=="),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn keys_are_validated() {
