@@ -316,15 +316,25 @@ impl Status {
         let mut status = match code {
             Some(n) => Status::new(Code::from_i32(n), ""),
             None => Status::unknown(format!(
-                "malformed grpc-status: {:?}",
-                String::from_utf8_lossy(raw.as_bytes())
+                "malformed grpc-status: {}",
+                crate::untrusted::Quoted(raw.as_bytes())
             )),
         };
         if let Some(m) = headers.get(GRPC_MESSAGE) {
             status.inner.message = percent_decode(m.as_bytes());
         }
         if let Some(d) = headers.get(GRPC_STATUS_DETAILS) {
-            status.inner.details = base64_decode(d.as_bytes()).unwrap_or_default().into();
+            match base64_decode(d.as_bytes()) {
+                Ok(details) => status.inner.details = details.into(),
+                // As grpc-go: details that cannot be read make the call INTERNAL, rather than
+                // a status whose details silently vanished.
+                Err(_) => {
+                    status = Status::internal(format!(
+                        "malformed grpc-status-details-bin: {}",
+                        crate::untrusted::Quoted(d.as_bytes())
+                    ));
+                }
+            }
         }
         status.inner.metadata = MetadataMap::from_headers(headers.clone());
         Some(status)
@@ -513,5 +523,25 @@ mod tests {
             Status::from_trailers(&h).map(|s| s.code()),
             Some(Code::Unknown)
         );
+    }
+
+    #[test]
+    fn unreadable_status_details_are_internal() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from_static("5"));
+        h.insert(
+            "grpc-status-details-bin",
+            HeaderValue::from_static("!!not base64!!"),
+        );
+        let status = Status::from_trailers(&h).expect("status present");
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().contains("grpc-status-details-bin"),
+            "{status}"
+        );
+        let long = "abc".repeat(10_000);
+        h.insert("grpc-status", HeaderValue::from_str(&long).expect("ascii"));
+        let status = Status::from_trailers(&h).expect("status present");
+        assert!(status.message().len() < 400, "{}", status.message().len());
     }
 }

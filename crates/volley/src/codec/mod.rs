@@ -150,6 +150,10 @@ fn check_send_len(len: usize, max_len: usize) -> Result<(), Status> {
     Ok(())
 }
 
+/// How far past the bytes received a partial message's buffer is reserved ahead: messages
+/// up to about this size are gathered with one allocation, larger ones grow as they arrive.
+const GATHER_AHEAD: usize = 64 * 1024;
+
 /// Splits received DATA into messages, enforcing the receive size limit as soon as a length
 /// prefix is seen (before the body is buffered).
 #[derive(Debug)]
@@ -215,20 +219,25 @@ impl FrameDecoder {
         }
     }
 
-    /// Moves what is pending into the gathering buffer, with room for `total` bytes, and
-    /// appends `more`: a message that spans chunks is gathered with one allocation once its
-    /// length is known.
+    /// Moves what is pending into the gathering buffer, with room for `total` bytes (a
+    /// message's length, once its prefix is read) but never more than [`GATHER_AHEAD`] beyond
+    /// the bytes actually received, and appends `more`. A message that spans a few chunks is
+    /// gathered with one allocation; a prefix alone (`00 00 40 00 00` declares 4 MiB) cannot
+    /// make the receiver allocate what the peer has not sent: larger messages grow as their
+    /// bytes arrive.
     #[cold]
     fn gather(&mut self, total: usize, more: &[u8]) {
         let pos = std::mem::take(&mut self.pos);
+        let received = self.buf.bytes().len() - pos + more.len();
+        let room = total.min(received.saturating_add(GATHER_AHEAD));
         match &mut self.buf {
             Received::Joined(m) => {
                 m.advance(pos);
-                m.reserve(total.saturating_sub(m.len()));
+                m.reserve(room.saturating_sub(m.len()));
                 m.extend_from_slice(more);
             }
             Received::Chunk(b) => {
-                let mut m = BytesMut::with_capacity(total);
+                let mut m = BytesMut::with_capacity(room);
                 m.extend_from_slice(&b[pos..]);
                 m.extend_from_slice(more);
                 self.buf = Received::Joined(m);
@@ -285,7 +294,8 @@ impl FrameDecoder {
                     "compressed flag set on a message but no grpc-encoding was sent",
                 ));
             };
-            let mut out = Vec::with_capacity(len * 2);
+            // Sized from bytes received, never past the limit on the output.
+            let mut out = Vec::with_capacity(len.saturating_mul(2).min(self.max_len));
             enc.decompress(body, &mut out, self.max_len)?;
             read(&out)
         };
@@ -401,6 +411,37 @@ mod tests {
         )
         .expect_err("too big");
         assert_eq!(err.code(), Code::ResourceExhausted);
+    }
+
+    /// A prefix declaring 4 MiB reserves room for what was received (plus a bounded
+    /// read-ahead), not for what was declared; the message still completes as bytes arrive.
+    #[test]
+    fn a_declared_length_alone_allocates_nothing_large() {
+        let capacity = |d: &FrameDecoder| match &d.buf {
+            Received::Joined(m) => m.capacity(),
+            Received::Chunk(b) => b.len(),
+        };
+        let declared = 4 * 1024 * 1024;
+        let mut d = FrameDecoder::new(declared, None);
+        let mut first = vec![0u8, 0, 0x40, 0, 0];
+        first.extend_from_slice(&[0x0a; 10]);
+        d.push(Bytes::from(first));
+        assert_eq!(d.next_message().expect("no error"), None);
+        assert!(capacity(&d) <= 15 + GATHER_AHEAD, "{}", capacity(&d));
+        let mut sent = 10;
+        let chunk = vec![0x0a; 16 * 1024];
+        while sent + chunk.len() <= declared {
+            d.push(Bytes::copy_from_slice(&chunk));
+            sent += chunk.len();
+            assert!(
+                capacity(&d) <= 2 * (5 + sent) + GATHER_AHEAD,
+                "{}",
+                capacity(&d)
+            );
+        }
+        d.push(Bytes::from(vec![0x0a; declared - sent]));
+        let message = d.next_message().expect("no error").expect("whole");
+        assert_eq!(message.len(), declared);
     }
 
     #[test]
