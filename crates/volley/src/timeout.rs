@@ -5,13 +5,29 @@ use std::time::Duration;
 
 const MAX_DIGITS: u64 = 99_999_999;
 
-/// Timeouts longer than this (a century) are treated as this, so that `now + timeout` cannot
-/// overflow; `grpc-timeout` itself can say up to 99,999,999 hours.
-const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// Timeouts and configured durations longer than this (a century) are treated as this, so
+/// that `now + duration` (and a jitter on top) cannot overflow; `grpc-timeout` itself can say
+/// up to 99,999,999 hours, and a builder may be given `Duration::MAX` for "never".
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The deadline `timeout` from now.
 pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
-    tokio::time::Instant::now() + timeout.min(MAX_TIMEOUT)
+    tokio::time::Instant::now() + capped(timeout)
+}
+
+/// `d`, at most [`FAR_FUTURE`]: what every builder stores, so that no later arithmetic on it
+/// can overflow.
+pub(crate) fn capped(d: Duration) -> Duration {
+    d.min(FAR_FUTURE)
+}
+
+/// `d * factor`, saturating at [`FAR_FUTURE`]; a factor that is not a finite non-negative
+/// number leaves `d` as it is. Unlike `Duration::mul_f64`, never panics.
+pub(crate) fn scaled(d: Duration, factor: f64) -> Duration {
+    if !factor.is_finite() || factor < 0.0 {
+        return capped(d);
+    }
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).map_or(FAR_FUTURE, capped)
 }
 
 /// Parses a `grpc-timeout` value. `None` when it is malformed.
@@ -59,6 +75,20 @@ pub(crate) fn format(timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_durations_never_overflow() {
+        assert_eq!(capped(Duration::MAX), FAR_FUTURE);
+        assert_eq!(scaled(Duration::MAX, 1.1), FAR_FUTURE);
+        assert_eq!(scaled(Duration::from_secs(2), 1e300), FAR_FUTURE);
+        assert_eq!(
+            scaled(Duration::from_secs(2), f64::NAN),
+            Duration::from_secs(2)
+        );
+        assert_eq!(scaled(Duration::from_secs(2), -1.0), Duration::from_secs(2));
+        assert_eq!(scaled(Duration::from_secs(2), 1.5), Duration::from_secs(3));
+        let _ = deadline_after(Duration::MAX) + FAR_FUTURE;
+    }
 
     #[test]
     fn parses_every_unit() {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::timeout::{capped, scaled};
+
 /// How a subchannel spaces its connection attempts after failures
 /// (`doc/connection-backoff.md`). The defaults are the spec's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,6 +29,21 @@ impl Default for BackoffConfig {
     }
 }
 
+impl BackoffConfig {
+    /// The config with every field in range, so that no delay computed from it can overflow
+    /// or be NaN: durations at most a century, a multiplier of at least 1 (a value that is
+    /// not a number is taken as 1), a jitter within 0..=1 (not a number: 0).
+    pub(crate) fn sanitized(self) -> BackoffConfig {
+        let finite_or = |x: f64, or: f64| if x.is_finite() { x } else { or };
+        BackoffConfig {
+            base_delay: capped(self.base_delay),
+            multiplier: finite_or(self.multiplier, 1.0).max(1.0),
+            jitter: finite_or(self.jitter, 0.0).clamp(0.0, 1.0),
+            max_delay: capped(self.max_delay),
+        }
+    }
+}
+
 /// The delays between the attempts of one retry sequence (`doc/connection-backoff.md`), for
 /// subchannels and for resolvers or balancers that retry on their own.
 #[derive(Debug, Clone)]
@@ -39,6 +56,7 @@ pub struct Backoff {
 impl Backoff {
     /// A sequence starting at `config.base_delay`.
     pub fn new(config: BackoffConfig) -> Backoff {
+        let config = config.sanitized();
         Backoff {
             current: config.base_delay,
             config,
@@ -48,12 +66,9 @@ impl Backoff {
     /// The delay before the next attempt (jittered), advancing the sequence.
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.current;
-        self.current = self
-            .current
-            .mul_f64(self.config.multiplier.max(1.0))
-            .min(self.config.max_delay);
-        let factor = 1.0 + self.config.jitter.clamp(0.0, 1.0) * crate::random::symmetric_unit();
-        delay.mul_f64(factor)
+        self.current = scaled(self.current, self.config.multiplier).min(self.config.max_delay);
+        let factor = 1.0 + self.config.jitter * crate::random::symmetric_unit();
+        scaled(delay, factor)
     }
 
     /// Starts the sequence over (after a success).
@@ -92,5 +107,34 @@ mod tests {
             .collect();
         assert!(delays.iter().any(|d| *d < 0.9));
         assert!(delays.iter().any(|d| *d > 1.1));
+    }
+
+    #[test]
+    fn out_of_range_configs_never_panic() {
+        for config in [
+            BackoffConfig {
+                base_delay: Duration::MAX,
+                multiplier: f64::INFINITY,
+                jitter: f64::NAN,
+                max_delay: Duration::MAX,
+            },
+            BackoffConfig {
+                base_delay: Duration::from_secs(1),
+                multiplier: 1e300,
+                jitter: 5.0,
+                max_delay: Duration::MAX,
+            },
+            BackoffConfig {
+                base_delay: Duration::ZERO,
+                multiplier: f64::NAN,
+                jitter: -1.0,
+                max_delay: Duration::ZERO,
+            },
+        ] {
+            let mut backoff = Backoff::new(config);
+            for _ in 0..10 {
+                let _ = tokio::time::Instant::now() + backoff.next_delay();
+            }
+        }
     }
 }

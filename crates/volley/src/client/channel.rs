@@ -15,8 +15,11 @@ use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
 use super::resolver::{self, ResolverBuilder, Target};
 use super::subchannel::Subchannel;
 use crate::interceptor::Interceptors;
+use crate::timeout::capped;
 use crate::transport::client::{ResponseFuture, Sender};
-use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW, SendBody};
+use crate::transport::{
+    DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, DEFAULT_STREAM_WINDOW, SendBody,
+};
 use crate::{Error, Interceptor, Status};
 
 /// Options of a channel's connections and calls.
@@ -31,6 +34,7 @@ pub(crate) struct ChannelConfig {
     pub(crate) user_agent: HeaderValue,
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_header_list_size: u32,
     pub(crate) tcp_nodelay: bool,
     pub(crate) interceptors: Interceptors,
     pub(crate) tls: Option<crate::tls::ClientTls>,
@@ -144,6 +148,7 @@ impl Channel {
                 user_agent: HeaderValue::from_static(concat!("volley/", env!("CARGO_PKG_VERSION"))),
                 initial_stream_window_size: DEFAULT_STREAM_WINDOW,
                 initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
+                max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
                 tcp_nodelay: true,
                 interceptors: Interceptors::default(),
                 tls: None,
@@ -387,21 +392,21 @@ impl ChannelBuilder {
     /// backoff delay is longer). Default: 20 s (`doc/connection-backoff.md`'s
     /// MIN_CONNECT_TIMEOUT).
     pub fn connect_timeout(mut self, timeout: Duration) -> ChannelBuilder {
-        self.config.connect_timeout = timeout;
+        self.config.connect_timeout = capped(timeout);
         self
     }
 
     /// The reconnect backoff. Default: [`BackoffConfig::default`], the spec's (1 s, x1.6,
     /// jitter 0.2, at most 120 s).
     pub fn backoff(mut self, backoff: BackoffConfig) -> ChannelBuilder {
-        self.config.backoff = backoff;
+        self.config.backoff = backoff.sanitized();
         self
     }
 
     /// The timeout of calls that set none themselves ([`crate::Request::set_timeout`]).
     /// Default: none.
     pub fn timeout(mut self, timeout: Duration) -> ChannelBuilder {
-        self.config.timeout = Some(timeout);
+        self.config.timeout = Some(capped(timeout));
         self
     }
 
@@ -416,7 +421,7 @@ impl ChannelBuilder {
     /// After this long with no calls, the channel closes its connections, stops its resolver
     /// and goes IDLE; the next call starts over. `None` keeps it connected. Default: 30 min.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> ChannelBuilder {
-        self.config.idle_timeout = timeout;
+        self.config.idle_timeout = timeout.map(capped);
         self
     }
 
@@ -457,15 +462,27 @@ impl ChannelBuilder {
         Ok(self)
     }
 
-    /// The HTTP/2 receive window of each stream. Default: 1 MiB.
+    /// The HTTP/2 receive window of each stream, at most 2^31-1 (larger values are lowered to
+    /// it). Default: 1 MiB.
     pub fn initial_stream_window_size(mut self, bytes: u32) -> ChannelBuilder {
-        self.config.initial_stream_window_size = bytes;
+        self.config.initial_stream_window_size = crate::transport::window_size(bytes);
         self
     }
 
-    /// The HTTP/2 receive window of each connection. Default: 2 MiB.
+    /// The HTTP/2 receive window of each connection, at most 2^31-1 (larger values are
+    /// lowered to it). Default: 2 MiB.
     pub fn initial_connection_window_size(mut self, bytes: u32) -> ChannelBuilder {
-        self.config.initial_connection_window_size = bytes;
+        self.config.initial_connection_window_size = crate::transport::window_size(bytes);
+        self
+    }
+
+    /// The largest response header list (headers or trailers with their metadata, counted
+    /// as HTTP/2 does: name + value + 32 bytes per entry) accepted from a server; a response
+    /// over it ends its call with INTERNAL (the stream is reset), so that a hostile server
+    /// cannot fill the client's memory with headers. Default: 16 KiB, gRPC C-core's hard
+    /// limit.
+    pub fn max_header_list_size(mut self, bytes: u32) -> ChannelBuilder {
+        self.config.max_header_list_size = bytes;
         self
     }
 
@@ -490,13 +507,13 @@ impl ChannelBuilder {
     /// and Volley: 5 minutes by default); a server that answers GOAWAY `too_many_pings` makes
     /// the channel double this time for its next connections. Default: off.
     pub fn keepalive_time(mut self, time: Duration) -> ChannelBuilder {
-        self.keepalive.time = Some(time);
+        self.keepalive.time = Some(capped(time));
         self
     }
 
     /// How long to wait for the answer to a keepalive ping. Default: 20 s.
     pub fn keepalive_timeout(mut self, timeout: Duration) -> ChannelBuilder {
-        self.keepalive.timeout = timeout;
+        self.keepalive.timeout = capped(timeout);
         self
     }
 
@@ -512,7 +529,7 @@ impl ChannelBuilder {
     /// variable). Not for production: servers punish frequent pings. Default: 10 s.
     #[doc(hidden)]
     pub fn keepalive_time_floor(mut self, floor: Duration) -> ChannelBuilder {
-        self.keepalive.floor = floor;
+        self.keepalive.floor = capped(floor);
         self
     }
 

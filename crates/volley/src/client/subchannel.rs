@@ -391,6 +391,7 @@ impl Subchannel {
         let settings = ClientSettings {
             initial_stream_window_size: config.initial_stream_window_size,
             initial_connection_window_size: config.initial_connection_window_size,
+            max_header_list_size: config.max_header_list_size,
         };
         let unavailable =
             |e: std::io::Error| Status::unavailable(format!("failed to connect to {address}: {e}"));

@@ -280,16 +280,23 @@ impl ServerCall {
     }
 }
 
-/// Reads the one request message of a unary or server-streaming call. The request is read in
-/// place (by reference), so that the call's future holds it once.
+/// Reads the one request message of a unary or server-streaming call, and the end of the
+/// request stream after it: a second message is INTERNAL (grpc-go's cardinality violation),
+/// not silently dropped. The request is read in place (by reference), so that the call's
+/// future holds it once.
 async fn read_single<Req: prost::Message + Default>(
     request: &mut Request<Streaming<Req>>,
 ) -> Result<Req, Status> {
-    request
-        .get_mut()
-        .message()
-        .await?
-        .ok_or_else(|| Status::internal("the client sent no request message for a unary request"))
+    let stream = request.get_mut();
+    let message = stream.message().await?.ok_or_else(|| {
+        Status::internal("the client sent no request message for a unary request")
+    })?;
+    if stream.message().await?.is_some() {
+        return Err(Status::internal(
+            "the client sent more than one request message for a unary request",
+        ));
+    }
+    Ok(message)
 }
 
 /// The request a unary or server-streaming handler sees: `message` with the call's metadata.

@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep_until};
 use super::call::ServerCall;
 use super::router::Router;
 use super::{ConnectionConfig, ServerConfig};
+use crate::timeout::FAR_FUTURE;
 use crate::transport::keepalive::keepalive;
 use crate::transport::server::ServerConnection;
 use crate::transport::watch::Activity;
@@ -238,13 +239,10 @@ enum Life {
     Closing,
 }
 
-/// A deadline that never comes, for timers that are off.
-pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-
 /// `age` randomised by +/-10% (gRFC A9), so that connections opened together do not all
 /// close together.
 fn jittered(age: Duration) -> Duration {
-    age.mul_f64(1.0 + 0.1 * crate::random::symmetric_unit())
+    crate::timeout::scaled(age, 1.0 + 0.1 * crate::random::symmetric_unit())
 }
 
 /// A peer address for logs: `ip:port`, or `unix` for a Unix socket.

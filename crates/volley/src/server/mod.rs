@@ -23,10 +23,13 @@ use crate::codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
 use crate::interceptor::Interceptors;
+use crate::timeout::capped;
 use crate::transport::keepalive::KeepaliveParams;
 use crate::transport::server::ServerSettings;
 use crate::transport::watch::PingPolicy;
-use crate::transport::{DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW};
+use crate::transport::{
+    DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, DEFAULT_STREAM_WINDOW,
+};
 
 /// A boxed future, as returned by [`Service::call`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -57,6 +60,7 @@ pub(crate) struct ServerConfig {
 pub(crate) struct ConnectionConfig {
     pub(crate) http2: ServerSettings,
     pub(crate) tcp_nodelay: bool,
+    pub(crate) max_connections: Option<usize>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) drain_timeout: Option<Duration>,
     pub(crate) keepalive: KeepaliveParams,
@@ -83,13 +87,14 @@ impl Server {
             },
             connection: ConnectionConfig {
                 http2: ServerSettings {
-                    max_concurrent_streams: None,
+                    max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
                     initial_stream_window_size: DEFAULT_STREAM_WINDOW,
                     initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
                     max_frame_size: None,
-                    max_header_list_size: 16 * 1024 * 1024,
+                    max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
                 },
                 tcp_nodelay: true,
+                max_connections: None,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 drain_timeout: None,
                 keepalive: KeepaliveParams {
@@ -175,33 +180,53 @@ impl ServerBuilder {
         self
     }
 
-    /// The HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients. Default: no limit.
+    /// The HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients: how many calls one
+    /// connection may have open at once. gRPC clients queue calls above it (they cost a
+    /// conforming client nothing but waiting), while each open stream holds server memory
+    /// (its headers, its buffered request), so the default bounds what one connection can
+    /// hold. `u32::MAX` means no limit. Default: 256 (HTTP/2 recommends at least 100; Go's
+    /// `net/http2` server uses 250; grpc-go and tonic set none).
     pub fn max_concurrent_streams(mut self, max: u32) -> ServerBuilder {
         self.connection.http2.max_concurrent_streams = Some(max);
         self
     }
 
-    /// The HTTP/2 receive window of each stream. Default: 1 MiB.
+    /// The HTTP/2 receive window of each stream, at most 2^31-1 (larger values are lowered to
+    /// it, HTTP/2's maximum). Default: 1 MiB.
     pub fn initial_stream_window_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.http2.initial_stream_window_size = bytes;
+        self.connection.http2.initial_stream_window_size = crate::transport::window_size(bytes);
         self
     }
 
-    /// The HTTP/2 receive window of each connection. Default: 2 MiB.
+    /// The HTTP/2 receive window of each connection, at most 2^31-1 (larger values are
+    /// lowered to it). Default: 2 MiB.
     pub fn initial_connection_window_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.http2.initial_connection_window_size = bytes;
+        self.connection.http2.initial_connection_window_size = crate::transport::window_size(bytes);
         self
     }
 
-    /// The largest HTTP/2 frame payload the server accepts. Default: 16 KiB (HTTP/2's).
+    /// The largest HTTP/2 frame payload the server accepts, within HTTP/2's range of 16 KiB
+    /// to 16 MiB - 1 (values outside are raised or lowered to it). Default: 16 KiB (HTTP/2's).
     pub fn max_frame_size(mut self, bytes: u32) -> ServerBuilder {
-        self.connection.http2.max_frame_size = Some(bytes);
+        self.connection.http2.max_frame_size = Some(crate::transport::frame_size(bytes));
         self
     }
 
-    /// The largest header list (metadata) accepted. Default: 16 MiB, as grpc-go.
+    /// The largest request header list (metadata, counted as HTTP/2 does: name + value + 32
+    /// bytes per entry) accepted. A request over it is refused on its own (HTTP 431 and
+    /// RST_STREAM; other calls on the connection go on); a header block over it on the wire
+    /// closes the connection (GOAWAY COMPRESSION_ERROR). Default: 16 KiB, gRPC C-core's
+    /// hard limit (grpc-go's 16 MiB let 50 streams of repeated one-byte headers grow a server
+    /// by 1.2 GB).
     pub fn max_header_list_size(mut self, bytes: u32) -> ServerBuilder {
         self.connection.http2.max_header_list_size = bytes;
+        self
+    }
+
+    /// The most connections served at once; while the server holds that many, it accepts no
+    /// more (they wait in the listener's backlog) until one closes. Default: no limit.
+    pub fn max_connections(mut self, max: usize) -> ServerBuilder {
+        self.connection.max_connections = Some(max.max(1));
         self
     }
 
@@ -216,35 +241,35 @@ impl ServerBuilder {
     /// that has not by then is closed, so that connections which never speak cannot hold file
     /// descriptors and tasks. Default: 20 s (grpc-go's is 120 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> ServerBuilder {
-        self.connection.handshake_timeout = timeout;
+        self.connection.handshake_timeout = capped(timeout);
         self
     }
 
     /// After a shutdown signal, how long in-flight calls may run before their connections are
     /// closed anyway. Default: no limit (wait for every call, as grpc-go's `GracefulStop`).
     pub fn drain_timeout(mut self, timeout: Duration) -> ServerBuilder {
-        self.connection.drain_timeout = Some(timeout);
+        self.connection.drain_timeout = Some(capped(timeout));
         self
     }
 
     /// After how long without receiving anything from a client the server pings it, to learn
     /// whether the connection is still alive (gRFC A9). Default: 2 hours, as grpc-go.
     pub fn keepalive_time(mut self, time: Duration) -> ServerBuilder {
-        self.connection.keepalive.time = time;
+        self.connection.keepalive.time = capped(time);
         self
     }
 
     /// How long the server waits for an answer to its keepalive ping (or anything else from
     /// the client) before it closes the connection. Default: 20 s, as grpc-go.
     pub fn keepalive_timeout(mut self, timeout: Duration) -> ServerBuilder {
-        self.connection.keepalive.timeout = timeout;
+        self.connection.keepalive.timeout = capped(timeout);
         self
     }
 
     /// A connection with no open call for this long is closed gracefully (GOAWAY); its
     /// client reconnects when it next needs to. Default: never.
     pub fn max_connection_idle(mut self, idle: Duration) -> ServerBuilder {
-        self.connection.max_connection_idle = Some(idle);
+        self.connection.max_connection_idle = Some(capped(idle));
         self
     }
 
@@ -253,7 +278,7 @@ impl ServerBuilder {
     /// an L4 load balancer. Each connection's age is randomised by +/-10% so that clients do
     /// not reconnect all at once. Default: never.
     pub fn max_connection_age(mut self, age: Duration) -> ServerBuilder {
-        self.connection.max_connection_age = Some(age);
+        self.connection.max_connection_age = Some(capped(age));
         self
     }
 
@@ -261,7 +286,7 @@ impl ServerBuilder {
     /// closed it; calls open then are ended (their clients see UNAVAILABLE). Default: no
     /// limit.
     pub fn max_connection_age_grace(mut self, grace: Duration) -> ServerBuilder {
-        self.connection.max_connection_age_grace = Some(grace);
+        self.connection.max_connection_age_grace = Some(capped(grace));
         self
     }
 
@@ -270,7 +295,7 @@ impl ServerBuilder {
     /// `too_many_pings` (strikes are forgiven whenever the server sends headers or data).
     /// Default: 5 minutes, as grpc-go.
     pub fn min_ping_interval(mut self, interval: Duration) -> ServerBuilder {
-        self.connection.ping_policy.min_interval = interval;
+        self.connection.ping_policy.min_interval = capped(interval);
         self
     }
 
@@ -335,6 +360,7 @@ impl ServerBuilder {
         signal: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let nodelay = self.connection.tcp_nodelay;
+        let max_connections = self.connection.max_connections;
         let tls = self.tls;
         let shared = Arc::new(connection::Shared {
             router: self.router,
@@ -347,10 +373,13 @@ impl ServerBuilder {
         loop {
             tokio::select! {
                 _ = &mut signal => break,
-                accepted = listener.accept_one(nodelay) => match accepted {
+                accepted = listener.accept_one(nodelay),
+                    if max_connections.is_none_or(|max| connections.len() < max) =>
+                match accepted {
                     Ok((socket, remote)) => {
                         let (shared, shutdown) = (shared.clone(), shutdown_rx.clone());
-                        let handshake_by = deadline_after(shared.connection.handshake_timeout);
+                        let handshake_by =
+                            crate::timeout::deadline_after(shared.connection.handshake_timeout);
                         match tls.clone() {
                             None => {
                                 connections.spawn(connection::serve_connection(
@@ -398,13 +427,8 @@ impl ServerBuilder {
 /// How long a new connection may take to finish its TLS and HTTP/2 handshakes.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `now + after`, saturating far in the future instead of overflowing (`Duration::MAX` means
-/// "never").
-pub(crate) fn deadline_after(after: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(after)
-        .unwrap_or_else(|| now + connection::FAR_FUTURE)
-}
+/// How many calls one connection may have open at once, by default.
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// A listener the server accepts connections from.
 trait Listen {

@@ -21,6 +21,7 @@ use super::watch::{Activity, Watched};
 pub(crate) struct ClientSettings {
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_header_list_size: u32,
 }
 
 /// Opens streams on one connection; clones share it.
@@ -82,6 +83,7 @@ where
     let (inner, mut connection) = h2::client::Builder::new()
         .initial_window_size(settings.initial_stream_window_size)
         .initial_connection_window_size(settings.initial_connection_window_size)
+        .max_header_list_size(settings.max_header_list_size)
         .enable_push(false)
         // Open no stream before the server's SETTINGS arrive (as grpc-go waits for them):
         // streams beyond its SETTINGS_MAX_CONCURRENT_STREAMS would be refused. h2 queues

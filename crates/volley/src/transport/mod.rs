@@ -29,6 +29,35 @@ pub(crate) const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
 /// Default per-connection HTTP/2 receive window: 2 MiB.
 pub(crate) const DEFAULT_CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
 
+/// The largest header list accepted from a peer, by default: 16 KiB, gRPC C-core's hard
+/// limit (h2's 16 MiB default lets a few streams of repeated one-byte headers grow a process
+/// by gigabytes).
+pub(crate) const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
+/// HTTP/2's largest flow-control window (2^31-1).
+const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;
+
+/// A configured window size within HTTP/2's range (h2 panics on a larger one).
+pub(crate) fn window_size(bytes: u32) -> u32 {
+    if bytes > MAX_WINDOW_SIZE {
+        tracing::warn!(bytes, "HTTP/2 window size lowered to 2^31-1");
+    }
+    bytes.min(MAX_WINDOW_SIZE)
+}
+
+/// A configured frame size within HTTP/2's range, 2^14 to 2^24-1 (h2 panics outside it).
+pub(crate) fn frame_size(bytes: u32) -> u32 {
+    let clamped = bytes.clamp(1 << 14, (1 << 24) - 1);
+    if clamped != bytes {
+        tracing::warn!(
+            bytes,
+            clamped,
+            "HTTP/2 max frame size outside 16 KiB..16 MiB-1"
+        );
+    }
+    clamped
+}
+
 /// Messages that are ready together go out in one DATA write of at most this many bytes:
 /// many small messages then cost one frame, not one each.
 pub(crate) const MAX_BATCH: usize = 32 * 1024;
