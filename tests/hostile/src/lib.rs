@@ -150,6 +150,21 @@ pub fn request_block(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     block
 }
 
+/// The header block of a gRPC response's headers: `:status: 200` (static index 8) and
+/// `content-type: application/grpc`.
+pub fn response_block() -> Vec<u8> {
+    let mut block = vec![0x88];
+    hpack_literal(&mut block, b"content-type", b"application/grpc");
+    block
+}
+
+/// The header block of trailers with `grpc-status: code`.
+pub fn trailers_block(code: i32) -> Vec<u8> {
+    let mut block = Vec::new();
+    hpack_literal(&mut block, b"grpc-status", code.to_string().as_bytes());
+    block
+}
+
 /// The echo service's unary method.
 pub const UNARY: &str = "/volley.test.Echo/Unary";
 /// The echo service's bidi method.
@@ -233,8 +248,9 @@ impl Answer {
     }
 }
 
-/// A hand-written HTTP/2 client: writes bytes as given, reads and decodes frames.
-pub struct RawClient {
+/// A hand-written HTTP/2 peer (a client, or with [`RawPeer::accept`] a server): writes bytes
+/// as given, reads and decodes frames.
+pub struct RawPeer {
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
     buf: BytesMut,
@@ -243,12 +259,12 @@ pub struct RawClient {
     pub seen: Vec<Frame>,
 }
 
-impl RawClient {
+impl RawPeer {
     /// Connects, sends the preface and an empty SETTINGS frame, and waits for the server's
     /// SETTINGS and its connection WINDOW_UPDATE (Volley's window is larger than HTTP/2's
     /// initial 64 KiB; sending more before it arrives is a flow-control error).
-    pub async fn connect(addr: SocketAddr) -> RawClient {
-        let mut client = RawClient::connect_bare(addr).await;
+    pub async fn connect(addr: SocketAddr) -> RawPeer {
+        let mut client = RawPeer::connect_bare(addr).await;
         client.send(PREFACE).await;
         client.send(&settings(&[])).await;
         let (mut settings_seen, mut window_seen) = (false, false);
@@ -265,11 +281,34 @@ impl RawClient {
     }
 
     /// Connects and sends nothing.
-    pub async fn connect_bare(addr: SocketAddr) -> RawClient {
-        let tcp = TcpStream::connect(addr).await.unwrap();
+    pub async fn connect_bare(addr: SocketAddr) -> RawPeer {
+        RawPeer::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// A hostile server's side of an accepted connection: reads the client's preface, sends
+    /// an empty SETTINGS frame, and waits for the client's first request; returns the peer and
+    /// the request's stream id.
+    pub async fn accept(listener: &tokio::net::TcpListener) -> (RawPeer, u32) {
+        let (tcp, _) = bounded(10, listener.accept()).await.unwrap();
+        let mut peer = RawPeer::over(tcp);
+        let mut preface = [0u8; PREFACE.len()];
+        bounded(10, peer.read.read_exact(&mut preface))
+            .await
+            .unwrap();
+        assert_eq!(&preface[..], PREFACE);
+        peer.send(&settings(&[])).await;
+        let request = peer
+            .read_until(10, |f| f.kind == kind::HEADERS)
+            .await
+            .expect("the client's request");
+        (peer, request.stream)
+    }
+
+    /// A peer over `tcp`, which has not sent or read anything yet.
+    pub fn over(tcp: TcpStream) -> RawPeer {
         tcp.set_nodelay(true).unwrap();
         let (read, write) = tcp.into_split();
-        RawClient {
+        RawPeer {
             read,
             write,
             buf: BytesMut::new(),

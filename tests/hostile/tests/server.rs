@@ -22,7 +22,7 @@ const SMALL_KIB: u64 = 8 * 1024;
 #[tokio::test]
 async fn a_header_list_over_the_limit_refuses_that_stream_only() {
     let target = Target::spawn(TARGET, &[]).await;
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     // 600 one-byte fields: 600 bytes on the wire, 21,000 bytes of header list (> 16 KiB).
     let mut block = request_block(UNARY, &[]);
     block.extend(std::iter::repeat_n(AGE, 600));
@@ -41,7 +41,7 @@ async fn a_header_list_over_the_limit_refuses_that_stream_only() {
 async fn a_continuation_flood_of_headers_closes_that_connection_and_costs_nothing() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     // The attack that grew a server by 1.2 GB: 50 streams, each 400 KB of one-byte fields
     // over CONTINUATION frames.
     let chunk = vec![AGE; 16 * 1024];
@@ -82,7 +82,7 @@ async fn a_continuation_flood_of_headers_closes_that_connection_and_costs_nothin
 async fn streams_above_max_concurrent_streams_are_refused() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     // 2,000 unary calls that send headers and never their message: each waits forever.
     let block = request_block(UNARY, &[("x-pad", &"p".repeat(8000))]);
     for i in 0..2000u32 {
@@ -123,7 +123,7 @@ async fn declared_lengths_reserve_nothing_and_4_gib_is_resource_exhausted() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
     let data_before = proc_status_kib(target.pid(), "VmData:");
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     // 200 streams each declaring a 4 MiB message (the limit) and sending 10 bytes of it.
     let mut prefix = vec![0u8, 0, 0x40, 0, 0];
     prefix.extend_from_slice(&[0; 10]);
@@ -163,7 +163,7 @@ async fn a_gzip_bomb_is_resource_exhausted() {
     }
     let bomb = gz.finish().unwrap();
     eprintln!("gzip bomb: 100 MiB in {} bytes", bomb.len());
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     let block = request_block(UNARY, &[("grpc-encoding", "gzip")]);
     raw.send_headers(1, &block, false).await;
     for piece in grpc_message(true, &bomb).chunks(16 * 1024) {
@@ -182,7 +182,7 @@ async fn a_gzip_bomb_is_resource_exhausted() {
 async fn rapid_reset_gets_goaway_enhance_your_calm() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     let block = request_block(UNARY, &[]);
     let mut burst = Vec::new();
     for i in 0..1000u32 {
@@ -206,7 +206,7 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
 #[tokio::test]
 async fn an_endless_header_block_gets_goaway() {
     let target = Target::spawn(TARGET, &[]).await;
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     raw.send(&frame(kind::HEADERS, 0, 1, &request_block(UNARY, &[])))
         .await;
     // Empty CONTINUATION frames: no bytes to count against the header list, only frames.
@@ -227,7 +227,7 @@ async fn an_endless_header_block_gets_goaway() {
 async fn a_ping_flood_gets_too_many_pings() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     let mut flood = Vec::new();
     for i in 0..10_000u64 {
         flood.extend(frame(kind::PING, 0, 0, &i.to_be_bytes()));
@@ -248,7 +248,7 @@ async fn a_ping_flood_gets_too_many_pings() {
 async fn a_settings_flood_is_acknowledged_without_growth() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     let mut flood = Vec::new();
     for i in 0..10_000u32 {
         // SETTINGS_INITIAL_WINDOW_SIZE, changing every time.
@@ -278,7 +278,7 @@ async fn a_settings_flood_is_acknowledged_without_growth() {
 async fn window_update_overflow_is_a_flow_control_error() {
     let target = Target::spawn(TARGET, &[]).await;
     // On a stream: RST_STREAM FLOW_CONTROL_ERROR (RFC 9113, 6.9.1), the connection lives.
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     raw.send_headers(1, &request_block(BIDI, &[]), false).await;
     raw.send(&window_update(1, 0x7fff_ffff)).await;
     let answer = raw.answer(1, 5).await;
@@ -286,7 +286,7 @@ async fn window_update_overflow_is_a_flow_control_error() {
     raw.unary(3, UNARY, &[], &echo_request("after")).await;
     assert_eq!(raw.answer(3, 5).await.grpc_status(), Some(0));
     // On the connection: GOAWAY FLOW_CONTROL_ERROR.
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     raw.send(&window_update(0, 0x7fff_ffff)).await;
     let goaway = raw.until_closed(10).await;
     assert_eq!(goaway.map(|(c, _)| c), Some(code::FLOW_CONTROL_ERROR));
@@ -304,7 +304,7 @@ enum Expect {
 #[tokio::test]
 async fn bad_requests_get_the_precise_status_and_echo_little() {
     let target = Target::spawn(TARGET, &[]).await;
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     let hello = echo_request("hi");
     let long = "x".repeat(10_000);
     let long_path = format!("/volley.test.Echo/{long}");
@@ -415,7 +415,7 @@ async fn malformed_metadata_ends_that_connection_only() {
         ("x-nul", "a\0b", Some(code::PROTOCOL_ERROR)),
         ("x-bad-bin", "!!!", None),
     ] {
-        let mut raw = RawClient::connect(target.addr).await;
+        let mut raw = RawPeer::connect(target.addr).await;
         let mut block = request_block(UNARY, &[]);
         hpack_literal(&mut block, key.as_bytes(), value.as_bytes());
         raw.send_headers(1, &block, false).await;
@@ -438,7 +438,7 @@ async fn malformed_metadata_ends_that_connection_only() {
 async fn small_data_frames_to_a_call_that_does_not_read_are_bounded() {
     let target = Target::spawn(TARGET, &[]).await;
     let before = target.rss_kib();
-    let mut raw = RawClient::connect(target.addr).await;
+    let mut raw = RawPeer::connect(target.addr).await;
     raw.send_headers(1, &request_block(BIDI, &[]), false).await;
     // One message per DATA frame, 8 bytes each, up to the stream's 1 MiB window; the raw
     // client never reads the replies, so the handler soon stops reading requests.
@@ -467,14 +467,14 @@ async fn small_data_frames_to_a_call_that_does_not_read_are_bounded() {
 #[tokio::test]
 async fn max_connections_holds_further_connections_in_the_backlog() {
     let target = Target::spawn(TARGET, &["--max-connections", "2"]).await;
-    let mut a = RawClient::connect(target.addr).await;
-    let mut b = RawClient::connect(target.addr).await;
+    let mut a = RawPeer::connect(target.addr).await;
+    let mut b = RawPeer::connect(target.addr).await;
     for raw in [&mut a, &mut b] {
         raw.unary(1, UNARY, &[], &echo_request("in")).await;
         assert_eq!(raw.answer(1, 5).await.grpc_status(), Some(0));
     }
     // A third connects (the kernel's backlog) but is not served while two are open.
-    let mut c = RawClient::connect_bare(target.addr).await;
+    let mut c = RawPeer::connect_bare(target.addr).await;
     c.send(PREFACE).await;
     c.send(&settings(&[])).await;
     c.unary(1, UNARY, &[], &echo_request("waits")).await;
