@@ -128,4 +128,23 @@ mod tests {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
+
+    /// Values from etcd are written by anyone with access to the prefix: random and mutated
+    /// ones never panic the reader, and what reads as an endpoint writes and reads back as
+    /// itself (`VOLLEY_FUZZ_ITERATIONS` inputs; `tests/fuzz-input/README.md`).
+    #[test]
+    fn fuzz_endpoint_values() {
+        let corpus: &[&[u8]] = &[
+            br#"{"Op":0,"Addr":"10.0.0.1:50051","Metadata":null}"#,
+            br#"{"addr":"[::1]:50051","metadata":{"zone":"a","w":[1,2.5,true]}}"#,
+            br#"{"Addr":"h:1","Metadata":"<&>\u2028"}"#,
+            br#"{"Op":1,"Addr":""}"#,
+            b"not json",
+        ];
+        for input in volley_fuzz_input::Inputs::new(corpus, 8) {
+            if let Ok(endpoint) = decode(&input) {
+                assert_eq!(decode(encode(&endpoint).as_bytes()), Ok(endpoint));
+            }
+        }
+    }
 }

@@ -14,6 +14,8 @@
 mod client;
 mod codec;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod interceptor;
 mod metadata;
 mod random;

@@ -152,7 +152,7 @@ fn check_send_len(len: usize, max_len: usize) -> Result<(), Status> {
 
 /// How far past the bytes received a partial message's buffer is reserved ahead: messages
 /// up to about this size are gathered with one allocation, larger ones grow as they arrive.
-const GATHER_AHEAD: usize = 64 * 1024;
+pub(crate) const GATHER_AHEAD: usize = 64 * 1024;
 
 /// Splits received DATA into messages, enforcing the receive size limit as soon as a length
 /// prefix is seen (before the body is buffered).
@@ -248,6 +248,15 @@ impl FrameDecoder {
     /// True when a partial message is buffered (an error if the stream ends now).
     pub(crate) fn has_partial(&self) -> bool {
         !self.pending().is_empty()
+    }
+
+    /// How many bytes the receive buffer has room for (its allocation).
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
+        match &self.buf {
+            Received::Joined(m) => m.capacity(),
+            Received::Chunk(b) => b.len(),
+        }
     }
 
     /// The next complete message's protobuf bytes, decompressed; `None` until one is buffered.
@@ -417,10 +426,7 @@ mod tests {
     /// read-ahead), not for what was declared; the message still completes as bytes arrive.
     #[test]
     fn a_declared_length_alone_allocates_nothing_large() {
-        let capacity = |d: &FrameDecoder| match &d.buf {
-            Received::Joined(m) => m.capacity(),
-            Received::Chunk(b) => b.len(),
-        };
+        let capacity = FrameDecoder::buffered_capacity;
         let declared = 4 * 1024 * 1024;
         let mut d = FrameDecoder::new(declared, None);
         let mut first = vec![0u8, 0, 0x40, 0, 0];
