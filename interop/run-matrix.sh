@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs gRPC's interop test cases for every client against every server, plaintext and TLS:
 #   Volley x Volley, Volley client x C++ server, Volley client x Python server,
-#   C++ client x Volley server, Python client x Volley server.
+#   C++ client x Volley server, Python client x Volley server;
+# then gRPC's negative HTTP/2 cases, the Volley client against upstream's http2_test_server.py.
 # The C++ and Python peers are the official interop binaries that interop/peers/ builds once
 # into $VOLLEY_PEERS_DIR (default /var/tmp/volley-peers). Prints a matrix, then `N passed, M failed`;
 # exits 1 when anything failed. Cells a peer does not support are skipped (and listed), never
@@ -156,6 +157,58 @@ for pair in "${PAIRS[@]}"; do
   done
 done
 
+# gRPC's negative HTTP/2 cases (doc/http2-interop-test-descriptions.md): the Volley client
+# against upstream's http2_test_server.py (interop/peers/http2.sh), which serves one case per
+# port from a base port on. A case passes when the client exits 0 and the server, which
+# asserts its side (the ping count, a second connection after GOAWAY), logged no error.
+HTTP2_CASES=(data_frame_padding goaway max_streams no_df_padding_sanity_test ping rst_after_data
+             rst_after_header rst_during_data)
+log "the negative HTTP/2 cases against gRPC's http2_test_server.py"
+HTTP2_BIN=$("$ROOT/interop/peers/http2.sh")
+HTTP2_BASE=$(python3 -c '
+import random, socket
+while True:
+    base = random.randrange(20000, 60000)
+    socks = []
+    try:
+        for p in range(base, base + 8):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
+        print(base); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()')
+HTTP2_LOG=$LOGS/http2-server.log
+"$HTTP2_BIN/http2_test_server" --base_port="$HTTP2_BASE" >"$HTTP2_LOG" 2>&1 &
+HTTP2_PID=$!
+PIDS+=("$HTTP2_PID")
+wait_port $((HTTP2_BASE + ${#HTTP2_CASES[@]} - 1)) "$HTTP2_PID" \
+  || { log "http2_test_server did not start:"; cat "$HTTP2_LOG" >&2; exit 1; }
+declare -A HTTP2_RESULT
+for i in "${!HTTP2_CASES[@]}"; do
+  case=${HTTP2_CASES[$i]}
+  out=$LOGS/volley-http2-$case.log
+  errors_before=$(grep -c "Unhandled Error" "$HTTP2_LOG" || true)
+  requests_before=$(grep -c "RequestReceived Event" "$HTTP2_LOG" || true)
+  ends_before=$(grep -c "Disconnect" "$HTTP2_LOG" || true)
+  rc=0
+  timeout 60 "$VOLLEY_CLIENT" --server_host=127.0.0.1 --server_port=$((HTTP2_BASE + i)) \
+    --test_case="$case" >"$out" 2>&1 || rc=$?
+  # The server checks its side when the connection ends: wait (5 s at most) for that line.
+  for _ in $(seq 1 50); do
+    (($(grep -c "Disconnect" "$HTTP2_LOG" || true) > ends_before)) && break
+    sleep 0.1
+  done
+  errors_after=$(grep -c "Unhandled Error" "$HTTP2_LOG" || true)
+  requests_after=$(grep -c "RequestReceived Event" "$HTTP2_LOG" || true)
+  if [[ $rc == 0 && $errors_after == "$errors_before" && $requests_after -gt $requests_before ]]; then
+    HTTP2_RESULT[$case]=pass; passed=$((passed + 1))
+  else
+    HTTP2_RESULT[$case]=FAIL; failed=$((failed + 1))
+    FAILS+=("volley client x http2_test_server, $case (client exit $rc, server errors $((errors_after - errors_before)); logs: $out, $HTTP2_LOG)")
+  fi
+done
+
 # The matrix: one row per case, one column per client x server x mode.
 header=$(printf '%-30s' "case \\ client>server")
 for pair in "${PAIRS[@]}"; do
@@ -169,6 +222,9 @@ for case in "${ALL_CASES[@]}"; do
   done
   echo "$row"
 done
+echo
+printf '%-30s %s\n' "negative HTTP/2 case" "volley>http2_test_server"
+for case in "${HTTP2_CASES[@]}"; do printf '%-30s %s\n' "$case" "${HTTP2_RESULT[$case]}"; done
 echo
 if ((${#SKIPS[@]})); then
   echo "skipped ($skipped):"

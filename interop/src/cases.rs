@@ -38,6 +38,16 @@ pub const CASES: &[&str] = &[
     "half_duplex",
     "rpc_soak",
     "channel_soak",
+    // The negative HTTP/2 cases (`doc/http2-interop-test-descriptions.md`), run against
+    // gRPC's `test/http2_test/http2_test_server.py`.
+    "rst_after_header",
+    "rst_after_data",
+    "rst_during_data",
+    "goaway",
+    "ping",
+    "max_streams",
+    "data_frame_padding",
+    "no_df_padding_sanity_test",
 ];
 
 /// Where and how to connect, and the soak settings.
@@ -386,6 +396,43 @@ pub async fn run(name: &str, config: &Config) -> Result<(), Failure> {
         }
         "rpc_soak" => soak(config, &client, false).await,
         "channel_soak" => soak(config, &client, true).await,
+        // The server resets the stream (code 0) after its headers, during its data, or after
+        // all of it: the call must fail, whatever arrived before the reset.
+        "rst_after_header" | "rst_after_data" | "rst_during_data" => {
+            match client.unary_call(large_request()).await {
+                Ok(_) => Err("the call succeeded despite the server's RST_STREAM".to_owned()),
+                Err(status) => {
+                    eprintln!("the call failed, as it must: {status}");
+                    Ok(())
+                }
+            }
+        }
+        // The server sends GOAWAY after the first call: the second goes to a new connection
+        // without the application doing anything.
+        "goaway" => {
+            large_unary(&client).await?;
+            // The spec's client sleeps a second between the calls (grpc/grpc#9300).
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            large_unary(&client).await
+        }
+        // The server pings around its headers and data (the client must answer each), or it
+        // pads its DATA frames: the call succeeds all the same.
+        "ping" | "data_frame_padding" | "no_df_padding_sanity_test" => large_unary(&client).await,
+        // The server allows one stream at a time after the first call: ten concurrent calls
+        // must queue, not fail.
+        "max_streams" => {
+            large_unary(&client).await?;
+            let calls: Vec<_> = (0..10)
+                .map(|_| {
+                    let client = client.clone();
+                    tokio::spawn(async move { large_unary(&client).await })
+                })
+                .collect();
+            for call in calls {
+                call.await.map_err(|e| format!("a call panicked: {e}"))??;
+            }
+            Ok(())
+        }
         other => Err(format!("unknown test case {other:?}")),
     }
 }
