@@ -54,7 +54,9 @@ fn fuzz_message_framing_and_decompression() {
         let mut received = 0;
         'feed: for piece in pieces {
             received += piece.len();
-            decoder.push(Bytes::copy_from_slice(piece));
+            decoder
+                .push(Bytes::copy_from_slice(piece))
+                .expect("no quota");
             // Never more room than the bytes received plus the bounded read-ahead.
             assert!(
                 decoder.buffered_capacity() <= received + GATHER_AHEAD,
@@ -115,8 +117,7 @@ fn fuzz_metadata_and_base64() {
         b"grpc-status\x000",
         b"content-type\0application/grpc",
     ];
-    let mut inputs = Inputs::new(corpus, 4);
-    while let Some(input) = inputs.next() {
+    for input in Inputs::new(corpus, 4) {
         if let Ok(bytes) = base64_decode(&input) {
             assert_eq!(
                 base64_decode(base64_encode(&bytes).as_bytes()).ok(),
