@@ -13,7 +13,7 @@ use std::task::{Context, Poll, ready};
 use futures_core::Stream;
 use tokio::time::Sleep;
 
-use crate::codec::{self, CompressionEncoding, FrameDecoder};
+use crate::codec::{self, BufferQuota, CompressionEncoding, FrameDecoder};
 use crate::metadata::MetadataMap;
 use crate::transport::{RecvBody, StreamError};
 use crate::{Code, Status};
@@ -104,6 +104,12 @@ impl<T> Streaming<T> {
             },
             _marker: PhantomData,
         }
+    }
+
+    /// Counts the stream's partly received messages against its connection's `quota`.
+    pub(crate) fn with_quota(mut self, quota: Arc<BufferQuota>) -> Streaming<T> {
+        self.inner.decoder.set_quota(quota);
+        self
     }
 
     /// A stream that is already over (a Trailers-Only OK response on the client).
@@ -236,7 +242,12 @@ impl Inner {
                         continue;
                     };
                     match ready!(body.poll_data(cx)) {
-                        Some(Ok(chunk)) => self.decoder.push(chunk),
+                        Some(Ok(chunk)) => {
+                            if let Err(status) = self.decoder.push(chunk) {
+                                tracing::debug!(%status, "rejecting inbound message");
+                                return self.fail(status);
+                            }
+                        }
                         Some(Err(e)) => return self.fail(self.stream_error(&e)),
                         None => {
                             if self.decoder.has_partial() {

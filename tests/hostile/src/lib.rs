@@ -433,6 +433,56 @@ impl RawPeer {
         .await
     }
 
+    /// Sends `data` on `stream` as DATA frames of at most 16 KiB, within the peer's
+    /// connection window, `conn_window` (updated from WINDOW_UPDATEs read meanwhile; other
+    /// frames go to `seen`). Stops early when the stream is reset, the connection ends, or no
+    /// window arrives for `stall_ms`; returns the bytes sent.
+    pub async fn send_within_window(
+        &mut self,
+        stream: u32,
+        data: &[u8],
+        conn_window: &mut i64,
+        stall_ms: u64,
+    ) -> usize {
+        let mut sent = 0;
+        while sent < data.len() {
+            if *conn_window > 0 {
+                let n = (data.len() - sent)
+                    .min(16 * 1024)
+                    .min(*conn_window as usize);
+                if !self
+                    .try_send(&frame(kind::DATA, 0, stream, &data[sent..sent + n]))
+                    .await
+                {
+                    return sent;
+                }
+                sent += n;
+                *conn_window -= n as i64;
+                continue;
+            }
+            let next = tokio::time::timeout(Duration::from_millis(stall_ms), self.next_frame());
+            match next.await {
+                Ok(Some(f)) if f.kind == kind::WINDOW_UPDATE && f.stream == 0 => {
+                    *conn_window += i64::from(u32::from_be_bytes([
+                        f.payload[0],
+                        f.payload[1],
+                        f.payload[2],
+                        f.payload[3],
+                    ]));
+                }
+                Ok(Some(f)) => {
+                    let reset = f.kind == kind::RST_STREAM && f.stream == stream;
+                    self.seen.push(f);
+                    if reset {
+                        return sent;
+                    }
+                }
+                Ok(None) | Err(_) => return sent,
+            }
+        }
+        sent
+    }
+
     /// Reads frames for `ms` milliseconds (or until the connection closes) into `seen`.
     pub async fn read_for(&mut self, ms: u64) {
         let read = async {

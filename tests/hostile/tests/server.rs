@@ -152,6 +152,53 @@ async fn declared_lengths_reserve_nothing_and_4_gib_is_resource_exhausted() {
         .await;
 }
 
+/// Each stream gathers a large message that never completes: the connection's quota for
+/// partly received messages (64 MiB) ends the streams past it with RESOURCE_EXHAUSTED, so
+/// 100 streams x 900 KiB cannot all be held.
+#[tokio::test]
+async fn partly_received_messages_are_bounded_per_connection() {
+    let quota = std::env::var("HOSTILE_PENDING_QUOTA").ok();
+    let args: Vec<&str> = match &quota {
+        // For a measurement by hand of the same attack with another quota.
+        Some(q) => vec!["--max-pending-request-bytes", q],
+        None => vec![],
+    };
+    let target = Target::spawn(TARGET, &args).await;
+    let before = target.rss_kib();
+    let mut raw = RawPeer::connect(target.addr).await;
+    // The connection window the server granted while connecting (65,535 + its update).
+    let mut window = 2 * 1024 * 1024;
+    let body = vec![0x0a; 900 * 1024];
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(4_000_000u32).to_be_bytes());
+    let mut sent = 0;
+    for i in 0..100u32 {
+        let stream = 1 + 2 * i;
+        raw.send_headers(stream, &request_block(UNARY, &[]), false)
+            .await;
+        let message = [&prefix[..], &body[..]].concat();
+        sent += raw
+            .send_within_window(stream, &message, &mut window, 2_000)
+            .await;
+    }
+    raw.read_for(500).await;
+    let exhausted = raw
+        .seen
+        .iter()
+        .filter(|f| f.kind == kind::HEADERS && f.header("grpc-status") == Some("8"))
+        .count();
+    let peak = target.rss_kib();
+    eprintln!(
+        "100 streams x 900 KiB of unfinished messages: {sent} bytes taken, {exhausted} streams \
+         RESOURCE_EXHAUSTED, server RSS {before} KiB -> {peak} KiB"
+    );
+    if quota.is_none() {
+        assert!(exhausted >= 20, "{exhausted} streams refused");
+        assert!(peak < before + 160 * 1024, "server RSS {peak} KiB");
+    }
+    target.assert_served().await;
+}
+
 #[tokio::test]
 async fn a_gzip_bomb_is_resource_exhausted() {
     let target = Target::spawn(TARGET, &[]).await;

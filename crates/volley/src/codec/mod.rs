@@ -15,7 +15,7 @@ pub(crate) const GRPC_ACCEPT_ENCODING: http::HeaderName =
     http::HeaderName::from_static("grpc-accept-encoding");
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Turns compression of sent messages on and off message by message, within a call that
 /// compresses (the server's [`crate::server::ServerBuilder::send_compressed`] with a client
@@ -164,6 +164,60 @@ pub(crate) struct FrameDecoder {
     max_len: usize,
     encoding: Option<CompressionEncoding>,
     last_compressed: bool,
+    /// The connection's budget for partly received messages (server side).
+    quota: Option<Arc<BufferQuota>>,
+    /// How much of `quota` the gathering buffer holds.
+    held: usize,
+}
+
+impl Drop for FrameDecoder {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The bytes of partly received messages (those gathered across DATA frames) that the calls
+/// of one connection may hold together. Without it, a client could make each of its streams
+/// gather a message up to the receive limit: 256 streams x 4 MiB. A stream whose message
+/// would pass the limit fails with RESOURCE_EXHAUSTED; the others go on.
+#[derive(Debug)]
+pub(crate) struct BufferQuota {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BufferQuota {
+    pub(crate) fn new(limit: usize) -> Arc<BufferQuota> {
+        Arc::new(BufferQuota {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `n` bytes of the quota; false (nothing taken) when that would pass the limit.
+    fn take(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.limit {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Adds `n` bytes whatever the limit (memory already allocated).
+    fn add(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
 }
 
 /// Where received bytes wait to be read.
@@ -194,6 +248,8 @@ impl FrameDecoder {
             max_len,
             encoding,
             last_compressed: false,
+            quota: None,
+            held: 0,
         }
     }
 
@@ -207,15 +263,48 @@ impl FrameDecoder {
         &self.buf.bytes()[self.pos..]
     }
 
-    /// Appends received bytes.
-    pub(crate) fn push(&mut self, data: Bytes) {
+    /// Counts this decoder's partly received messages against `quota` (a connection's).
+    pub(crate) fn set_quota(&mut self, quota: Arc<BufferQuota>) {
+        self.quota = Some(quota);
+    }
+
+    /// Appends received bytes. Fails (RESOURCE_EXHAUSTED) when a partly received message
+    /// would take the connection over its [`BufferQuota`].
+    pub(crate) fn push(&mut self, data: Bytes) -> Result<(), Status> {
         let rest = self.pending().len();
         if rest == 0 {
-            // Nothing waiting: read the chunk where it is.
+            // Nothing waiting: read the chunk where it is (a gathering buffer is dropped).
+            self.release();
             self.buf = Received::Chunk(data);
             self.pos = 0;
+            Ok(())
         } else {
-            self.gather(rest + data.len(), &data);
+            self.gather(rest + data.len(), &data)
+        }
+    }
+
+    /// Reserves `room` bytes of the quota for the gathering buffer (before it grows to it).
+    fn charge(&mut self, room: usize) -> Result<(), Status> {
+        let Some(quota) = &self.quota else {
+            return Ok(());
+        };
+        if room > self.held {
+            if !quota.take(room - self.held) {
+                return Err(Status::resource_exhausted(format!(
+                    "the connection's partly received request messages reached its limit of \
+                     {} bytes",
+                    quota.limit
+                )));
+            }
+            self.held = room;
+        }
+        Ok(())
+    }
+
+    /// Gives the gathering buffer's share of the quota back.
+    fn release(&mut self) {
+        if let Some(quota) = &self.quota {
+            quota.give(std::mem::take(&mut self.held));
         }
     }
 
@@ -226,10 +315,11 @@ impl FrameDecoder {
     /// make the receiver allocate what the peer has not sent: larger messages grow as their
     /// bytes arrive.
     #[cold]
-    fn gather(&mut self, total: usize, more: &[u8]) {
-        let pos = std::mem::take(&mut self.pos);
-        let received = self.buf.bytes().len() - pos + more.len();
+    fn gather(&mut self, total: usize, more: &[u8]) -> Result<(), Status> {
+        let received = self.buf.bytes().len() - self.pos + more.len();
         let room = total.min(received.saturating_add(GATHER_AHEAD));
+        self.charge(room)?;
+        let pos = std::mem::take(&mut self.pos);
         match &mut self.buf {
             Received::Joined(m) => {
                 m.advance(pos);
@@ -243,6 +333,16 @@ impl FrameDecoder {
                 self.buf = Received::Joined(m);
             }
         }
+        // The buffer may have grown past `room` (a `Vec` grows by doubling): count what it
+        // really holds, so that the next check sees it.
+        if let (Some(quota), Received::Joined(m)) = (&self.quota, &self.buf) {
+            let capacity = m.capacity();
+            if capacity > self.held {
+                quota.add(capacity - self.held);
+                self.held = capacity;
+            }
+        }
+        Ok(())
     }
 
     /// True when a partial message is buffered (an error if the stream ends now).
@@ -291,7 +391,7 @@ impl FrameDecoder {
             )));
         }
         let Some(body) = pending.get(HEADER_LEN..HEADER_LEN + len) else {
-            self.gather(HEADER_LEN + len, &[]);
+            self.gather(HEADER_LEN + len, &[])?;
             return Ok(None);
         };
         self.last_compressed = flag == 1;
@@ -366,12 +466,14 @@ mod tests {
         all.extend_from_slice(&b);
         for cut in 0..all.len() {
             let mut d = FrameDecoder::new(1 << 20, Some(CompressionEncoding::Gzip));
-            d.push(Bytes::copy_from_slice(&all[..cut]));
+            d.push(Bytes::copy_from_slice(&all[..cut]))
+                .expect("no quota");
             let mut got = Vec::new();
             while let Some(m) = d.next_message().expect("valid") {
                 got.push(decode::<Msg>(&m).expect("decode").text);
             }
-            d.push(Bytes::copy_from_slice(&all[cut..]));
+            d.push(Bytes::copy_from_slice(&all[cut..]))
+                .expect("no quota");
             while let Some(m) = d.next_message().expect("valid") {
                 got.push(decode::<Msg>(&m).expect("decode").text);
             }
@@ -395,7 +497,7 @@ mod tests {
             let mut d = FrameDecoder::new(1 << 20, None);
             let mut got = Vec::new();
             for piece in all.chunks(size) {
-                d.push(Bytes::copy_from_slice(piece));
+                d.push(Bytes::copy_from_slice(piece)).expect("no quota");
                 while let Some(m) = d.next_message().expect("valid") {
                     got.push(decode::<Msg>(&m).expect("decode").text);
                 }
@@ -408,7 +510,8 @@ mod tests {
     #[test]
     fn oversize_is_rejected_from_the_prefix() {
         let mut d = FrameDecoder::new(10, None);
-        d.push(Bytes::from_static(&[0, 0, 0, 0, 11]));
+        d.push(Bytes::from_static(&[0, 0, 0, 0, 11]))
+            .expect("no quota");
         let err = d.next_message().expect_err("too big");
         assert_eq!(err.code(), Code::ResourceExhausted);
         let err = encode(
@@ -431,13 +534,13 @@ mod tests {
         let mut d = FrameDecoder::new(declared, None);
         let mut first = vec![0u8, 0, 0x40, 0, 0];
         first.extend_from_slice(&[0x0a; 10]);
-        d.push(Bytes::from(first));
+        d.push(Bytes::from(first)).expect("no quota");
         assert_eq!(d.next_message().expect("no error"), None);
         assert!(capacity(&d) <= 15 + GATHER_AHEAD, "{}", capacity(&d));
         let mut sent = 10;
         let chunk = vec![0x0a; 16 * 1024];
         while sent + chunk.len() <= declared {
-            d.push(Bytes::copy_from_slice(&chunk));
+            d.push(Bytes::copy_from_slice(&chunk)).expect("no quota");
             sent += chunk.len();
             assert!(
                 capacity(&d) <= 2 * (5 + sent) + GATHER_AHEAD,
@@ -445,21 +548,61 @@ mod tests {
                 capacity(&d)
             );
         }
-        d.push(Bytes::from(vec![0x0a; declared - sent]));
+        d.push(Bytes::from(vec![0x0a; declared - sent]))
+            .expect("no quota");
         let message = d.next_message().expect("no error").expect("whole");
         assert_eq!(message.len(), declared);
+    }
+
+    /// Decoders of one connection share its quota for partly received messages: one that
+    /// would pass it fails with RESOURCE_EXHAUSTED, and what a decoder held comes back when
+    /// its message is read (and the buffer dropped) or the decoder is dropped.
+    #[test]
+    fn partly_received_messages_share_the_connection_quota() {
+        let quota = BufferQuota::new(210 * 1024);
+        let partial = |declared: u32, sent: usize| {
+            let mut d = FrameDecoder::new(4 << 20, None);
+            d.set_quota(quota.clone());
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(&declared.to_be_bytes());
+            bytes.extend(std::iter::repeat_n(0x0a, sent));
+            (d, Bytes::from(bytes))
+        };
+        // 90 KiB of a 100 KiB message, twice: 2 x ~100 KiB held.
+        let (mut a, first) = partial(100 * 1024, 90 * 1024);
+        a.push(first).expect("within the quota");
+        assert_eq!(a.next_message().expect("no error"), None);
+        let (mut b, first) = partial(100 * 1024, 90 * 1024);
+        b.push(first).expect("within the quota");
+        assert_eq!(b.next_message().expect("no error"), None);
+        assert!(quota.used() > 180 * 1024, "{}", quota.used());
+        // A third does not fit.
+        let (mut c, first) = partial(100 * 1024, 90 * 1024);
+        c.push(first).expect("one chunk needs no gathering");
+        let err = c.next_message().expect_err("over the quota");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        // `a` completes its message; the next chunk replaces the gathering buffer.
+        a.push(Bytes::from(vec![0x0a; 10 * 1024])).expect("within");
+        assert!(a.next_message().expect("no error").is_some());
+        a.push(Bytes::from_static(&[0, 0, 0, 0, 0]))
+            .expect("within");
+        drop(b);
+        drop(c);
+        assert_eq!(quota.used(), 0);
     }
 
     #[test]
     fn bad_flag_and_compression_without_encoding_are_internal() {
         let mut d = FrameDecoder::new(10, None);
-        d.push(Bytes::from_static(&[2, 0, 0, 0, 0]));
+        d.push(Bytes::from_static(&[2, 0, 0, 0, 0]))
+            .expect("no quota");
         assert_eq!(
             d.next_message().map_err(|s| s.code()).err(),
             Some(Code::Internal)
         );
         let mut d = FrameDecoder::new(10, None);
-        d.push(Bytes::from_static(&[1, 0, 0, 0, 1, 0]));
+        d.push(Bytes::from_static(&[1, 0, 0, 0, 1, 0]))
+            .expect("no quota");
         assert_eq!(
             d.next_message().map_err(|s| s.code()).err(),
             Some(Code::Internal)
@@ -492,11 +635,13 @@ mod tests {
             }
             let mut d = FrameDecoder::new(32, Some(CompressionEncoding::Gzip));
             let cut = if len == 0 { 0 } else { (next() as usize) % len };
-            d.push(Bytes::copy_from_slice(&input[..cut]));
+            d.push(Bytes::copy_from_slice(&input[..cut]))
+                .expect("no quota");
             while let Ok(Some(m)) = d.next_message() {
                 let _ = decode::<Msg>(&m);
             }
-            d.push(Bytes::copy_from_slice(&input[cut..]));
+            d.push(Bytes::copy_from_slice(&input[cut..]))
+                .expect("no quota");
             while let Ok(Some(m)) = d.next_message() {
                 let _ = decode::<Msg>(&m);
             }

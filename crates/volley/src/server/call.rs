@@ -15,7 +15,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Sleep;
 
 use super::ServerConfig;
-use crate::codec::{self, CompressionEncoding, MessageCompressed, SendCompression, compression};
+use crate::codec::{
+    self, BufferQuota, CompressionEncoding, MessageCompressed, SendCompression, compression,
+};
 use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
 use crate::transport::server::Respond;
@@ -33,6 +35,8 @@ pub struct ServerCall {
     timeout: Option<Duration>,
     request_encoding: Option<CompressionEncoding>,
     remote_addr: Option<SocketAddr>,
+    /// The connection's budget for partly received request messages.
+    quota: Arc<BufferQuota>,
 }
 
 impl std::fmt::Debug for ServerCall {
@@ -63,12 +67,14 @@ enum Guarded<T> {
 
 impl ServerCall {
     /// Checks the request headers. Returns the call and its `:path`, or `None` after answering
-    /// the request itself (HTTP 405/415, or a Trailers-Only error).
+    /// the request itself (HTTP 405/415, or a Trailers-Only error). `quota` is the
+    /// connection's budget for partly received request messages.
     pub(crate) fn accept(
         request: http::Request<RecvBody>,
         respond: Respond,
         config: Arc<ServerConfig>,
         remote_addr: Option<SocketAddr>,
+        quota: &Arc<BufferQuota>,
     ) -> Option<(ServerCall, http::uri::PathAndQuery)> {
         let (parts, body) = request.into_parts();
         let mut responder = Responder {
@@ -153,6 +159,7 @@ impl ServerCall {
                 timeout: timeout_value,
                 request_encoding,
                 remote_addr,
+                quota: quota.clone(),
             },
             path,
         ))
@@ -181,7 +188,8 @@ impl ServerCall {
             self.request_encoding,
             None,
             None,
-        );
+        )
+        .with_quota(self.quota);
         let mut request = Request::from_server_parts(
             MetadataMap::from_headers(self.headers),
             stream,

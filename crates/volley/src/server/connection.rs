@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep_until};
 use super::call::ServerCall;
 use super::router::Router;
 use super::{ConnectionConfig, ServerConfig};
+use crate::codec::BufferQuota;
 use crate::timeout::FAR_FUTURE;
 use crate::transport::keepalive::keepalive;
 use crate::transport::server::ServerConnection;
@@ -57,6 +58,7 @@ pub(crate) async fn serve_connection<T>(
         _ = shutdown.wait_for(|s| *s) => return,
     };
     let activity = conn.activity().clone();
+    let quota = BufferQuota::new(config.max_pending_request_bytes);
     // The preface is in; the handshake ends with the client's first SETTINGS frame, which h2
     // reads inside `accept`.
     let mut handshake_deadline = pin!(sleep_until(handshake_by));
@@ -117,7 +119,7 @@ pub(crate) async fn serve_connection<T>(
             accepted = conn.accept() => match accepted {
                 Some(Ok((request, respond))) => {
                     if let Some((call, path)) =
-                        ServerCall::accept(request, respond, shared.config.clone(), remote)
+                        ServerCall::accept(request, respond, shared.config.clone(), remote, &quota)
                         && let Some(fut) = shared.router.route(path.path(), call)
                     {
                         // A call is a task of its own, not tied to this one: when the

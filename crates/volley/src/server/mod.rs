@@ -61,6 +61,7 @@ pub(crate) struct ConnectionConfig {
     pub(crate) http2: ServerSettings,
     pub(crate) tcp_nodelay: bool,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) max_pending_request_bytes: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) drain_timeout: Option<Duration>,
     pub(crate) keepalive: KeepaliveParams,
@@ -95,6 +96,7 @@ impl Server {
                 },
                 tcp_nodelay: true,
                 max_connections: None,
+                max_pending_request_bytes: DEFAULT_MAX_PENDING_REQUEST_BYTES,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 drain_timeout: None,
                 keepalive: KeepaliveParams {
@@ -220,6 +222,18 @@ impl ServerBuilder {
     /// by 1.2 GB).
     pub fn max_header_list_size(mut self, bytes: u32) -> ServerBuilder {
         self.connection.http2.max_header_list_size = bytes;
+        self
+    }
+
+    /// The most bytes of partly received request messages (those that span DATA frames) the
+    /// calls of one connection may hold together. A call whose message would pass it fails
+    /// with RESOURCE_EXHAUSTED, and the connection's other calls go on. Without it a client
+    /// could make every stream gather a message up to the receive limit (256 streams x 4 MiB
+    /// = 1 GiB). Raise it with [`ServerBuilder::max_decoding_message_size`] and
+    /// [`ServerBuilder::max_concurrent_streams`] for clients that send many large messages at
+    /// once on one connection. Default: 64 MiB.
+    pub fn max_pending_request_bytes(mut self, bytes: usize) -> ServerBuilder {
+        self.connection.max_pending_request_bytes = bytes;
         self
     }
 
@@ -426,6 +440,9 @@ impl ServerBuilder {
 
 /// How long a new connection may take to finish its TLS and HTTP/2 handshakes.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How many bytes of partly received request messages one connection may hold, by default.
+const DEFAULT_MAX_PENDING_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// How many calls one connection may have open at once, by default.
 const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;

@@ -2,8 +2,8 @@
 //! every option at its default except those the arguments set. Prints `listening on ADDR`,
 //! then serves until its standard input closes (the test ends or dies) or it is killed.
 //!
-//! Arguments: `--handshake-timeout-ms N`, `--max-connections N` (time-based options are
-//! shortened so that tests need not wait for the defaults).
+//! Arguments: `--handshake-timeout-ms N`, `--max-connections N`, `--max-pending-request-bytes N`
+//! (time-based options are shortened so that tests need not wait for the defaults).
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ async fn main() -> std::io::Result<()> {
         builder = match pair[0].as_str() {
             "--handshake-timeout-ms" => builder.handshake_timeout(Duration::from_millis(value(1))),
             "--max-connections" => builder.max_connections(value(1) as usize),
+            "--max-pending-request-bytes" => builder.max_pending_request_bytes(value(1) as usize),
             other => panic!("unknown argument {other}"),
         };
     }
