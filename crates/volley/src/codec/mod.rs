@@ -303,7 +303,10 @@ impl FrameDecoder {
 
     /// Gives the gathering buffer's share of the quota back.
     fn release(&mut self) {
-        if let Some(quota) = &self.quota {
+        // Most decoders never gather: no atomic operation for them.
+        if self.held > 0
+            && let Some(quota) = &self.quota
+        {
             quota.give(std::mem::take(&mut self.held));
         }
     }
