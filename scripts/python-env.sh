@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates (once) a Python virtualenv with grpcio and grpcio-tools from PyPI, for the tests
+# Creates (once) a Python virtualenv with grpcio, grpcio-tools and grpcio-health-checking from
+# PyPI, for the tests
 # that use grpcio as a foreign client and server, and prints the path of its python.
 # The venv lives in $VOLLEY_PYENV (default /var/tmp/volley-pyenv); a second run reuses it.
 # The base interpreter is $VOLLEY_PYTHON_BASE, else the first python3 on PATH.
@@ -7,7 +8,8 @@ set -euo pipefail
 venv="${VOLLEY_PYENV:-/var/tmp/volley-pyenv}"
 grpcio="${VOLLEY_GRPCIO_VERSION:-1.85.3}"
 tools="${VOLLEY_GRPCIO_TOOLS_VERSION:-1.85.1}"
-stamp="$venv/.volley-$grpcio-$tools"
+health="${VOLLEY_GRPCIO_HEALTH_VERSION:-1.85.1}"
+stamp="$venv/.volley-$grpcio-$tools-health-$health"
 if [ ! -f "$stamp" ]; then
     py="${VOLLEY_PYTHON_BASE:-$(command -v python3 || echo /usr/bin/python3)}"
     if ! "$py" -m venv --help >/dev/null 2>&1; then
@@ -16,7 +18,7 @@ if [ ! -f "$stamp" ]; then
     rm -rf "$venv"
     "$py" -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "grpcio==$grpcio" "grpcio-tools==$tools" >&2
+        "grpcio==$grpcio" "grpcio-tools==$tools" "grpcio-health-checking==$health" >&2
     touch "$stamp"
 fi
 echo "$venv/bin/python"
