@@ -3,6 +3,9 @@
 //! `scripts/test.sh` installs one (`scripts/python-env.sh`) and runs this test, which is
 //! `#[ignore]`d otherwise.
 
+// A test's unwrap is its assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

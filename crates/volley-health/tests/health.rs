@@ -2,6 +2,9 @@
 //! and the reporter's changes, including the shutdown that tells watchers and ends their
 //! streams before the server drains.
 
+// A test's unwrap is its assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;
