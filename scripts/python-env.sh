@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates (once) a Python virtualenv with grpcio, grpcio-tools and grpcio-health-checking from
-# PyPI, for the tests
-# that use grpcio as a foreign client and server, and prints the path of its python.
+# Creates (once) a Python virtualenv with grpcio, grpcio-tools, grpcio-health-checking and
+# grpcio-reflection from PyPI, for the tests that use grpcio as a foreign client and server,
+# and prints the path of its python.
 # The venv lives in $VOLLEY_PYENV (default /var/tmp/volley-pyenv); a second run reuses it.
 # The base interpreter is $VOLLEY_PYTHON_BASE, else the first python3 on PATH.
 set -euo pipefail
@@ -9,7 +9,8 @@ venv="${VOLLEY_PYENV:-/var/tmp/volley-pyenv}"
 grpcio="${VOLLEY_GRPCIO_VERSION:-1.85.3}"
 tools="${VOLLEY_GRPCIO_TOOLS_VERSION:-1.85.1}"
 health="${VOLLEY_GRPCIO_HEALTH_VERSION:-1.85.1}"
-stamp="$venv/.volley-$grpcio-$tools-health-$health"
+reflection="${VOLLEY_GRPCIO_REFLECTION_VERSION:-1.85.1}"
+stamp="$venv/.volley-$grpcio-$tools-health-$health-reflection-$reflection"
 if [ ! -f "$stamp" ]; then
     py="${VOLLEY_PYTHON_BASE:-$(command -v python3 || echo /usr/bin/python3)}"
     if ! "$py" -m venv --help >/dev/null 2>&1; then
@@ -18,7 +19,8 @@ if [ ! -f "$stamp" ]; then
     rm -rf "$venv"
     "$py" -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "grpcio==$grpcio" "grpcio-tools==$tools" "grpcio-health-checking==$health" >&2
+        "grpcio==$grpcio" "grpcio-tools==$tools" "grpcio-health-checking==$health" \
+        "grpcio-reflection==$reflection" >&2
     touch "$stamp"
 fi
 echo "$venv/bin/python"

@@ -13,6 +13,11 @@ pub mod routeguide {
     include!(concat!(env!("OUT_DIR"), "/routeguide.rs"));
 }
 
+/// The encoded `FileDescriptorSet` of helloworld and routeguide (with their imports), which
+/// `volley-build` writes beside the generated code: what a reflection service describes.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
 pub mod etcd_discovery;
 pub mod greeter;
 pub mod load_balancing;

@@ -12,6 +12,10 @@ pub mod testing {
     include!(concat!(env!("OUT_DIR"), "/grpc.testing.rs"));
 }
 
+/// The encoded `FileDescriptorSet` of the interop protos, for the server's reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
 /// gRPC's test CA (`certs/ca.pem`), trusted by the client with `--use_test_ca=true`.
 pub const TEST_CA: &[u8] = include_bytes!("../certs/ca.pem");
 /// The server certificate the server presents with `--use_tls=true` (`certs/server1.pem`).

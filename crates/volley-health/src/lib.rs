@@ -32,6 +32,11 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
 }
 
+/// The encoded `FileDescriptorSet` of `grpc/health/v1/health.proto`, for a reflection service
+/// (`volley_reflection::Builder::register_encoded_file_descriptor_set`).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
 pub use proto::health_check_response::ServingStatus;
 use proto::{
     Health, HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,

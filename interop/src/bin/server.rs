@@ -36,9 +36,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?,
     };
     eprintln!("volley-interop-server listening on port {port}");
+    // Health and reflection too, so that grpcurl and health probes can be pointed at it.
+    let (health_reporter, health) = volley_health::health_service();
+    let reflection = volley_reflection::Builder::new()
+        .register_encoded_file_descriptor_set(volley_interop::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(volley_health::FILE_DESCRIPTOR_SET)
+        .build()?;
     builder
         .add_service(TestServiceServer::new(InteropService))
-        .serve_with_listener(listener, shutdown_signal())
+        .add_service(health)
+        .add_service(reflection.v1())
+        .add_service(reflection.v1alpha())
+        .serve_with_listener(listener, health_reporter.shutdown_on(shutdown_signal()))
         .await?;
     Ok(())
 }

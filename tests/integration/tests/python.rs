@@ -199,3 +199,99 @@ async fn grpcio_client_pinging_too_often_is_told_too_many_pings() {
         "{stderr}"
     );
 }
+
+/// Runs grpcio-reflection's client against a server of `builder`'s services plus health and
+/// both reflection services (describing `sets`), and checks that it lists `expected` and
+/// resolves every service.
+async fn grpcio_reflection_against(
+    builder: volley::server::ServerBuilder,
+    sets: &[&[u8]],
+    expected: &[&str],
+) {
+    let mut reflection = volley_reflection::Builder::new()
+        .register_encoded_file_descriptor_set(volley_health::FILE_DESCRIPTOR_SET);
+    for set in sets {
+        reflection = reflection.register_encoded_file_descriptor_set(set);
+    }
+    let reflection = reflection.build().unwrap();
+    let (_reporter, health) = volley_health::health_service();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        builder
+            .add_service(health)
+            .add_service(reflection.v1())
+            .add_service(reflection.v1alpha())
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let output = bounded(
+        60,
+        Command::new(python())
+            .arg(script("reflection_client.py"))
+            .arg(addr.to_string())
+            .args(expected)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "reflection client failed:\n{stdout}\n{stderr}"
+    );
+    for service in expected {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("service {service} "))),
+            "{service} not resolved:\n{stdout}"
+        );
+    }
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio-reflection: run by scripts/test.sh"]
+async fn grpcio_reflection_resolves_every_service_of_the_routeguide_server() {
+    let builder = volley::Server::builder()
+        .add_service(volley_examples::routeguide::RouteGuideServer::new(
+            volley_examples::route_guide::RouteGuideService::default(),
+        ))
+        .add_service(GreeterServer::new(MyGreeter::default()));
+    grpcio_reflection_against(
+        builder,
+        &[volley_examples::FILE_DESCRIPTOR_SET],
+        &[
+            "routeguide.RouteGuide",
+            "helloworld.Greeter",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio-reflection: run by scripts/test.sh"]
+async fn grpcio_reflection_resolves_every_service_of_the_interop_server() {
+    let builder = volley::Server::builder().add_service(
+        volley_interop::testing::TestServiceServer::new(volley_interop::service::InteropService),
+    );
+    grpcio_reflection_against(
+        builder,
+        &[volley_interop::FILE_DESCRIPTOR_SET],
+        &[
+            "grpc.testing.TestService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+        ],
+    )
+    .await;
+}
