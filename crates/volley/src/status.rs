@@ -525,6 +525,27 @@ mod tests {
         );
     }
 
+    /// When the `google.rpc.Status` in `grpc-status-details-bin` disagrees with
+    /// `grpc-status`/`grpc-message`, the headers win (as in grpc-go): the code and message
+    /// are the headers', and the details are kept as they came.
+    #[test]
+    fn status_headers_win_over_the_details_code_and_message() {
+        // google.rpc.Status { code: 3, message: "inner" }, encoded by hand.
+        let inner = [0x08, 0x03, 0x12, 0x05, b'i', b'n', b'n', b'e', b'r'];
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from_static("5"));
+        h.insert("grpc-message", HeaderValue::from_static("header"));
+        let encoded = base64_encode(&inner);
+        h.insert(
+            "grpc-status-details-bin",
+            HeaderValue::from_str(&encoded).expect("base64 is ASCII"),
+        );
+        let status = Status::from_trailers(&h).expect("status present");
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "header");
+        assert_eq!(&status.details()[..], &inner[..]);
+    }
+
     #[test]
     fn unreadable_status_details_are_internal() {
         let mut h = HeaderMap::new();

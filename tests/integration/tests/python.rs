@@ -295,3 +295,120 @@ async fn grpcio_reflection_resolves_every_service_of_the_interop_server() {
     )
     .await;
 }
+
+/// A greeter that answers every call with a rich error: INVALID_ARGUMENT and a BadRequest.
+struct RichErrorGreeter;
+
+impl volley_examples::helloworld::Greeter for RichErrorGreeter {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<volley::Response<volley_examples::helloworld::HelloReply>, volley::Status> {
+        use volley_types::{BadRequest, StatusExt, bad_request::FieldViolation};
+        Err(volley::Status::with_error_details(
+            Code::InvalidArgument,
+            "bad name",
+            [volley_types::detail(&BadRequest {
+                field_violations: vec![FieldViolation {
+                    field: "name".into(),
+                    description: format!(
+                        "volley wants another name than {:?}",
+                        request.get_ref().name
+                    ),
+                    ..Default::default()
+                }],
+            })],
+        ))
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio-status: run by scripts/test.sh"]
+async fn grpcio_status_reads_a_volley_servers_rich_error() {
+    let stubs = generate_stubs("rich-client").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        volley::Server::builder()
+            .add_service(GreeterServer::new(RichErrorGreeter))
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let output = bounded(
+        60,
+        Command::new(python())
+            .arg(script("rich_error_client.py"))
+            .arg(&stubs)
+            .arg(addr.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "python client failed:\n{stdout}\n{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "code 3",
+            "message bad name",
+            "violation name: volley wants another name than \"rich\"",
+        ]
+    );
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(stubs);
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio-status: run by scripts/test.sh"]
+async fn volley_client_reads_a_grpcio_servers_rich_error() {
+    use volley_types::{BadRequest, StatusExt};
+    let stubs = generate_stubs("rich-server").await;
+    let mut child = Command::new(python())
+        .arg(script("greeter_server.py"))
+        .arg(&stubs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let port: u16 = bounded(30, lines.next_line())
+        .await
+        .unwrap()
+        .expect("server printed its port")
+        .trim()
+        .parse()
+        .unwrap();
+    let client =
+        GreeterClient::new(volley::Channel::new(&format!("http://127.0.0.1:{port}")).unwrap());
+    let status = bounded(
+        30,
+        client.say_hello(HelloRequest {
+            name: "rich".into(),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    assert_eq!(status.message(), "bad name");
+    let bad: BadRequest = status.get_detail().expect("a BadRequest detail");
+    assert_eq!(bad.field_violations.len(), 1);
+    assert_eq!(bad.field_violations[0].field, "name");
+    assert_eq!(
+        bad.field_violations[0].description,
+        "python wants another name"
+    );
+    drop(child.stdin.take());
+    let _ = bounded(10, child.wait()).await;
+    let _ = std::fs::remove_dir_all(stubs);
+}
