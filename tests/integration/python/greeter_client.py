@@ -1,7 +1,8 @@
 """A grpcio helloworld client for Volley's interop tests.
 
 Usage: greeter_client.py GEN_DIR HOST:PORT
-Makes a plain call, a gzip call with metadata, and a failing call; prints one line for each.
+Makes a plain call, a gzip call with metadata, a failing call and a deflate call; prints one
+line for each.
 """
 
 import sys
@@ -32,6 +33,13 @@ def main():
             print("error: none")
         except grpc.RpcError as e:
             print("error: %s %s" % (e.code().name, e.details()))
+
+        reply, call = stub.SayHello.with_call(
+            helloworld_pb2.HelloRequest(name="deflate " * 100),
+            timeout=10,
+            compression=grpc.Compression.Deflate,
+        )
+        print("deflate: %d chars, code %s" % (len(reply.message), call.code().name))
 
 
 if __name__ == "__main__":

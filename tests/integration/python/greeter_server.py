@@ -3,7 +3,8 @@
 Usage: greeter_server.py GEN_DIR
 Serves helloworld.Greeter on 127.0.0.1 with a free port, prints the port on stdout, and runs
 until stdin closes. The name "fail" gets FAILED_PRECONDITION with trailing metadata; "rich" gets
-INVALID_ARGUMENT with a google.rpc.BadRequest detail (grpcio-status).
+INVALID_ARGUMENT with a google.rpc.BadRequest detail (grpcio-status); names starting with
+"deflate" get a deflate-compressed reply.
 """
 
 import sys
@@ -38,6 +39,8 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
                 code=code_pb2.INVALID_ARGUMENT, message="bad name", details=[detail]
             )
             context.abort_with_status(rpc_status.to_status(status))
+        if request.name.startswith("deflate"):
+            context.set_compression(grpc.Compression.Deflate)
         if request.name == "fail":
             context.set_trailing_metadata((("x-python-reason-bin", b"\x00\xff"),))
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "python says no \u263a")

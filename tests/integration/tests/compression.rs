@@ -1,4 +1,4 @@
-//! gzip in both directions, and requests in an encoding the server lacks.
+//! gzip, deflate and zstd in both directions, and requests in an encoding the server lacks.
 
 use volley::{Code, CompressionEncoding};
 use volley_integration_tests::echo::EchoRequest;
@@ -14,8 +14,28 @@ fn compressible() -> EchoRequest {
 
 #[tokio::test]
 async fn gzip_both_directions() {
-    let server = TestServer::start_with(|b| b.send_compressed(CompressionEncoding::Gzip)).await;
-    let client = server.client().send_compressed(CompressionEncoding::Gzip);
+    both_directions(CompressionEncoding::Gzip).await;
+}
+
+#[tokio::test]
+async fn deflate_and_zstd_both_directions() {
+    both_directions(CompressionEncoding::Deflate).await;
+    both_directions(CompressionEncoding::Zstd).await;
+}
+
+/// Requests and responses compressed with `encoding`, checked on the wire for responses.
+async fn both_directions(encoding: CompressionEncoding) {
+    let server = TestServer::start_with(|b| b.send_compressed(encoding)).await;
+    let mut headers = GRPC_HEADERS.to_vec();
+    headers.push(("grpc-accept-encoding", encoding.as_str()));
+    let resp = raw_unary(server.addr, &headers, frame(&compressible())).await;
+    assert_eq!(resp.grpc_status(), Some(0));
+    assert_eq!(
+        resp.headers.get("grpc-encoding").unwrap(),
+        encoding.as_str()
+    );
+    assert_eq!(resp.body[0], 1, "{encoding:?}: compressed flag set");
+    let client = server.client().send_compressed(encoding);
     bounded(10, async {
         let reply = client.unary(compressible()).await.unwrap().into_inner();
         assert_eq!(reply.message.len(), 10_000);

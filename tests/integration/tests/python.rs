@@ -93,6 +93,7 @@ async fn grpcio_client_calls_volley_server() {
     assert_eq!(lines[0], "plain: Hello python");
     assert_eq!(lines[1], "gzip: 506 chars, code OK");
     assert_eq!(lines[2], "error: INVALID_ARGUMENT name must not be empty");
+    assert_eq!(lines[3], "deflate: 806 chars, code OK");
 }
 
 #[tokio::test]
@@ -154,6 +155,27 @@ async fn volley_client_calls_grpcio_server() {
         assert_eq!(
             reply.into_inner().message.len(),
             1000 + "Hello  from grpcio".len()
+        );
+
+        // deflate both ways: the server compresses with deflate when asked by name.
+        let reply = client
+            .clone()
+            .send_compressed(volley::CompressionEncoding::Deflate)
+            .say_hello(HelloRequest {
+                name: format!("deflate {}", "d".repeat(1000)),
+            })
+            .await
+            .unwrap();
+        assert!(
+            reply
+                .extensions()
+                .get::<volley::MessageCompressed>()
+                .is_some(),
+            "the grpcio server's reply was not compressed"
+        );
+        assert_eq!(
+            reply.into_inner().message.len(),
+            1008 + "Hello  from grpcio".len()
         );
 
         let status = client

@@ -233,7 +233,7 @@ impl Grpc {
             );
             headers.insert(
                 codec::GRPC_ACCEPT_ENCODING,
-                HeaderValue::from_static("identity,gzip"),
+                HeaderValue::from_static(codec::ACCEPT_ALL),
             );
             if let Some(enc) = self.send_compressed {
                 headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));

@@ -150,6 +150,9 @@ fn check_send_len(len: usize, max_len: usize) -> Result<(), Status> {
     Ok(())
 }
 
+/// `grpc-accept-encoding` for every algorithm Volley decodes (what a client advertises).
+pub(crate) const ACCEPT_ALL: &str = "identity,gzip,deflate,zstd";
+
 /// How far past the bytes received a partial message's buffer is reserved ahead: messages
 /// up to about this size are gathered with one allocation, larger ones grow as they arrive.
 pub(crate) const GATHER_AHEAD: usize = 64 * 1024;
