@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::CompressionEncoding;
+use crate::codec::CallCompression;
+
 use crate::metadata::MetadataMap;
 
 /// A request: the message (or the stream of messages), custom metadata, and per-call options.
@@ -105,6 +108,19 @@ impl<T> Request<T> {
     /// Sets wait-for-ready ([`Request::set_wait_for_ready`]) and returns the request.
     pub fn with_wait_for_ready(mut self, wait: bool) -> Request<T> {
         self.wait_for_ready = Some(wait);
+        self
+    }
+
+    /// Compresses this call's request messages with `encoding` (`None`: not at all), in
+    /// place of the client's `send_compressed`. The server must accept the algorithm (it
+    /// answers UNIMPLEMENTED otherwise). Default: the client's choice.
+    pub fn set_compression(&mut self, encoding: Option<CompressionEncoding>) {
+        self.extensions.insert(CallCompression(encoding));
+    }
+
+    /// [`Request::set_compression`], by value.
+    pub fn with_compression(mut self, encoding: Option<CompressionEncoding>) -> Request<T> {
+        self.set_compression(encoding);
         self
     }
 

@@ -82,6 +82,16 @@ impl<T> Response<T> {
         &self.extensions
     }
 
+    /// Compresses this response's messages with `encoding` (`None`: not at all) in place of
+    /// the server's `send_compressed`, when the client accepts that algorithm; a client that
+    /// does not gets the messages uncompressed. Server side only, and only on a server that
+    /// compresses at all (`ServerBuilder::send_compressed` set: only then does it read what
+    /// the client accepts). Default: the server's choice.
+    pub fn set_compression(&mut self, encoding: Option<crate::CompressionEncoding>) {
+        self.extensions
+            .insert(crate::codec::CallCompression(encoding));
+    }
+
     /// The extensions, to change.
     pub fn extensions_mut(&mut self) -> &mut http::Extensions {
         &mut self.extensions

@@ -119,3 +119,85 @@ async fn compressed_flag_without_encoding_is_internal() {
     let resp = raw_unary(server.addr, GRPC_HEADERS, body.into()).await;
     assert_eq!(resp.grpc_status(), Some(Code::Internal.as_i32()));
 }
+
+/// A request's own compression choice overrides the client's, both ways.
+#[tokio::test]
+async fn a_request_chooses_its_own_compression() {
+    // The server accepts no compressed request: a compressed one gets UNIMPLEMENTED.
+    let server = TestServer::start_with(|b| b.accept_compressed(&[])).await;
+    bounded(10, async {
+        let plain_client = server.client();
+        let err = plain_client
+            .unary(
+                volley::Request::new(compressible())
+                    .with_compression(Some(CompressionEncoding::Zstd)),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented, "{err}");
+        let gzip_client = server.client().send_compressed(CompressionEncoding::Gzip);
+        let reply = gzip_client
+            .unary(volley::Request::new(compressible()).with_compression(None))
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().message.len(), 10_000);
+    })
+    .await;
+}
+
+/// A greeter whose responses pick zstd themselves.
+struct ZstdGreeter;
+
+impl volley_examples::helloworld::Greeter for ZstdGreeter {
+    async fn say_hello(
+        &self,
+        request: volley::Request<volley_examples::helloworld::HelloRequest>,
+    ) -> Result<volley::Response<volley_examples::helloworld::HelloReply>, volley::Status> {
+        let mut response = volley::Response::new(volley_examples::helloworld::HelloReply {
+            message: request.into_inner().name.repeat(100),
+        });
+        response.set_compression(Some(CompressionEncoding::Zstd));
+        Ok(response)
+    }
+}
+
+/// A response's own choice (on a server that compresses by default with gzip) is used when
+/// the client accepts it, and dropped (identity) otherwise.
+#[tokio::test]
+async fn a_response_chooses_its_own_compression_if_the_client_accepts_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        volley::Server::builder()
+            .send_compressed(CompressionEncoding::Gzip)
+            .add_service(volley_examples::helloworld::GreeterServer::new(ZstdGreeter))
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let body = frame(&volley_examples::helloworld::HelloRequest {
+        name: "zzzz".into(),
+    });
+    let path = "/helloworld.Greeter/SayHello";
+    for (accept, compressed) in [("identity,zstd", true), ("identity,gzip", false)] {
+        let mut headers = GRPC_HEADERS.to_vec();
+        headers.push(("grpc-accept-encoding", accept));
+        let resp = bounded(
+            10,
+            volley_integration_tests::raw_request(addr, "POST", path, &headers, body.clone()),
+        )
+        .await;
+        assert_eq!(resp.grpc_status(), Some(0));
+        assert_eq!(
+            resp.headers
+                .get("grpc-encoding")
+                .map(|v| v.to_str().unwrap()),
+            compressed.then_some("zstd"),
+            "accept {accept}"
+        );
+        assert_eq!(resp.body[0], u8::from(compressed), "accept {accept}");
+    }
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+}

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::channel::{Channel, MAX_TRANSPARENT_RETRIES};
 use crate::codec::{
-    self, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
-    MessageCompressed, SendCompression,
+    self, CallCompression, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE,
+    DEFAULT_MAX_SEND_MESSAGE_SIZE, MessageCompressed, SendCompression,
 };
 use crate::metadata::MetadataMap;
 use crate::streaming::{DropGuard, OutboundLink, Side, Streaming};
@@ -75,14 +75,15 @@ impl Grpc {
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
         let control = parts.extensions.get::<SendCompression>();
+        let encoding = self.encoding(&parts.extensions);
         let data = codec::encode(
             &parts.message,
-            SendCompression::apply(control, self.send_compressed),
+            SendCompression::apply(control, encoding),
             self.max_send_message_size,
         )?;
         let call = async {
             let (response, _send) = self
-                .send_single(path, &parts.metadata, deadline, wait, data)
+                .send_single(path, &parts.metadata, deadline, wait, encoding, data)
                 .await?;
             let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
             single_response(headers, &mut stream).await
@@ -104,14 +105,15 @@ impl Grpc {
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
         let control = parts.extensions.get::<SendCompression>();
+        let encoding = self.encoding(&parts.extensions);
         let data = codec::encode(
             &parts.message,
-            SendCompression::apply(control, self.send_compressed),
+            SendCompression::apply(control, encoding),
             self.max_send_message_size,
         )?;
         let call = async {
             let (response, _send) = self
-                .send_single(path, &parts.metadata, deadline, wait, data)
+                .send_single(path, &parts.metadata, deadline, wait, encoding, data)
                 .await?;
             let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
@@ -133,10 +135,13 @@ impl Grpc {
         let parts = self.intercept(request)?.into_parts();
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
+        let encoding = self.encoding(&parts.extensions);
         let call = async {
-            let (response, send) = self.start(path, &parts.metadata, deadline, wait).await?;
+            let (response, send) = self
+                .start(path, &parts.metadata, deadline, wait, encoding)
+                .await?;
             let control = parts.extensions.get::<SendCompression>().cloned();
-            let guard = self.spawn_sender(send, parts.message, control);
+            let guard = self.spawn_sender(send, parts.message, control, encoding);
             let response = await_headers(response, &guard).await?;
             let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
             single_response(headers, &mut stream).await
@@ -158,10 +163,13 @@ impl Grpc {
         let parts = self.intercept(request)?.into_parts();
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
+        let encoding = self.encoding(&parts.extensions);
         let call = async {
-            let (response, send) = self.start(path, &parts.metadata, deadline, wait).await?;
+            let (response, send) = self
+                .start(path, &parts.metadata, deadline, wait, encoding)
+                .await?;
             let control = parts.extensions.get::<SendCompression>().cloned();
-            let guard = self.spawn_sender(send, parts.message, control);
+            let guard = self.spawn_sender(send, parts.message, control, encoding);
             let response = await_headers(response, &guard).await?;
             let (headers, stream) = self.read_response::<Resp>(response, deadline, guard)?;
             Ok(Response::from_parts(headers, stream, MetadataMap::new()))
@@ -172,6 +180,14 @@ impl Grpc {
     /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
     fn intercept<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
         self.channel.config().interceptors.run(request)
+    }
+
+    /// The call's request compression: the request's own choice, else the client's.
+    fn encoding(&self, extensions: &http::Extensions) -> Option<CompressionEncoding> {
+        match extensions.get::<CallCompression>() {
+            Some(CallCompression(choice)) => *choice,
+            None => self.send_compressed,
+        }
     }
 
     fn wait_for_ready(&self, per_call: Option<bool>) -> bool {
@@ -187,12 +203,15 @@ impl Grpc {
         metadata: &MetadataMap,
         deadline: Option<Instant>,
         wait_for_ready: bool,
+        encoding: Option<CompressionEncoding>,
         data: Bytes,
     ) -> Result<(http::Response<RecvBody>, SendBody), Status> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (response, mut send) = self.start(path, metadata, deadline, wait_for_ready).await?;
+            let (response, mut send) = self
+                .start(path, metadata, deadline, wait_for_ready, encoding)
+                .await?;
             // An error here means the server already answered; the response says why.
             let _ = send.send_data(data.clone(), true);
             match response.await {
@@ -218,6 +237,7 @@ impl Grpc {
         metadata: &MetadataMap,
         deadline: Option<Instant>,
         wait_for_ready: bool,
+        encoding: Option<CompressionEncoding>,
     ) -> Result<(ResponseFuture, SendBody), Status> {
         let make = || {
             let mut req = http::Request::new(());
@@ -235,7 +255,7 @@ impl Grpc {
                 codec::GRPC_ACCEPT_ENCODING,
                 HeaderValue::from_static(codec::ACCEPT_ALL),
             );
-            if let Some(enc) = self.send_compressed {
+            if let Some(enc) = encoding {
                 headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));
             }
             if let Some(d) = deadline {
@@ -314,6 +334,7 @@ impl Grpc {
         mut send: SendBody,
         messages: S,
         control: Option<SendCompression>,
+        encoding: Option<CompressionEncoding>,
     ) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
@@ -322,7 +343,6 @@ impl Grpc {
         let (stop, mut cancelled) = oneshot::channel::<()>();
         let failure = Arc::new(OnceLock::new());
         let failed = failure.clone();
-        let encoding = self.send_compressed;
         let max = self.max_send_message_size;
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));

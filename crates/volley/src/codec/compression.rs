@@ -120,6 +120,32 @@ pub(crate) fn accept_encoding_header(encodings: &[CompressionEncoding]) -> Strin
     s
 }
 
+/// The algorithms a `grpc-accept-encoding` value lists, a bit per [`CompressionEncoding::ALL`]
+/// entry.
+pub(crate) fn accepted(header: Option<&http::HeaderValue>) -> u8 {
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return 0;
+    };
+    let mut mask = 0;
+    for name in value.split(',') {
+        if let Some(i) = CompressionEncoding::ALL
+            .iter()
+            .position(|e| e.as_str() == name.trim())
+        {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+/// Whether `mask` (from [`accepted`]) holds `encoding`.
+pub(crate) fn is_accepted(mask: u8, encoding: CompressionEncoding) -> bool {
+    CompressionEncoding::ALL
+        .iter()
+        .position(|e| *e == encoding)
+        .is_some_and(|i| mask & (1 << i) != 0)
+}
+
 /// True when a `grpc-accept-encoding` value lists `encoding`.
 pub(crate) fn accepts(header: Option<&http::HeaderValue>, encoding: CompressionEncoding) -> bool {
     header
@@ -209,6 +235,11 @@ mod tests {
         );
         let v = http::HeaderValue::from_static("identity, deflate, gzip");
         assert!(accepts(Some(&v), CompressionEncoding::Gzip));
+        let mask = accepted(Some(&v));
+        assert!(is_accepted(mask, CompressionEncoding::Gzip));
+        assert!(is_accepted(mask, CompressionEncoding::Deflate));
+        assert!(!is_accepted(mask, CompressionEncoding::Zstd));
+        assert_eq!(accepted(None), 0);
         assert!(!accepts(None, CompressionEncoding::Gzip));
     }
 }

@@ -59,6 +59,12 @@ impl SendCompression {
     }
 }
 
+/// The algorithm one call (client: [`crate::Request::set_compression`]) or one response
+/// (server: [`crate::Response::set_compression`]) compresses its messages with, in place of
+/// the client's or server's default. Kept in the request's or response's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CallCompression(pub(crate) Option<CompressionEncoding>);
+
 /// Present (as `MessageCompressed(true)`) in the extensions of a unary request (server) or a
 /// unary response (client) whose message arrived with the compressed flag set; absent when
 /// it did not. Streams say it per message: [`crate::Streaming::last_message_compressed`].

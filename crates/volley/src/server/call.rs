@@ -16,7 +16,8 @@ use tokio::time::Sleep;
 
 use super::ServerConfig;
 use crate::codec::{
-    self, BufferQuota, CompressionEncoding, MessageCompressed, SendCompression, compression,
+    self, BufferQuota, CallCompression, CompressionEncoding, MessageCompressed, SendCompression,
+    compression,
 };
 use crate::metadata::MetadataMap;
 use crate::streaming::{Side, Streaming};
@@ -53,6 +54,9 @@ struct Responder {
     respond: Respond,
     config: Arc<ServerConfig>,
     response_encoding: Option<CompressionEncoding>,
+    /// The algorithms the client's `grpc-accept-encoding` lists (a bit per
+    /// [`CompressionEncoding::ALL`] entry), read only when the server compresses at all.
+    accepted: u8,
     /// The handler's per-message switch over `response_encoding` (only when there is one).
     send_compression: Option<SendCompression>,
     deadline: Option<Pin<Box<Sleep>>>,
@@ -81,6 +85,7 @@ impl ServerCall {
             respond,
             config,
             response_encoding: None,
+            accepted: 0,
             send_compression: None,
             deadline: None,
         };
@@ -146,10 +151,13 @@ impl ServerCall {
                 }
             }
         }
-        if let Some(enc) = responder.config.send_compressed
-            && compression::accepts(parts.headers.get(codec::GRPC_ACCEPT_ENCODING), enc)
-        {
-            responder.response_encoding = Some(enc);
+        // Only a server that compresses reads what the client accepts (it costs a lookup).
+        if let Some(enc) = responder.config.send_compressed {
+            responder.accepted =
+                compression::accepted(parts.headers.get(codec::GRPC_ACCEPT_ENCODING));
+            if compression::is_accepted(responder.accepted, enc) {
+                responder.response_encoding = Some(enc);
+            }
         }
         Some((
             ServerCall {
@@ -388,7 +396,19 @@ impl Responder {
         codec::encode(msg, encoding, self.config.max_send_message_size)
     }
 
+    /// A response that chose its own compression ([`Response::set_compression`]) gets it,
+    /// if the client accepts it, and no compression otherwise.
+    fn choose_compression<T>(&mut self, response: &Response<T>) {
+        if let Some(CallCompression(choice)) = response.extensions().get::<CallCompression>() {
+            self.response_encoding =
+                choice.filter(|enc| compression::is_accepted(self.accepted, *enc));
+        }
+    }
+
     fn send_unary<Resp: prost::Message>(&mut self, result: Result<Response<Resp>, Status>) {
+        if let Ok(response) = &result {
+            self.choose_compression(response);
+        }
         let (metadata, message, trailers) = match result {
             Ok(resp) => resp.into_parts(),
             Err(status) => return self.send_error(status),
@@ -414,6 +434,9 @@ impl Responder {
         Resp: prost::Message,
         S: Stream<Item = Result<Resp, Status>>,
     {
+        if let Ok(response) = &result {
+            self.choose_compression(response);
+        }
         let (metadata, messages, trailers) = match result {
             Ok(resp) => resp.into_parts(),
             Err(status) => return self.send_error(status),
