@@ -146,13 +146,6 @@ pub(crate) fn is_accepted(mask: u8, encoding: CompressionEncoding) -> bool {
         .is_some_and(|i| mask & (1 << i) != 0)
 }
 
-/// True when a `grpc-accept-encoding` value lists `encoding`.
-pub(crate) fn accepts(header: Option<&http::HeaderValue>, encoding: CompressionEncoding) -> bool {
-    header
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|n| n.trim() == encoding.as_str()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,12 +227,10 @@ mod tests {
             crate::codec::ACCEPT_ALL
         );
         let v = http::HeaderValue::from_static("identity, deflate, gzip");
-        assert!(accepts(Some(&v), CompressionEncoding::Gzip));
         let mask = accepted(Some(&v));
         assert!(is_accepted(mask, CompressionEncoding::Gzip));
         assert!(is_accepted(mask, CompressionEncoding::Deflate));
         assert!(!is_accepted(mask, CompressionEncoding::Zstd));
         assert_eq!(accepted(None), 0);
-        assert!(!accepts(None, CompressionEncoding::Gzip));
     }
 }
