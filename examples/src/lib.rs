@@ -22,5 +22,6 @@ pub mod etcd_discovery;
 pub mod greeter;
 pub mod load_balancing;
 pub mod max_connection_age;
+pub mod production;
 pub mod route_guide;
 pub mod route_guide_client;

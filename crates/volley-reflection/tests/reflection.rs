@@ -11,8 +11,6 @@ use prost::Message;
 use prost_types::FileDescriptorProto;
 use tokio::net::TcpListener;
 use volley::Channel;
-use volley_examples::route_guide::RouteGuideService;
-use volley_examples::routeguide::RouteGuideServer;
 use volley_reflection::proto::v1::server_reflection_request::MessageRequest;
 use volley_reflection::proto::v1::server_reflection_response::MessageResponse;
 use volley_reflection::proto::v1::{
@@ -20,10 +18,9 @@ use volley_reflection::proto::v1::{
 };
 use volley_reflection::proto::v1alpha::ServerReflectionClient as V1AlphaClient;
 
-/// A routeguide server with health and both reflection services; returns its address.
+/// A server with health and both reflection services; returns its address.
 async fn start() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let reflection = volley_reflection::Builder::new()
-        .register_encoded_file_descriptor_set(volley_examples::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(volley_health::FILE_DESCRIPTOR_SET)
         .build()
         .unwrap();
@@ -33,7 +30,6 @@ async fn start() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
         volley::Server::builder()
-            .add_service(RouteGuideServer::new(RouteGuideService::default()))
             .add_service(health)
             .add_service(reflection.v1())
             .add_service(reflection.v1alpha())
@@ -115,8 +111,6 @@ async fn lists_every_service_including_health_and_reflection() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
-        "helloworld.Greeter",
-        "routeguide.RouteGuide",
     ] {
         assert!(
             names.contains(&expected),
@@ -132,13 +126,13 @@ async fn files_by_symbol_and_name_come_with_their_dependencies() {
         addr,
         vec![
             ask(MessageRequest::FileContainingSymbol(
-                "routeguide.RouteGuide".into(),
+                "grpc.health.v1.Health".into(),
             )),
             ask(MessageRequest::FileContainingSymbol(
-                "routeguide.RouteGuide.GetFeature".into(),
+                "grpc.health.v1.Health.Watch".into(),
             )),
             ask(MessageRequest::FileContainingSymbol(
-                ".routeguide.Point".into(),
+                ".grpc.health.v1.HealthCheckRequest".into(),
             )),
             ask(MessageRequest::FileContainingSymbol(
                 "grpc.health.v1.HealthCheckResponse.ServingStatus".into(),
@@ -155,9 +149,9 @@ async fn files_by_symbol_and_name_come_with_their_dependencies() {
         ],
     )
     .await;
-    assert_eq!(file_names(&answers[0]), ["route_guide.proto"]);
-    assert_eq!(file_names(&answers[1]), ["route_guide.proto"]);
-    assert_eq!(file_names(&answers[2]), ["route_guide.proto"]);
+    for answer in &answers[..3] {
+        assert_eq!(file_names(answer), ["grpc/health/v1/health.proto"]);
+    }
     assert_eq!(file_names(&answers[3]), ["grpc/health/v1/health.proto"]);
     assert_eq!(file_names(&answers[4]), ["grpc/health/v1/health.proto"]);
     assert_eq!(error_code(&answers[5]), volley::Code::NotFound as i32);
@@ -175,10 +169,10 @@ async fn extensions_and_the_v1alpha_service() {
         addr,
         vec![
             ask(MessageRequest::AllExtensionNumbersOfType(
-                "routeguide.Point".into(),
+                "grpc.health.v1.HealthCheckRequest".into(),
             )),
             ask(MessageRequest::FileContainingExtension(ExtensionRequest {
-                containing_type: "routeguide.Point".into(),
+                containing_type: "grpc.health.v1.HealthCheckRequest".into(),
                 extension_number: 100,
             })),
             ask(MessageRequest::AllExtensionNumbersOfType("no.Such".into())),
@@ -187,7 +181,7 @@ async fn extensions_and_the_v1alpha_service() {
     .await;
     match &answers[0] {
         MessageResponse::AllExtensionNumbersResponse(r) => {
-            assert_eq!(r.base_type_name, "routeguide.Point");
+            assert_eq!(r.base_type_name, "grpc.health.v1.HealthCheckRequest");
             assert!(r.extension_number.is_empty());
         }
         other => panic!("{other:?}"),

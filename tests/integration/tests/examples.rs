@@ -109,3 +109,34 @@ async fn etcd_discovery_example_follows_servers_as_they_come_and_go() {
     assert!(!has(rotations[2], "server-1"), "{out}");
     assert!(out.ends_with("every server deregistered\n"), "{out}");
 }
+
+#[tokio::test]
+async fn production_example_uses_health_reflection_and_rich_errors() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(volley_examples::production::serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = volley::Channel::new(&format!("http://{addr}")).unwrap();
+    let mut out = Vec::new();
+    bounded(30, volley_examples::production::run(channel, &mut out))
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("health of helloworld.Greeter: SERVING"),
+        "{out}"
+    );
+    assert!(
+        out.contains("grpc.health.v1.Health, grpc.reflection.v1.ServerReflection"),
+        "{out}"
+    );
+    assert!(out.contains("reply: Hello production"), "{out}");
+    assert!(
+        out.contains("error: InvalidArgument name must not be empty; name: give a name to greet"),
+        "{out}"
+    );
+    let _ = stop.send(());
+    bounded(10, server).await.unwrap().unwrap();
+}
