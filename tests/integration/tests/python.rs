@@ -96,10 +96,10 @@ async fn grpcio_client_calls_volley_server() {
     assert_eq!(lines[3], "deflate: 806 chars, code OK");
 }
 
-#[tokio::test]
-#[ignore = "needs Python grpcio: run by scripts/test.sh"]
-async fn volley_client_calls_grpcio_server() {
-    let stubs = generate_stubs("server").await;
+/// Starts `greeter_server.py` (stubs generated under `tag`); returns the child (it stops
+/// when its standard input closes), its port and the stubs' folder.
+async fn start_grpcio_greeter(tag: &str) -> (tokio::process::Child, u16, PathBuf) {
+    let stubs = generate_stubs(tag).await;
     let mut child = Command::new(python())
         .arg(script("greeter_server.py"))
         .arg(&stubs)
@@ -117,6 +117,13 @@ async fn volley_client_calls_grpcio_server() {
         .trim()
         .parse()
         .unwrap();
+    (child, port, stubs)
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio: run by scripts/test.sh"]
+async fn volley_client_calls_grpcio_server() {
+    let (mut child, port, stubs) = start_grpcio_greeter("server").await;
     let channel = volley::Channel::builder(&format!("http://127.0.0.1:{port}"))
         .timeout(Duration::from_secs(10))
         .build()
@@ -393,24 +400,7 @@ async fn grpcio_status_reads_a_volley_servers_rich_error() {
 #[ignore = "needs Python grpcio-status: run by scripts/test.sh"]
 async fn volley_client_reads_a_grpcio_servers_rich_error() {
     use volley_types::{BadRequest, StatusExt};
-    let stubs = generate_stubs("rich-server").await;
-    let mut child = Command::new(python())
-        .arg(script("greeter_server.py"))
-        .arg(&stubs)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let port: u16 = bounded(30, lines.next_line())
-        .await
-        .unwrap()
-        .expect("server printed its port")
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut child, port, stubs) = start_grpcio_greeter("rich-server").await;
     let client =
         GreeterClient::new(volley::Channel::new(&format!("http://127.0.0.1:{port}")).unwrap());
     let status = bounded(
