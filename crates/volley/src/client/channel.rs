@@ -36,6 +36,7 @@ pub(crate) struct ChannelConfig {
     pub(crate) initial_connection_window_size: u32,
     pub(crate) max_header_list_size: u32,
     pub(crate) tcp_nodelay: bool,
+    pub(crate) disable_health_check: bool,
     pub(crate) interceptors: Interceptors,
     pub(crate) tls: Option<crate::tls::ClientTls>,
     /// Keepalive pings, when enabled.
@@ -150,6 +151,7 @@ impl Channel {
                 initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
                 max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
                 tcp_nodelay: true,
+                disable_health_check: false,
                 interceptors: Interceptors::default(),
                 tls: None,
                 keepalive: None,
@@ -483,6 +485,16 @@ impl ChannelBuilder {
     /// limit.
     pub fn max_header_list_size(mut self, bytes: u32) -> ChannelBuilder {
         self.config.max_header_list_size = bytes;
+        self
+    }
+
+    /// Turns client-side health checking (gRFC A17) off even when the service config asks
+    /// for it with `healthCheckConfig`: subchannels are then READY as soon as they connect.
+    /// (With it on, and a balancer other than `pick_first`, each connection watches the
+    /// backend's `grpc.health.v1.Health` and takes calls only while it says SERVING.)
+    /// Default: false.
+    pub fn disable_health_check(mut self, disable: bool) -> ChannelBuilder {
+        self.config.disable_health_check = disable;
         self
     }
 

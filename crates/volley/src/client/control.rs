@@ -122,6 +122,8 @@ pub(crate) struct Core {
     states: broadcast::Sender<ConnectivityState>,
     subchannels: Vec<Subchannel>,
     resolve_now: bool,
+    /// The service new subchannels health-check (gRFC A17), from the service config.
+    health_check: Option<String>,
 }
 
 impl Core {
@@ -157,6 +159,7 @@ impl Helper<'_> {
             address.clone(),
             self.core.config.clone(),
             self.core.events.clone(),
+            self.core.health_check.clone(),
         );
         self.core.subchannels.push(sc.clone());
         sc
@@ -200,6 +203,7 @@ pub(crate) async fn run(setup: ControlSetup) {
         states,
         subchannels: Vec::new(),
         resolve_now: false,
+        health_check: None,
     };
     let mut running: Option<Running> = None;
     let mut generation = 0u64;
@@ -242,6 +246,16 @@ pub(crate) async fn run(setup: ControlSetup) {
                                     r.balancer = b.build();
                                     r.policy = policy;
                                 }
+                                // gRFC A17: health checking as the service config asks, except
+                                // under pick_first, which does not support it.
+                                core.health_check = update
+                                    .service_config
+                                    .as_ref()
+                                    .and_then(|c| c.health_check_service())
+                                    .filter(|_| {
+                                        r.policy != "pick_first" && !config.disable_health_check
+                                    })
+                                    .map(str::to_owned);
                                 r.balancer.resolver_update(&update, &mut Helper { core: &mut core });
                             }
                             Err(status) => {

@@ -10,6 +10,7 @@ use crate::Error;
 pub struct ServiceConfig {
     json: serde_json::Value,
     policies: Vec<String>,
+    health_check: Option<String>,
 }
 
 impl ServiceConfig {
@@ -43,9 +44,28 @@ impl ServiceConfig {
             // The old field names policies in upper case ("ROUND_ROBIN").
             policies.push(policy.to_ascii_lowercase());
         }
+        // gRFC A17: {"healthCheckConfig": {"serviceName": "..."}} turns client-side health
+        // checking on ("" is the server as a whole).
+        let health_check = match object.get("healthCheckConfig") {
+            None => None,
+            Some(config) => Some(
+                config
+                    .get("serviceName")
+                    .map(|name| {
+                        name.as_str().map(str::to_owned).ok_or_else(|| {
+                            Error::new(
+                                "invalid service config: healthCheckConfig.serviceName is not a string",
+                            )
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or_default(),
+            ),
+        };
         Ok(ServiceConfig {
             json: value,
             policies,
+            health_check,
         })
     }
 
@@ -55,12 +75,19 @@ impl ServiceConfig {
         ServiceConfig {
             json,
             policies: vec![policy.to_owned()],
+            health_check: None,
         }
     }
 
     /// The balancer names the config asks for, in order of preference.
     pub fn load_balancing_policies(&self) -> &[String] {
         &self.policies
+    }
+
+    /// The service that subchannels health-check (`healthCheckConfig.serviceName`, gRFC
+    /// A17), when the config turns client-side health checking on.
+    pub fn health_check_service(&self) -> Option<&str> {
+        self.health_check.as_deref()
     }
 
     /// The whole config as JSON.

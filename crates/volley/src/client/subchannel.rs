@@ -36,6 +36,9 @@ pub struct Subchannel {
 struct Inner {
     id: u64,
     address: Address,
+    /// The service whose health the subchannel watches on each connection (gRFC A17), when
+    /// the service config asks for health checking.
+    health_service: Option<String>,
     config: Arc<ChannelConfig>,
     events: mpsc::UnboundedSender<ControlEvent>,
     state: Mutex<State>,
@@ -97,12 +100,14 @@ impl Subchannel {
         address: Address,
         config: Arc<ChannelConfig>,
         events: mpsc::UnboundedSender<ControlEvent>,
+        health_service: Option<String>,
     ) -> Subchannel {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Subchannel {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 address,
+                health_service,
                 config,
                 events,
                 state: Mutex::new(State {
@@ -232,20 +237,32 @@ impl Subchannel {
                             activity,
                             streams,
                         } = signals;
+                        let health = self
+                            .inner
+                            .health_service
+                            .clone()
+                            .map(|service| (service, sender.clone()));
                         state.connection = Some(Connection {
                             sender,
                             generation,
                             _release: release,
                         });
-                        self.set_state(&mut state, ConnectivityState::Ready, None);
-                        Some(Established {
-                            generation,
-                            driver,
-                            going_away,
-                            pinger,
-                            activity,
-                            streams,
-                        })
+                        // With health checking, the subchannel stays CONNECTING until the
+                        // first health answer (gRFC A17).
+                        if health.is_none() {
+                            self.set_state(&mut state, ConnectivityState::Ready, None);
+                        }
+                        Some((
+                            health,
+                            Established {
+                                generation,
+                                driver,
+                                going_away,
+                                pinger,
+                                activity,
+                                streams,
+                            },
+                        ))
                     }
                     Err(status) => {
                         tracing::debug!(address = %self.inner.address, %status, "connect failed");
@@ -258,8 +275,12 @@ impl Subchannel {
                     }
                 }
             };
-            if let Some(established) = connected {
+            if let Some((health, established)) = connected {
+                let generation = established.generation;
                 tokio::spawn(self.clone().watch(established));
+                if let Some((service, sender)) = health {
+                    tokio::spawn(self.clone().health_check(generation, sender, service));
+                }
                 return;
             }
             tokio::select! {
@@ -272,6 +293,149 @@ impl Subchannel {
                     return;
                 }
                 self.set_state(&mut state, ConnectivityState::Connecting, None);
+            }
+        }
+    }
+
+    /// Sets the state for connection `generation`'s health, unless the connection is gone or
+    /// the subchannel shut down meanwhile. Returns false when the connection is gone.
+    fn health_state(&self, generation: u64, new: ConnectivityState, error: Option<Status>) -> bool {
+        let mut state = self.lock();
+        if state.connection.as_ref().map(|c| c.generation) != Some(generation) {
+            return false;
+        }
+        if state.state != new {
+            self.set_state(&mut state, new, error);
+        }
+        true
+    }
+
+    /// Client-side health checking (gRFC A17) on connection `generation`: a
+    /// `grpc.health.v1.Health/Watch` stream for `service`; the subchannel is READY while the
+    /// answer is SERVING and TRANSIENT_FAILURE otherwise. A server without the health service
+    /// (UNIMPLEMENTED) counts as healthy; a stream that fails is opened again after a backoff
+    /// (reset by any answer). Ends with the connection.
+    async fn health_check(self, generation: u64, sender: Sender, service: String) {
+        let mut backoff = Backoff::new(self.inner.config.backoff);
+        loop {
+            let (answered, status) = match self.health_watch(generation, &sender, &service).await {
+                HealthWatch::Unimplemented => {
+                    tracing::debug!(
+                        address = %self.inner.address,
+                        "no health service: health checking is off for this connection"
+                    );
+                    self.health_state(generation, ConnectivityState::Ready, None);
+                    return;
+                }
+                HealthWatch::Gone => return,
+                HealthWatch::Ended { answered, status } => (answered, status),
+            };
+            if answered {
+                backoff.reset();
+            }
+            if !self.health_state(
+                generation,
+                ConnectivityState::TransientFailure,
+                Some(status),
+            ) {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = self.inner.stop.notified() => return,
+            }
+            if !self.health_state(generation, ConnectivityState::Connecting, None) {
+                return;
+            }
+        }
+    }
+
+    /// One `Watch` stream, until it ends.
+    async fn health_watch(&self, generation: u64, sender: &Sender, service: &str) -> HealthWatch {
+        let authority = match self.inner.address.as_socket_addr() {
+            Some(addr) => addr.to_string(),
+            None => "localhost".to_owned(),
+        };
+        let uri = http::Uri::builder()
+            .scheme(if self.inner.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            })
+            .authority(authority.as_str())
+            .path_and_query(HEALTH_WATCH)
+            .build()
+            .unwrap_or_default();
+        let mut request = http::Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, crate::codec::APPLICATION_GRPC);
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        headers.insert(
+            http::header::USER_AGENT,
+            self.inner.config.user_agent.clone(),
+        );
+        let Ok((response, mut send)) = sender.clone().open(request, false).await else {
+            return HealthWatch::Gone; // the connection no longer takes streams
+        };
+        let message = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        if let Ok(data) = crate::codec::encode(&message, None, usize::MAX) {
+            let _ = send.send_data(data, true);
+        }
+        let response = match response.uncounted().await {
+            Ok(response) => response,
+            Err(e) => {
+                return HealthWatch::Ended {
+                    answered: false,
+                    status: e.to_status(),
+                };
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let early = if parts.status != http::StatusCode::OK {
+            Some(Status::from_http_status(parts.status))
+        } else {
+            Status::from_trailers(&parts.headers)
+        };
+        if let Some(status) = early {
+            return HealthWatch::ended(false, status);
+        }
+        let mut answers = crate::streaming::Streaming::<HealthCheckResponse>::new(
+            body,
+            crate::streaming::Side::Client,
+            64 * 1024,
+            None,
+            None,
+            None,
+        );
+        let mut answered = false;
+        loop {
+            match answers.message().await {
+                Ok(Some(answer)) => {
+                    answered = true;
+                    let (new, error) = if answer.status == SERVING {
+                        (ConnectivityState::Ready, None)
+                    } else {
+                        let status = Status::unavailable(format!(
+                            "health check of {service:?}: status {} (not SERVING)",
+                            answer.status
+                        ));
+                        (ConnectivityState::TransientFailure, Some(status))
+                    };
+                    if !self.health_state(generation, new, error) {
+                        return HealthWatch::Gone;
+                    }
+                }
+                Ok(None) => {
+                    return HealthWatch::ended(
+                        answered,
+                        Status::unavailable("the health-check stream ended"),
+                    );
+                }
+                Err(status) => return HealthWatch::ended(answered, status),
             }
         }
     }
@@ -483,4 +647,45 @@ async fn connect_abstract(_name: Vec<u8>) -> std::io::Result<tokio::net::UnixStr
         std::io::ErrorKind::Unsupported,
         "abstract Unix sockets exist only on Linux",
     ))
+}
+
+/// The path of the health service's `Watch` method.
+const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
+
+/// `grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING`.
+const SERVING: i32 = 1;
+
+/// `grpc.health.v1.HealthCheckRequest`, written here: the core crate cannot depend on
+/// `volley-health`, and one string field is all the subchannel sends.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse` (the status as its enum's number).
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// How one health `Watch` stream ended.
+enum HealthWatch {
+    /// The server has no health service: health checking is off for the connection.
+    Unimplemented,
+    /// The connection is gone (or no longer takes streams): nothing more to watch.
+    Gone,
+    /// The stream failed or ended; `answered` when it had delivered an answer.
+    Ended { answered: bool, status: Status },
+}
+
+impl HealthWatch {
+    fn ended(answered: bool, status: Status) -> HealthWatch {
+        if status.code() == crate::Code::Unimplemented {
+            HealthWatch::Unimplemented
+        } else {
+            HealthWatch::Ended { answered, status }
+        }
+    }
 }

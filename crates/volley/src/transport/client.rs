@@ -197,6 +197,16 @@ pub(crate) struct ResponseFuture {
     active: Option<ActiveStream>,
 }
 
+impl ResponseFuture {
+    /// Stops counting the stream as active on its connection (the channel's idle timer and
+    /// keepalive-without-calls read the count): for the subchannel's own health-check stream,
+    /// which is not a call.
+    pub(crate) fn uncounted(mut self) -> ResponseFuture {
+        self.active = None;
+        self
+    }
+}
+
 impl Future for ResponseFuture {
     type Output = Result<http::Response<RecvBody>, StreamError>;
 
