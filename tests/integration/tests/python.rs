@@ -51,13 +51,23 @@ async fn generate_stubs(tag: &str) -> PathBuf {
 /// Runs the grpcio client `client_script` against a Volley greeter server (default options)
 /// and returns the client's standard output and error once it succeeded.
 async fn grpcio_client_against_volley(client_script: &str, tag: &str) -> (String, String) {
+    grpcio_client_against(MyGreeter::default(), client_script, tag).await
+}
+
+/// Runs the grpcio client `client_script` against a Volley server of `greeter` (default
+/// options) and returns the client's standard output and error once it succeeded.
+async fn grpcio_client_against(
+    greeter: impl volley_examples::helloworld::Greeter,
+    client_script: &str,
+    tag: &str,
+) -> (String, String) {
     let stubs = generate_stubs(tag).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         volley::Server::builder()
-            .add_service(GreeterServer::new(MyGreeter::default()))
+            .add_service(GreeterServer::new(greeter))
             .serve_with_listener(listener, async {
                 let _ = stopped.await;
             }),
@@ -354,34 +364,8 @@ impl volley_examples::helloworld::Greeter for RichErrorGreeter {
 #[tokio::test]
 #[ignore = "needs Python grpcio-status: run by scripts/test.sh"]
 async fn grpcio_status_reads_a_volley_servers_rich_error() {
-    let stubs = generate_stubs("rich-client").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        volley::Server::builder()
-            .add_service(GreeterServer::new(RichErrorGreeter))
-            .serve_with_listener(listener, async {
-                let _ = stopped.await;
-            }),
-    );
-    let output = bounded(
-        60,
-        Command::new(python())
-            .arg(script("rich_error_client.py"))
-            .arg(&stubs)
-            .arg(addr.to_string())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "python client failed:\n{stdout}\n{stderr}"
-    );
+    let (stdout, _) =
+        grpcio_client_against(RichErrorGreeter, "rich_error_client.py", "rich-client").await;
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
@@ -391,9 +375,6 @@ async fn grpcio_status_reads_a_volley_servers_rich_error() {
             "violation name: volley wants another name than \"rich\"",
         ]
     );
-    let _ = stop.send(());
-    bounded(10, server).await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(stubs);
 }
 
 #[tokio::test]
