@@ -14,7 +14,7 @@ pub use super::connectivity::ConnectivityState;
 pub use super::control::{FailPicker, Helper, QueuePicker};
 pub use super::subchannel::Subchannel;
 pub use pick_first::PickFirstBuilder;
-pub use round_robin::RoundRobinBuilder;
+pub use round_robin::{LeastRequestBuilder, RoundRobinBuilder};
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -95,6 +95,9 @@ fn registry() -> &'static Registry {
         let mut map: HashMap<String, Arc<dyn BalancerBuilder>> = HashMap::new();
         map.insert("pick_first".to_owned(), Arc::new(PickFirstBuilder));
         map.insert("round_robin".to_owned(), Arc::new(RoundRobinBuilder));
+        for name in ["least_request", "least_request_experimental"] {
+            map.insert(name.to_owned(), Arc::new(LeastRequestBuilder::named(name)));
+        }
         RwLock::new(map)
     })
 }

@@ -1,4 +1,6 @@
-//! `round_robin`: a connection to every address; calls rotate over the READY ones.
+//! `round_robin`: a connection to every address; calls rotate over the READY ones. And
+//! `least_request` (gRFC A48), which manages its connections the same way but sends each
+//! call to the least loaded of a few READY ones drawn at random.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,22 +25,84 @@ impl BalancerBuilder for RoundRobinBuilder {
     }
 
     fn build(&self) -> Box<dyn Balancer> {
-        Box::new(RoundRobin {
-            subchannels: Vec::new(),
-            state: ConnectivityState::Idle,
-            published_ready: Vec::new(),
-            last_error: None,
-        })
+        Box::new(RoundRobin::new(Choice::Rotate))
     }
 }
 
+/// Builds `least_request` balancers (gRFC A48): connections as `round_robin`'s; each call
+/// goes to the READY subchannel with the fewest calls open among `choice_count` (2, A48's
+/// default) drawn at random, which steers calls away from a slow backend. Registered as
+/// `least_request` and as A48's config name `least_request_experimental`.
+#[derive(Debug, Clone)]
+pub struct LeastRequestBuilder {
+    name: &'static str,
+}
+
+impl LeastRequestBuilder {
+    /// A builder registered under `name`.
+    pub(crate) const fn named(name: &'static str) -> LeastRequestBuilder {
+        LeastRequestBuilder { name }
+    }
+}
+
+impl BalancerBuilder for LeastRequestBuilder {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn build(&self) -> Box<dyn Balancer> {
+        Box::new(RoundRobin::new(Choice::LeastRequest {
+            choice_count: LEAST_REQUEST_CHOICES,
+        }))
+    }
+}
+
+/// How many READY subchannels `least_request` compares per call (A48's default).
+const LEAST_REQUEST_CHOICES: usize = 2;
+
+/// How a picker chooses among the READY subchannels.
+#[derive(Debug, Clone, Copy)]
+enum Choice {
+    /// In turn.
+    Rotate,
+    /// The one with the fewest calls open, of `choice_count` drawn at random.
+    LeastRequest { choice_count: usize },
+}
+
 struct RoundRobin {
+    choice: Choice,
     subchannels: Vec<(Subchannel, ConnectivityState)>,
     state: ConnectivityState,
     /// The READY set of the last published picker (republished only when it changes, so the
     /// rotation is not restarted needlessly).
     published_ready: Vec<Subchannel>,
     last_error: Option<Status>,
+}
+
+/// Picks the READY subchannel with the fewest calls open among `choice_count` drawn at
+/// random (with replacement, as A48 allows).
+struct LeastLoaded {
+    ready: Vec<Subchannel>,
+    choice_count: usize,
+}
+
+impl Picker for LeastLoaded {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        let draw = || {
+            let i = (crate::random::next_u64() % self.ready.len() as u64) as usize;
+            &self.ready[i]
+        };
+        let mut best = draw();
+        let mut best_load = best.active_streams();
+        for _ in 1..self.choice_count {
+            let candidate = draw();
+            let load = candidate.active_streams();
+            if load < best_load {
+                (best, best_load) = (candidate, load);
+            }
+        }
+        PickResult::Pick(best.clone())
+    }
 }
 
 /// Rotates over READY subchannels, starting at a random one.
@@ -55,6 +119,16 @@ impl Picker for Rotation {
 }
 
 impl RoundRobin {
+    fn new(choice: Choice) -> RoundRobin {
+        RoundRobin {
+            choice,
+            subchannels: Vec::new(),
+            state: ConnectivityState::Idle,
+            published_ready: Vec::new(),
+            last_error: None,
+        }
+    }
+
     /// Recomputes the channel's state and publishes a picker if anything changed.
     fn update(&mut self, helper: &mut Helper<'_>) {
         let ready: Vec<Subchannel> = self
@@ -68,13 +142,17 @@ impl RoundRobin {
                 let start = (crate::random::next_u64() % ready.len() as u64) as usize;
                 self.published_ready = ready.clone();
                 self.state = ConnectivityState::Ready;
-                helper.update_picker(
-                    ConnectivityState::Ready,
-                    Arc::new(Rotation {
+                let picker: Arc<dyn Picker> = match self.choice {
+                    Choice::Rotate => Arc::new(Rotation {
                         ready,
                         next: AtomicUsize::new(start),
                     }),
-                );
+                    Choice::LeastRequest { choice_count } => Arc::new(LeastLoaded {
+                        ready,
+                        choice_count,
+                    }),
+                };
+                helper.update_picker(ConnectivityState::Ready, picker);
             }
             return;
         }
