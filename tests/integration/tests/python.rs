@@ -48,6 +48,28 @@ async fn generate_stubs(tag: &str) -> PathBuf {
     out
 }
 
+/// Runs the Python script `name` with `args` (at most 60 s); returns its standard output and
+/// error once it exited 0.
+async fn run_python(name: &str, args: &[&str]) -> (String, String) {
+    let output = bounded(
+        60,
+        Command::new(python())
+            .arg(script(name))
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// Runs the grpcio client `client_script` against a Volley greeter server (default options)
 /// and returns the client's standard output and error once it succeeded.
 async fn grpcio_client_against_volley(client_script: &str, tag: &str) -> (String, String) {
@@ -72,23 +94,8 @@ async fn grpcio_client_against(
                 let _ = stopped.await;
             }),
     );
-    let output = bounded(
-        60,
-        Command::new(python())
-            .arg(script(client_script))
-            .arg(&stubs)
-            .arg(addr.to_string())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "python client failed:\n{stdout}\n{stderr}"
-    );
+    let stubs_arg = stubs.display().to_string();
+    let (stdout, stderr) = run_python(client_script, &[&stubs_arg, &addr.to_string()]).await;
     let _ = stop.send(());
     bounded(10, server).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(stubs);
@@ -266,23 +273,11 @@ async fn grpcio_reflection_against(
                 let _ = stopped.await;
             }),
     );
-    let output = bounded(
-        60,
-        Command::new(python())
-            .arg(script("reflection_client.py"))
-            .arg(addr.to_string())
-            .args(expected)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "reflection client failed:\n{stdout}\n{stderr}"
-    );
+    let addr = addr.to_string();
+    let args: Vec<&str> = std::iter::once(addr.as_str())
+        .chain(expected.iter().copied())
+        .collect();
+    let (stdout, _) = run_python("reflection_client.py", &args).await;
     for service in expected {
         assert!(
             stdout
