@@ -187,3 +187,49 @@ async fn disable_health_check_ignores_the_service_config() {
     })
     .await;
 }
+
+/// gRFC A17: on GOAWAY the client cancels its health stream. A server that shuts down
+/// (GOAWAY, then waiting for open streams, with no drain bound) therefore finishes, even
+/// though its health service would keep a `Watch` stream open forever (no `shutdown_on`
+/// here).
+#[tokio::test]
+async fn a_goaway_ends_the_health_stream_so_the_server_can_drain() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (reporter, health) = volley_health::health_service();
+    reporter.set_serving("helloworld.Greeter");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        volley::Server::builder()
+            .add_service(GreeterServer::new(Counting(Arc::new(AtomicUsize::new(0)))))
+            .add_service(health)
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let manual = ManualResolver::new("health-goaway");
+    manual.update(
+        ResolverUpdate::new(vec![Address::tcp(addr)]).with_service_config(
+            ServiceConfig::from_json(
+                r#"{"loadBalancingConfig": [{"round_robin": {}}],
+                    "healthCheckConfig": {"serviceName": "helloworld.Greeter"}}"#,
+            )
+            .unwrap(),
+        ),
+    );
+    let client = GreeterClient::new(
+        Channel::builder("health-goaway:///one")
+            .resolver(manual)
+            .build()
+            .unwrap(),
+    );
+    bounded(10, client.say_hello(HelloRequest::default()))
+        .await
+        .expect("served once healthy");
+    stop.send(()).unwrap();
+    bounded(10, server)
+        .await
+        .unwrap()
+        .expect("the server drained: the client cancelled its health stream on GOAWAY");
+    drop(reporter);
+}

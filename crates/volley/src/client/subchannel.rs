@@ -44,6 +44,9 @@ struct Inner {
     state: Mutex<State>,
     /// Wakes a connect loop sleeping out its backoff when the subchannel shuts down.
     stop: Notify,
+    /// Wakes the health check when the subchannel lets go of its connection (GOAWAY, loss,
+    /// shutdown): its stream must end then, or it would hold the old connection open.
+    connection_gone: Notify,
 }
 
 struct State {
@@ -116,6 +119,7 @@ impl Subchannel {
                     generation: 0,
                 }),
                 stop: Notify::new(),
+                connection_gone: Notify::new(),
             }),
         }
     }
@@ -165,6 +169,7 @@ impl Subchannel {
         state.connection = None;
         self.set_state(&mut state, ConnectivityState::Shutdown, None);
         drop(state);
+        self.inner.connection_gone.notify_waiters();
         self.inner.stop.notify_waiters();
     }
 
@@ -195,6 +200,7 @@ impl Subchannel {
                 ConnectivityState::Idle,
                 Some(Status::unavailable("the connection refused a new stream")),
             );
+            self.inner.connection_gone.notify_waiters();
         }
     }
 
@@ -411,9 +417,21 @@ impl Subchannel {
             None,
             None,
         );
+        // gRFC A17: the stream ends when the subchannel lets go of the connection (GOAWAY,
+        // loss, shutdown), even while the server keeps it open.
+        let gone = self.inner.connection_gone.notified();
+        let mut gone = std::pin::pin!(gone);
+        gone.as_mut().enable();
+        if self.lock().connection.as_ref().map(|c| c.generation) != Some(generation) {
+            return HealthWatch::Gone;
+        }
         let mut answered = false;
         loop {
-            match answers.message().await {
+            let next = tokio::select! {
+                next = answers.message() => next,
+                () = gone.as_mut() => return HealthWatch::Gone,
+            };
+            match next {
                 Ok(Some(answer)) => {
                     answered = true;
                     let (new, error) = if answer.status == SERVING {
@@ -546,6 +564,7 @@ impl Subchannel {
         state.connection = None;
         tracing::debug!(address = %self.inner.address, %why, "connection lost");
         self.set_state(&mut state, to, Some(why));
+        self.inner.connection_gone.notify_waiters();
         true
     }
 
