@@ -157,9 +157,11 @@ impl Health for HealthService {
         let service = &request.get_ref().service;
         match self.state.borrow().statuses.get(service) {
             Some(status) => Ok(Response::new(response(*status))),
+            // Debug quotes and escapes the name; it is cut to 128 characters, so that an
+            // unknown name cannot make the answer large.
             None => Err(Status::not_found(format!(
                 "unknown service {:?}",
-                volley::percent_encode(&service.chars().take(128).collect::<String>())
+                service.chars().take(128).collect::<String>()
             ))),
         }
     }

@@ -189,6 +189,19 @@ impl Frame {
             kind::GOAWAY => 4,
             _ => return None,
         };
+        self.u32_at(at)
+    }
+
+    /// The increment of a WINDOW_UPDATE frame (0 for any other frame).
+    pub fn window_increment(&self) -> i64 {
+        match self.kind {
+            kind::WINDOW_UPDATE => self.u32_at(0).map_or(0, |n| i64::from(n & 0x7fff_ffff)),
+            _ => 0,
+        }
+    }
+
+    /// The big-endian 32-bit number at `at` in the payload.
+    fn u32_at(&self, at: usize) -> Option<u32> {
         let bytes = self.payload.get(at..at + 4)?;
         Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
@@ -463,12 +476,7 @@ impl RawPeer {
             let next = tokio::time::timeout(Duration::from_millis(stall_ms), self.next_frame());
             match next.await {
                 Ok(Some(f)) if f.kind == kind::WINDOW_UPDATE && f.stream == 0 => {
-                    *conn_window += i64::from(u32::from_be_bytes([
-                        f.payload[0],
-                        f.payload[1],
-                        f.payload[2],
-                        f.payload[3],
-                    ]));
+                    *conn_window += f.window_increment();
                 }
                 Ok(Some(f)) => {
                     let reset = f.kind == kind::RST_STREAM && f.stream == stream;

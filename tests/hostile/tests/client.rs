@@ -151,12 +151,7 @@ async fn an_endless_stream_of_one_byte_frames_ends_at_the_deadline_in_bounded_me
             let next = tokio::time::timeout(Duration::from_millis(200), peer.next_frame()).await;
             match next {
                 Ok(Some(f)) if f.kind == kind::WINDOW_UPDATE => {
-                    let inc = i64::from(u32::from_be_bytes([
-                        f.payload[0],
-                        f.payload[1],
-                        f.payload[2],
-                        f.payload[3],
-                    ]));
+                    let inc = f.window_increment();
                     if f.stream == 0 {
                         conn += inc;
                     } else if f.stream == stream {
@@ -194,12 +189,7 @@ fn initial_windows(peer: &RawPeer) -> (i64, i64) {
                 }
             }
             kind::WINDOW_UPDATE if f.stream == 0 => {
-                conn += i64::from(u32::from_be_bytes([
-                    f.payload[0],
-                    f.payload[1],
-                    f.payload[2],
-                    f.payload[3],
-                ]));
+                conn += f.window_increment();
             }
             _ => {}
         }
