@@ -8,6 +8,8 @@
 # interop/peers/ into /var/tmp/volley-peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The core crate's modules must not import each other in a circle (docs/ARCHITECTURE.md).
+python3 scripts/module-cycles.py crates/*/src/lib.rs
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   echo "[test] installing etcd-server and etcd-client" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -24,6 +24,8 @@ mod response;
 pub mod server;
 mod status;
 mod streaming;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 mod timeout;
 mod tls;
 mod transport;

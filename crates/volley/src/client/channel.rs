@@ -1,6 +1,6 @@
 //! `Channel`: a cheap-to-clone handle to a target that every generated client calls through.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::backoff::BackoffConfig;
 use super::balancer::{self, PickInfo, PickResult};
+use super::config::{ChannelConfig, ClientKeepalive, MIN_KEEPALIVE_TIME};
 use super::connectivity::ConnectivityState;
 use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
 use super::resolver::{self, ResolverBuilder, Target};
@@ -21,61 +22,6 @@ use crate::transport::{
     DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, DEFAULT_STREAM_WINDOW, SendBody,
 };
 use crate::{Error, Interceptor, Status};
-
-/// Options of a channel's connections and calls.
-#[derive(Debug)]
-pub(crate) struct ChannelConfig {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) backoff: BackoffConfig,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) wait_for_ready: bool,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) load_balancing_policy: String,
-    pub(crate) user_agent: HeaderValue,
-    pub(crate) initial_stream_window_size: u32,
-    pub(crate) initial_connection_window_size: u32,
-    pub(crate) max_header_list_size: u32,
-    pub(crate) tcp_nodelay: bool,
-    pub(crate) disable_health_check: bool,
-    pub(crate) interceptors: Interceptors,
-    pub(crate) tls: Option<crate::tls::ClientTls>,
-    /// Keepalive pings, when enabled.
-    pub(crate) keepalive: Option<ClientKeepalive>,
-}
-
-/// A channel's keepalive (gRFC A8), shared by its subchannels.
-#[derive(Debug)]
-pub(crate) struct ClientKeepalive {
-    /// The keepalive time of new connections, in milliseconds: doubled each time a server
-    /// answers with GOAWAY `too_many_pings`.
-    time_ms: AtomicU64,
-    pub(crate) timeout: Duration,
-    pub(crate) without_calls: bool,
-}
-
-impl ClientKeepalive {
-    /// The keepalive time for a new connection.
-    pub(crate) fn time(&self) -> Duration {
-        Duration::from_millis(self.time_ms.load(Ordering::Relaxed))
-    }
-
-    /// A server said `too_many_pings`: new connections ping half as often (as grpc-go).
-    /// `used` is the time of the connection that was told off; doubling it, not the current
-    /// value, keeps several connections told off at once from doubling it many times.
-    pub(crate) fn too_many_pings(&self, used: Duration) {
-        let doubled = (used.as_millis() as u64).saturating_mul(2);
-        let before = self.time_ms.fetch_max(doubled, Ordering::Relaxed);
-        if doubled > before {
-            tracing::warn!(
-                keepalive_time = ?Duration::from_millis(doubled),
-                "server sent GOAWAY too_many_pings: doubling the keepalive time"
-            );
-        }
-    }
-}
-
-/// The smallest client keepalive time (as grpc-go's): shorter ones are raised to it.
-const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(10);
 
 struct ChannelInner {
     target: Target,
@@ -605,7 +551,6 @@ impl ChannelBuilder {
             target: target.clone(),
             config: config.clone(),
             resolver,
-            events: events.clone(),
             inbox,
             picker: picker_tx,
             states: states.clone(),

@@ -10,56 +10,27 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::balancer::{self, Balancer, PickResult, Picker};
-use super::channel::ChannelConfig;
+use super::balancer::{self, Balancer, ChannelControl, FailPicker, Helper, Picker, QueuePicker};
+use super::config::ChannelConfig;
 use super::connectivity::ConnectivityState;
-use super::resolver::{Address, Resolver, ResolverBuilder, ResolverUpdate, Target, UpdateSink};
-use super::subchannel::Subchannel;
+use super::resolver::{
+    Address, Resolver, ResolverBuilder, ResolverEvent, ResolverUpdate, Target, UpdateSink,
+};
+use super::subchannel::{EventSink, Subchannel, SubchannelEvent};
 use crate::Status;
 
-/// What the control task hears about.
+/// What the control task hears from the channel's handles (resolvers and subchannels
+/// report on their own queues, in their own types).
+#[derive(Debug)]
 pub(crate) enum ControlEvent {
     /// A call found the channel IDLE.
     ExitIdle,
-    /// A resolver's news; `generation` tells which resolver (an idle channel replaces it).
-    Resolved {
-        generation: u64,
-        result: Result<ResolverUpdate, Status>,
-    },
-    /// A subchannel changed state.
-    SubchannelState {
-        subchannel: Subchannel,
-        state: ConnectivityState,
-        error: Option<Status>,
-    },
-}
-
-impl std::fmt::Debug for ControlEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ControlEvent::ExitIdle => f.write_str("ExitIdle"),
-            ControlEvent::Resolved { generation, .. } => write!(f, "Resolved({generation})"),
-            ControlEvent::SubchannelState {
-                subchannel, state, ..
-            } => write!(f, "SubchannelState({}, {state})", subchannel.id()),
-        }
-    }
 }
 
 /// The channel's state and the picker calls use, as last published.
 pub(crate) struct PickerState {
     pub(crate) state: ConnectivityState,
     pub(crate) picker: Arc<dyn Picker>,
-}
-
-/// A picker that makes every call wait for the next picker (IDLE, CONNECTING).
-#[derive(Debug)]
-pub struct QueuePicker;
-
-impl Picker for QueuePicker {
-    fn pick(&self, _info: &balancer::PickInfo<'_>) -> PickResult {
-        PickResult::Queue
-    }
 }
 
 impl PickerState {
@@ -106,7 +77,6 @@ pub(crate) struct ControlSetup {
     pub(crate) target: Target,
     pub(crate) config: Arc<ChannelConfig>,
     pub(crate) resolver: Arc<dyn ResolverBuilder>,
-    pub(crate) events: mpsc::UnboundedSender<ControlEvent>,
     pub(crate) inbox: mpsc::UnboundedReceiver<ControlEvent>,
     pub(crate) picker: watch::Sender<Arc<PickerState>>,
     pub(crate) states: broadcast::Sender<ConnectivityState>,
@@ -115,9 +85,9 @@ pub(crate) struct ControlSetup {
 }
 
 /// What the balancer may change: subchannels, the published picker, re-resolution.
-pub(crate) struct Core {
+struct Core {
     config: Arc<ChannelConfig>,
-    events: mpsc::UnboundedSender<ControlEvent>,
+    subchannel_events: EventSink,
     picker: watch::Sender<Arc<PickerState>>,
     states: broadcast::Sender<ConnectivityState>,
     subchannels: Vec<Subchannel>,
@@ -140,39 +110,24 @@ impl Core {
     }
 }
 
-/// The channel as a balancer sees it: it creates subchannels, publishes pickers and asks
-/// for re-resolution. Balancers get one in every call.
-pub struct Helper<'a> {
-    core: &'a mut Core,
-}
-
-impl std::fmt::Debug for Helper<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Helper").finish_non_exhaustive()
-    }
-}
-
-impl Helper<'_> {
-    /// A new IDLE subchannel for `address`; [`Subchannel::connect`] starts it.
-    pub fn new_subchannel(&mut self, address: &Address) -> Subchannel {
+impl ChannelControl for Core {
+    fn new_subchannel(&mut self, address: &Address) -> Subchannel {
         let sc = Subchannel::new(
             address.clone(),
-            self.core.config.clone(),
-            self.core.events.clone(),
-            self.core.health_check.clone(),
+            self.config.clone(),
+            self.subchannel_events.clone(),
+            self.health_check.clone(),
         );
-        self.core.subchannels.push(sc.clone());
+        self.subchannels.push(sc.clone());
         sc
     }
 
-    /// Publishes the channel's state and the picker every call from now on asks.
-    pub fn update_picker(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
-        self.core.publish(state, picker);
+    fn update_picker(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
+        self.publish(state, picker);
     }
 
-    /// Asks the resolver to resolve again.
-    pub fn resolve_now(&mut self) {
-        self.core.resolve_now = true;
+    fn resolve_now(&mut self) {
+        self.resolve_now = true;
     }
 }
 
@@ -189,16 +144,17 @@ pub(crate) async fn run(setup: ControlSetup) {
         target,
         config,
         resolver: resolver_builder,
-        events,
         mut inbox,
         picker,
         states,
         mut shutdown,
         activity,
     } = setup;
+    let (subchannel_events, mut subchannel_inbox) = mpsc::unbounded_channel();
+    let (resolver_events, mut resolver_inbox) = mpsc::unbounded_channel();
     let mut core = Core {
         config: config.clone(),
-        events: events.clone(),
+        subchannel_events,
         picker,
         states,
         subchannels: Vec::new(),
@@ -219,70 +175,67 @@ pub(crate) async fn run(setup: ControlSetup) {
         tokio::select! {
             _ = &mut shutdown => break,
             event = inbox.recv() => {
-                let Some(event) = event else { break };
-                match event {
-                    ControlEvent::ExitIdle => match running.as_mut() {
-                        Some(r) => r.balancer.exit_idle(&mut Helper { core: &mut core }),
-                        None => {
-                            generation += 1;
-                            running = start(&target, &config, &resolver_builder, &events, generation, &mut core);
-                            if running.is_some() {
-                                idle_check = idle_timeout.map(|t| Instant::now() + t);
-                            }
-                        }
-                    },
-                    ControlEvent::Resolved { generation: g, result } => {
-                        let Some(r) = running.as_mut().filter(|r| r.generation == g) else {
-                            continue;
-                        };
-                        match result {
-                            Ok(update) => {
-                                let policy = choose_policy(&update, &config.load_balancing_policy);
-                                if policy != r.policy
-                                    && let Some(b) = balancer::lookup(&policy)
-                                {
-                                    tracing::debug!(%policy, "switching balancer");
-                                    shutdown_subchannels(&mut core);
-                                    r.balancer = b.build();
-                                    r.policy = policy;
-                                }
-                                // gRFC A17: health checking as the service config asks, except
-                                // under pick_first, which does not support it.
-                                core.health_check = update
-                                    .service_config
-                                    .as_ref()
-                                    .and_then(|c| c.health_check_service())
-                                    .filter(|_| {
-                                        r.policy != "pick_first" && !config.disable_health_check
-                                    })
-                                    .map(str::to_owned);
-                                r.balancer.resolver_update(&update, &mut Helper { core: &mut core });
-                            }
-                            Err(status) => {
-                                tracing::debug!(%status, "resolver error");
-                                r.balancer.resolver_error(&status, &mut Helper { core: &mut core });
-                            }
+                let Some(ControlEvent::ExitIdle) = event else { break };
+                match running.as_mut() {
+                    Some(r) => r.balancer.exit_idle(&mut Helper::new(&mut core)),
+                    None => {
+                        generation += 1;
+                        let sink = UpdateSink::new(resolver_events.clone(), generation);
+                        running = start(&target, &config, &resolver_builder, sink, generation, &mut core);
+                        if running.is_some() {
+                            idle_check = idle_timeout.map(|t| Instant::now() + t);
                         }
                     }
-                    ControlEvent::SubchannelState { subchannel, state, error } => {
-                        if state == ConnectivityState::Shutdown {
-                            core.subchannels.retain(|s| *s != subchannel);
-                            continue;
-                        }
-                        if matches!(state, ConnectivityState::Idle | ConnectivityState::TransientFailure) {
-                            core.resolve_now = true;
-                        }
-                        if let Some(r) = running.as_mut()
-                            && core.subchannels.contains(&subchannel)
+                }
+            }
+            Some(ResolverEvent { generation: g, result }) = resolver_inbox.recv() => {
+                let Some(r) = running.as_mut().filter(|r| r.generation == g) else {
+                    continue;
+                };
+                match result {
+                    Ok(update) => {
+                        let policy = choose_policy(&update, &config.load_balancing_policy);
+                        if policy != r.policy
+                            && let Some(b) = balancer::lookup(&policy)
                         {
-                            r.balancer.subchannel_state(
-                                &subchannel,
-                                state,
-                                error.as_ref(),
-                                &mut Helper { core: &mut core },
-                            );
+                            tracing::debug!(%policy, "switching balancer");
+                            shutdown_subchannels(&mut core);
+                            r.balancer = b.build();
+                            r.policy = policy;
                         }
+                        // gRFC A17: health checking as the service config asks, except
+                        // under pick_first, which does not support it.
+                        core.health_check = update
+                            .service_config
+                            .as_ref()
+                            .and_then(|c| c.health_check_service())
+                            .filter(|_| r.policy != "pick_first" && !config.disable_health_check)
+                            .map(str::to_owned);
+                        r.balancer.resolver_update(&update, &mut Helper::new(&mut core));
                     }
+                    Err(status) => {
+                        tracing::debug!(%status, "resolver error");
+                        r.balancer.resolver_error(&status, &mut Helper::new(&mut core));
+                    }
+                }
+            }
+            Some(SubchannelEvent { subchannel, state, error }) = subchannel_inbox.recv() => {
+                if state == ConnectivityState::Shutdown {
+                    core.subchannels.retain(|s| *s != subchannel);
+                    continue;
+                }
+                if matches!(state, ConnectivityState::Idle | ConnectivityState::TransientFailure) {
+                    core.resolve_now = true;
+                }
+                if let Some(r) = running.as_mut()
+                    && core.subchannels.contains(&subchannel)
+                {
+                    r.balancer.subchannel_state(
+                        &subchannel,
+                        state,
+                        error.as_ref(),
+                        &mut Helper::new(&mut core),
+                    );
                 }
             }
             () = check => {
@@ -323,7 +276,7 @@ fn start(
     target: &Target,
     config: &ChannelConfig,
     resolver: &Arc<dyn ResolverBuilder>,
-    events: &mpsc::UnboundedSender<ControlEvent>,
+    sink: UpdateSink,
     generation: u64,
     core: &mut Core,
 ) -> Option<Running> {
@@ -335,8 +288,7 @@ fn start(
         );
         return None;
     };
-    Helper { core }.update_picker(ConnectivityState::Connecting, Arc::new(QueuePicker));
-    let sink = UpdateSink::new(events.clone(), generation);
+    core.publish(ConnectivityState::Connecting, Arc::new(QueuePicker));
     match resolver.build(target, sink) {
         Ok(resolver) => Some(Running {
             generation,
@@ -353,7 +305,7 @@ fn start(
 }
 
 fn fail(core: &mut Core, status: Status) {
-    Helper { core }.update_picker(
+    core.publish(
         ConnectivityState::TransientFailure,
         Arc::new(FailPicker(status)),
     );
@@ -377,16 +329,5 @@ fn choose_policy(update: &ResolverUpdate, default: &str) -> String {
 fn shutdown_subchannels(core: &mut Core) {
     for sc in core.subchannels.drain(..) {
         sc.shutdown();
-    }
-}
-
-/// A picker that fails every call with one status (TRANSIENT_FAILURE); calls with
-/// wait-for-ready wait instead.
-#[derive(Debug)]
-pub struct FailPicker(pub Status);
-
-impl Picker for FailPicker {
-    fn pick(&self, _info: &balancer::PickInfo<'_>) -> PickResult {
-        PickResult::Fail(self.0.clone())
     }
 }

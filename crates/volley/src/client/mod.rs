@@ -5,11 +5,12 @@ mod backoff;
 pub mod balancer;
 mod call;
 mod channel;
+mod config;
 mod connectivity;
 mod control;
 pub mod resolver;
 mod service_config;
-mod subchannel;
+pub(crate) mod subchannel;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use call::Grpc;

@@ -10,15 +10,14 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
-use super::channel::ChannelConfig;
+use super::config::ChannelConfig;
 use super::connectivity::ConnectivityState;
-use super::control::ControlEvent;
 use super::resolver::Address;
 use super::resolver::address::Kind;
 use crate::Status;
@@ -30,17 +29,157 @@ use crate::transport::watch::Activity;
 /// are the same subchannel.
 #[derive(Clone)]
 pub struct Subchannel {
+    inner: Arc<dyn SubchannelImpl>,
+}
+
+/// What a [`Subchannel`] handle drives: the channel's own (below), or a test's fake
+/// (`crate::testing`).
+pub(crate) trait SubchannelImpl: Send + Sync + 'static {
+    fn id(&self) -> u64;
+    fn address(&self) -> &Address;
+    fn state(&self) -> ConnectivityState;
+    fn connect(&self);
+    fn shutdown(&self);
+    /// The stream opener of the connection and its generation, when READY.
+    fn sender(&self) -> Option<(Sender, u64)>;
+    /// How many calls are open on the current connection.
+    fn active_streams(&self) -> usize;
+    /// Connection `generation` refused a new stream.
+    fn connection_refused_stream(&self, generation: u64);
+}
+
+/// A subchannel's state change, as the channel's control task receives it; `error` says why
+/// for TRANSIENT_FAILURE and for a READY subchannel that went IDLE.
+#[derive(Debug)]
+pub(crate) struct SubchannelEvent {
+    pub(crate) subchannel: Subchannel,
+    pub(crate) state: ConnectivityState,
+    pub(crate) error: Option<Status>,
+}
+
+/// Where subchannels report their state changes.
+pub(crate) type EventSink = mpsc::UnboundedSender<SubchannelEvent>;
+
+/// A new process-wide subchannel id.
+pub(crate) fn next_id() -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Subchannel {
+    pub(crate) fn from_impl(inner: Arc<dyn SubchannelImpl>) -> Subchannel {
+        Subchannel { inner }
+    }
+
+    /// A new IDLE subchannel of the channel's own kind, for `address`.
+    pub(crate) fn new(
+        address: Address,
+        config: Arc<ChannelConfig>,
+        events: EventSink,
+        health_service: Option<String>,
+    ) -> Subchannel {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            id: next_id(),
+            address,
+            health_service,
+            config,
+            events,
+            state: Mutex::new(State {
+                state: ConnectivityState::Idle,
+                connection: None,
+                generation: 0,
+            }),
+            stop: Notify::new(),
+            connection_gone: Notify::new(),
+        });
+        Subchannel { inner }
+    }
+
+    /// A number that identifies the subchannel within the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id()
+    }
+
+    /// The address it connects to.
+    pub fn address(&self) -> &Address {
+        self.inner.address()
+    }
+
+    /// Its connectivity state now.
+    pub fn state(&self) -> ConnectivityState {
+        self.inner.state()
+    }
+
+    /// Starts connecting if IDLE (otherwise does nothing): attempts go on, with backoff,
+    /// until one succeeds or the subchannel shuts down.
+    pub fn connect(&self) {
+        self.inner.connect();
+    }
+
+    /// Shuts the subchannel down for good: no new calls; calls open on its connection
+    /// finish, then the connection closes.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// The stream opener of the connection and its generation, when READY.
+    pub(crate) fn sender(&self) -> Option<(Sender, u64)> {
+        self.inner.sender()
+    }
+
+    /// How many calls are open on the current connection.
+    pub(crate) fn active_streams(&self) -> usize {
+        self.inner.active_streams()
+    }
+
+    /// Connection `generation` refused a new stream (it received GOAWAY or closed): back to
+    /// IDLE, as if the GOAWAY had been seen.
+    pub(crate) fn connection_refused_stream(&self, generation: u64) {
+        self.inner.connection_refused_stream(generation);
+    }
+}
+
+impl fmt::Debug for Subchannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subchannel")
+            .field("id", &self.id())
+            .field("address", self.address())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl PartialEq for Subchannel {
+    fn eq(&self, other: &Subchannel) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for Subchannel {}
+
+impl std::hash::Hash for Subchannel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+/// The channel's own subchannel: the handle its connection tasks hold.
+#[derive(Clone)]
+struct RealSubchannel {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// Itself, for the tasks it starts.
+    me: Weak<Inner>,
     id: u64,
     address: Address,
     /// The service whose health the subchannel watches on each connection (gRFC A17), when
     /// the service config asks for health checking.
     health_service: Option<String>,
     config: Arc<ChannelConfig>,
-    events: mpsc::UnboundedSender<ControlEvent>,
+    events: EventSink,
     state: Mutex<State>,
     /// Wakes a connect loop sleeping out its backoff when the subchannel shuts down.
     stop: Notify,
@@ -74,81 +213,68 @@ struct Connection {
     _release: oneshot::Sender<()>,
 }
 
-impl fmt::Debug for Subchannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subchannel")
-            .field("id", &self.inner.id)
-            .field("address", &self.inner.address)
-            .field("state", &self.state())
-            .finish()
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn real(&self) -> Option<RealSubchannel> {
+        self.me.upgrade().map(|inner| RealSubchannel { inner })
     }
 }
 
-impl PartialEq for Subchannel {
-    fn eq(&self, other: &Subchannel) -> bool {
-        self.inner.id == other.inner.id
-    }
-}
-
-impl Eq for Subchannel {}
-
-impl std::hash::Hash for Subchannel {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.id.hash(state);
-    }
-}
-
-impl Subchannel {
-    pub(crate) fn new(
-        address: Address,
-        config: Arc<ChannelConfig>,
-        events: mpsc::UnboundedSender<ControlEvent>,
-        health_service: Option<String>,
-    ) -> Subchannel {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Subchannel {
-            inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                address,
-                health_service,
-                config,
-                events,
-                state: Mutex::new(State {
-                    state: ConnectivityState::Idle,
-                    connection: None,
-                    generation: 0,
-                }),
-                stop: Notify::new(),
-                connection_gone: Notify::new(),
-            }),
-        }
+impl SubchannelImpl for Inner {
+    fn id(&self) -> u64 {
+        self.id
     }
 
-    /// A number that identifies the subchannel within the process.
-    pub fn id(&self) -> u64 {
-        self.inner.id
+    fn address(&self) -> &Address {
+        &self.address
     }
 
-    /// The address it connects to.
-    pub fn address(&self) -> &Address {
-        &self.inner.address
-    }
-
-    /// Its connectivity state now.
-    pub fn state(&self) -> ConnectivityState {
+    fn state(&self) -> ConnectivityState {
         self.lock().state
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn connect(&self) {
+        if let Some(real) = self.real() {
+            real.connect();
+        }
     }
 
-    /// Starts connecting if IDLE (otherwise does nothing): attempts go on, with backoff,
-    /// until one succeeds or the subchannel shuts down.
-    pub fn connect(&self) {
+    fn shutdown(&self) {
+        if let Some(real) = self.real() {
+            real.shutdown();
+        }
+    }
+
+    fn sender(&self) -> Option<(Sender, u64)> {
+        self.lock()
+            .connection
+            .as_ref()
+            .map(|c| (c.sender.clone(), c.generation))
+    }
+
+    fn active_streams(&self) -> usize {
+        self.lock()
+            .connection
+            .as_ref()
+            .map_or(0, |c| c.sender.active_streams())
+    }
+
+    fn connection_refused_stream(&self, generation: u64) {
+        if let Some(real) = self.real() {
+            real.connection_refused_stream(generation);
+        }
+    }
+}
+
+impl RealSubchannel {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.lock()
+    }
+
+    fn connect(&self) {
         {
             let mut state = self.lock();
             if state.state != ConnectivityState::Idle {
@@ -159,9 +285,7 @@ impl Subchannel {
         tokio::spawn(self.clone().connect_loop());
     }
 
-    /// Shuts the subchannel down for good: no new calls; calls open on its connection
-    /// finish, then the connection closes.
-    pub fn shutdown(&self) {
+    fn shutdown(&self) {
         let mut state = self.lock();
         if state.state == ConnectivityState::Shutdown {
             return;
@@ -173,25 +297,7 @@ impl Subchannel {
         self.inner.stop.notify_waiters();
     }
 
-    /// The stream opener of the connection and its generation, when READY.
-    pub(crate) fn sender(&self) -> Option<(Sender, u64)> {
-        self.lock()
-            .connection
-            .as_ref()
-            .map(|c| (c.sender.clone(), c.generation))
-    }
-
-    /// How many calls are open on the current connection.
-    pub(crate) fn active_streams(&self) -> usize {
-        self.lock()
-            .connection
-            .as_ref()
-            .map_or(0, |c| c.sender.active_streams())
-    }
-
-    /// Connection `generation` refused a new stream (it received GOAWAY or closed): back to
-    /// IDLE, as if the GOAWAY had been seen.
-    pub(crate) fn connection_refused_stream(&self, generation: u64) {
+    fn connection_refused_stream(&self, generation: u64) {
         let mut state = self.lock();
         if state.connection.as_ref().map(|c| c.generation) == Some(generation) {
             state.connection = None;
@@ -207,8 +313,10 @@ impl Subchannel {
     fn set_state(&self, state: &mut State, new: ConnectivityState, error: Option<Status>) {
         state.state = new;
         tracing::debug!(address = %self.inner.address, state = %new, "subchannel");
-        let _ = self.inner.events.send(ControlEvent::SubchannelState {
-            subchannel: self.clone(),
+        let _ = self.inner.events.send(SubchannelEvent {
+            subchannel: Subchannel {
+                inner: self.inner.clone(),
+            },
             state: new,
             error,
         });

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::data_frame_budget;
 use super::keepalive::Pinger;
-use super::stream::{RecvBody, SendBody, StreamError};
+use super::stream::{ActiveStream, RecvBody, SendBody, StreamError};
 use super::watch::{Activity, Watched};
 
 /// HTTP/2 settings of a client connection.
@@ -170,23 +170,6 @@ impl Sender {
     /// How many streams opened by this connection's senders are still in use.
     pub(crate) fn active_streams(&self) -> usize {
         self.active.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts a stream as active on its connection until dropped.
-#[derive(Debug)]
-pub(crate) struct ActiveStream(Arc<AtomicUsize>);
-
-impl ActiveStream {
-    fn new(count: Arc<AtomicUsize>) -> ActiveStream {
-        count.fetch_add(1, Ordering::Relaxed);
-        ActiveStream(count)
-    }
-}
-
-impl Drop for ActiveStream {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

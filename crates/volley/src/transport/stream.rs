@@ -4,6 +4,8 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -96,7 +98,7 @@ impl std::fmt::Display for StreamError {
 
 /// The receiving half of a stream.
 #[derive(Debug)]
-pub(crate) struct RecvBody(h2::RecvStream, Option<super::client::ActiveStream>);
+pub(crate) struct RecvBody(h2::RecvStream, Option<ActiveStream>);
 
 impl RecvBody {
     pub(crate) fn new(inner: h2::RecvStream) -> RecvBody {
@@ -104,7 +106,7 @@ impl RecvBody {
     }
 
     /// Keeps the stream counted as active on its connection while the body lives.
-    pub(crate) fn counted(mut self, active: Option<super::client::ActiveStream>) -> RecvBody {
+    pub(crate) fn counted(mut self, active: Option<ActiveStream>) -> RecvBody {
         self.1 = active;
         self
     }
@@ -221,5 +223,22 @@ impl SendBody {
                 .map_err(|_| SendError::Reset)?;
         }
         Ok(())
+    }
+}
+
+/// Counts a stream as active on its connection until dropped.
+#[derive(Debug)]
+pub(crate) struct ActiveStream(Arc<AtomicUsize>);
+
+impl ActiveStream {
+    pub(crate) fn new(count: Arc<AtomicUsize>) -> ActiveStream {
+        count.fetch_add(1, Ordering::Relaxed);
+        ActiveStream(count)
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -11,7 +11,6 @@ mod pick_first;
 mod round_robin;
 
 pub use super::connectivity::ConnectivityState;
-pub use super::control::{FailPicker, Helper, QueuePicker};
 pub use super::subchannel::Subchannel;
 pub use pick_first::PickFirstBuilder;
 pub use round_robin::{LeastRequestBuilder, RoundRobinBuilder};
@@ -19,8 +18,73 @@ pub use round_robin::{LeastRequestBuilder, RoundRobinBuilder};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use super::resolver::ResolverUpdate;
+use super::resolver::{Address, ResolverUpdate};
 use crate::Status;
+
+/// What a balancer may ask of its channel. The channel's control task implements it, and so
+/// does `crate::testing`'s fake channel; [`Helper`] is the public face.
+pub(crate) trait ChannelControl: Send {
+    /// A new IDLE subchannel for `address`.
+    fn new_subchannel(&mut self, address: &Address) -> Subchannel;
+    /// Publishes the channel's state and picker.
+    fn update_picker(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>);
+    /// Asks the resolver to resolve again.
+    fn resolve_now(&mut self);
+}
+
+/// The channel as a balancer sees it: it creates subchannels, publishes pickers and asks
+/// for re-resolution. Balancers get one in every call.
+pub struct Helper<'a> {
+    control: &'a mut dyn ChannelControl,
+}
+
+impl std::fmt::Debug for Helper<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Helper").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Helper<'a> {
+    pub(crate) fn new(control: &'a mut dyn ChannelControl) -> Helper<'a> {
+        Helper { control }
+    }
+
+    /// A new IDLE subchannel for `address`; [`Subchannel::connect`] starts it.
+    pub fn new_subchannel(&mut self, address: &Address) -> Subchannel {
+        self.control.new_subchannel(address)
+    }
+
+    /// Publishes the channel's state and the picker every call from now on asks.
+    pub fn update_picker(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
+        self.control.update_picker(state, picker);
+    }
+
+    /// Asks the resolver to resolve again.
+    pub fn resolve_now(&mut self) {
+        self.control.resolve_now();
+    }
+}
+
+/// A picker that makes every call wait for the next picker (IDLE, CONNECTING).
+#[derive(Debug)]
+pub struct QueuePicker;
+
+impl Picker for QueuePicker {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        PickResult::Queue
+    }
+}
+
+/// A picker that fails every call with one status (TRANSIENT_FAILURE); calls with
+/// wait-for-ready wait instead.
+#[derive(Debug)]
+pub struct FailPicker(pub Status);
+
+impl Picker for FailPicker {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        PickResult::Fail(self.0.clone())
+    }
+}
 
 /// What a picker knows about the call it picks for.
 #[derive(Debug)]
@@ -28,7 +92,12 @@ pub struct PickInfo<'a> {
     pub(crate) path: &'a str,
 }
 
-impl PickInfo<'_> {
+impl<'a> PickInfo<'a> {
+    /// What a picker knows about a call to `path` (for pickers' tests).
+    pub fn new(path: &'a str) -> PickInfo<'a> {
+        PickInfo { path }
+    }
+
     /// The method's path, `/package.Service/Method`.
     pub fn path(&self) -> &str {
         self.path

@@ -214,3 +214,151 @@ impl Balancer for PickFirst {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::resolver::Address;
+    use crate::testing::FakeChannel;
+
+    fn addresses(n: u16) -> ResolverUpdate {
+        ResolverUpdate::new(
+            (1..=n)
+                .map(|i| Address::parse(&format!("10.0.0.{i}:50051")))
+                .collect(),
+        )
+    }
+
+    fn picked(channel: &FakeChannel) -> Option<Subchannel> {
+        match channel.pick("/a.B/C") {
+            PickResult::Pick(sc) => Some(sc),
+            _ => None,
+        }
+    }
+
+    fn failed(channel: &FakeChannel) -> Option<Status> {
+        match channel.pick("/a.B/C") {
+            PickResult::Fail(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn tries_addresses_in_order_and_keeps_the_first_that_connects() {
+        let mut ch = FakeChannel::new();
+        let mut lb = PickFirstBuilder.build();
+        lb.resolver_update(&addresses(3), &mut ch.helper());
+        let scs = ch.subchannels();
+        assert_eq!(scs.len(), 3);
+        assert_eq!(
+            scs.iter().map(|s| ch.connects(s)).collect::<Vec<_>>(),
+            [1, 0, 0]
+        );
+        assert_eq!(ch.state(), ConnectivityState::Connecting);
+        assert!(matches!(ch.pick("/a.B/C"), PickResult::Queue));
+
+        // The first fails: the second is tried; the channel is still CONNECTING.
+        let why = Status::unavailable("refused");
+        ch.set_state(
+            &mut *lb,
+            &scs[0],
+            ConnectivityState::TransientFailure,
+            Some(why),
+        );
+        assert_eq!(ch.connects(&scs[1]), 1);
+        assert_eq!(ch.connects(&scs[2]), 0);
+        assert_eq!(ch.state(), ConnectivityState::Connecting);
+
+        // The second connects: it is selected, and the failed first is replaced by a fresh
+        // IDLE subchannel (so that it stops retrying).
+        ch.set_state(&mut *lb, &scs[1], ConnectivityState::Ready, None);
+        assert_eq!(ch.state(), ConnectivityState::Ready);
+        assert_eq!(picked(&ch), Some(scs[1].clone()));
+        assert!(ch.is_shut_down(&scs[0]));
+        assert!(!ch.is_shut_down(&scs[2]));
+        assert_eq!(ch.live_subchannels(scs[0].address()).len(), 1);
+
+        // An update that keeps the selected address keeps the selection.
+        let pickers = ch.pickers_published();
+        lb.resolver_update(&addresses(2), &mut ch.helper());
+        assert_eq!(ch.pickers_published(), pickers);
+        assert!(ch.is_shut_down(&scs[2]));
+        assert_eq!(picked(&ch), Some(scs[1].clone()));
+    }
+
+    #[test]
+    fn a_lost_connection_makes_the_channel_idle_until_asked() {
+        let mut ch = FakeChannel::new();
+        let mut lb = PickFirstBuilder.build();
+        lb.resolver_update(&addresses(2), &mut ch.helper());
+        let scs = ch.subchannels();
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Ready, None);
+        assert_eq!(ch.resolve_now_requests(), 0);
+        let why = Status::unavailable("the server sent GOAWAY");
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Idle, Some(why));
+        assert_eq!(ch.state(), ConnectivityState::Idle);
+        assert!(matches!(ch.pick("/a.B/C"), PickResult::Queue));
+        assert_eq!(ch.resolve_now_requests(), 1);
+        assert_eq!(ch.connects(&scs[0]), 1);
+
+        // The next call starts a new pass from the first address.
+        lb.exit_idle(&mut ch.helper());
+        assert_eq!(ch.connects(&scs[0]), 2);
+        assert_eq!(ch.state(), ConnectivityState::Connecting);
+    }
+
+    #[test]
+    fn every_address_failing_is_a_sticky_transient_failure() {
+        let mut ch = FakeChannel::new();
+        let mut lb = PickFirstBuilder.build();
+        lb.resolver_update(&addresses(2), &mut ch.helper());
+        let scs = ch.subchannels();
+        let fail = |ch: &mut FakeChannel, lb: &mut Box<dyn Balancer>, i: usize| {
+            let why = Status::unavailable(format!("address {i} refused"));
+            ch.set_state(
+                &mut **lb,
+                &scs[i],
+                ConnectivityState::TransientFailure,
+                Some(why),
+            );
+        };
+        fail(&mut ch, &mut lb, 0);
+        fail(&mut ch, &mut lb, 1);
+        assert_eq!(ch.state(), ConnectivityState::TransientFailure);
+        let status = failed(&ch).expect("calls fail");
+        assert_eq!(status.code(), crate::Code::Unavailable);
+        assert_eq!(status.message(), "address 1 refused");
+        // Every address keeps retrying (with backoff): each was asked to connect again.
+        assert!(scs.iter().all(|s| ch.connects(s) >= 2));
+
+        // Retrying does not leave TRANSIENT_FAILURE; connecting does.
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Connecting, None);
+        assert_eq!(ch.state(), ConnectivityState::TransientFailure);
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Ready, None);
+        assert_eq!(ch.state(), ConnectivityState::Ready);
+        assert_eq!(picked(&ch), Some(scs[0].clone()));
+    }
+
+    #[test]
+    fn no_addresses_and_resolver_errors_fail_calls() {
+        let mut ch = FakeChannel::new();
+        let mut lb = PickFirstBuilder.build();
+        lb.resolver_error(&Status::unavailable("dns: no such host"), &mut ch.helper());
+        assert_eq!(ch.state(), ConnectivityState::TransientFailure);
+        assert_eq!(failed(&ch).unwrap().message(), "dns: no such host");
+
+        lb.resolver_update(&addresses(1), &mut ch.helper());
+        let sc = ch.subchannels()[0].clone();
+        ch.set_state(&mut *lb, &sc, ConnectivityState::Ready, None);
+        // With addresses, a resolver error changes nothing.
+        lb.resolver_error(&Status::unavailable("dns: timeout"), &mut ch.helper());
+        assert_eq!(picked(&ch), Some(sc.clone()));
+
+        lb.resolver_update(&ResolverUpdate::new(Vec::new()), &mut ch.helper());
+        assert!(ch.is_shut_down(&sc));
+        assert_eq!(
+            failed(&ch).unwrap().message(),
+            "the resolver returned no addresses"
+        );
+    }
+}

@@ -236,3 +236,124 @@ impl Balancer for RoundRobin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::client::resolver::Address;
+    use crate::testing::FakeChannel;
+
+    fn addresses(n: u16) -> ResolverUpdate {
+        ResolverUpdate::new(
+            (1..=n)
+                .map(|i| Address::parse(&format!("10.0.0.{i}:50051")))
+                .collect(),
+        )
+    }
+
+    /// How many of `n` picks went to each subchannel (by id); `None` if a pick did not
+    /// choose a subchannel.
+    fn spread(ch: &FakeChannel, n: usize) -> Option<HashMap<u64, usize>> {
+        let mut counts = HashMap::new();
+        for _ in 0..n {
+            match ch.pick("/a.B/C") {
+                PickResult::Pick(sc) => *counts.entry(sc.id()).or_default() += 1,
+                _ => return None,
+            }
+        }
+        Some(counts)
+    }
+
+    #[test]
+    fn connects_to_every_address_and_rotates_over_the_ready_ones() {
+        let mut ch = FakeChannel::new();
+        let mut lb = RoundRobinBuilder.build();
+        lb.resolver_update(&addresses(3), &mut ch.helper());
+        let scs = ch.subchannels();
+        assert!(scs.iter().all(|s| ch.connects(s) == 1));
+        assert_eq!(ch.state(), ConnectivityState::Connecting);
+        assert!(matches!(ch.pick("/a.B/C"), PickResult::Queue));
+
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Ready, None);
+        assert_eq!(ch.state(), ConnectivityState::Ready);
+        assert_eq!(spread(&ch, 10).unwrap()[&scs[0].id()], 10);
+
+        ch.set_state(&mut *lb, &scs[2], ConnectivityState::Ready, None);
+        let counts = spread(&ch, 100).unwrap();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[&scs[0].id()], 50);
+        assert_eq!(counts[&scs[2].id()], 50);
+
+        // A state change that leaves the READY set as it was publishes nothing.
+        let pickers = ch.pickers_published();
+        ch.set_state(&mut *lb, &scs[1], ConnectivityState::TransientFailure, None);
+        assert_eq!(ch.pickers_published(), pickers);
+
+        // A lost connection is replaced at once, and calls go to the others meanwhile.
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Idle, None);
+        assert_eq!(ch.connects(&scs[0]), 2);
+        let counts = spread(&ch, 10).unwrap();
+        assert_eq!(counts.keys().copied().collect::<Vec<_>>(), [scs[2].id()]);
+    }
+
+    #[test]
+    fn transient_failure_is_sticky_until_a_subchannel_is_ready() {
+        let mut ch = FakeChannel::new();
+        let mut lb = RoundRobinBuilder.build();
+        lb.resolver_update(&addresses(2), &mut ch.helper());
+        let scs = ch.subchannels();
+        let why = |i| Some(Status::unavailable(format!("address {i} refused")));
+        ch.set_state(
+            &mut *lb,
+            &scs[0],
+            ConnectivityState::TransientFailure,
+            why(0),
+        );
+        assert_eq!(ch.state(), ConnectivityState::Connecting);
+        ch.set_state(
+            &mut *lb,
+            &scs[1],
+            ConnectivityState::TransientFailure,
+            why(1),
+        );
+        assert_eq!(ch.state(), ConnectivityState::TransientFailure);
+        match ch.pick("/a.B/C") {
+            PickResult::Fail(s) => assert_eq!(s.message(), "address 1 refused"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        ch.set_state(&mut *lb, &scs[0], ConnectivityState::Connecting, None);
+        assert_eq!(ch.state(), ConnectivityState::TransientFailure);
+        ch.set_state(&mut *lb, &scs[1], ConnectivityState::Ready, None);
+        assert_eq!(ch.state(), ConnectivityState::Ready);
+    }
+
+    #[test]
+    fn updates_keep_known_addresses_and_shut_down_the_rest() {
+        let mut ch = FakeChannel::new();
+        let mut lb = RoundRobinBuilder.build();
+        lb.resolver_update(&addresses(3), &mut ch.helper());
+        let scs = ch.subchannels();
+        for sc in &scs {
+            ch.set_state(&mut *lb, sc, ConnectivityState::Ready, None);
+        }
+        lb.resolver_update(&addresses(2), &mut ch.helper());
+        assert_eq!(
+            ch.subchannels().len(),
+            3,
+            "no new subchannel for kept addresses"
+        );
+        assert!(ch.is_shut_down(&scs[2]));
+        let counts = spread(&ch, 10).unwrap();
+        assert_eq!(counts.len(), 2);
+        assert!(!counts.contains_key(&scs[2].id()));
+
+        // A resolver error with addresses in hand changes nothing; no addresses fails calls.
+        lb.resolver_error(&Status::unavailable("dns: timeout"), &mut ch.helper());
+        assert_eq!(ch.state(), ConnectivityState::Ready);
+        lb.resolver_update(&ResolverUpdate::new(Vec::new()), &mut ch.helper());
+        assert_eq!(ch.state(), ConnectivityState::TransientFailure);
+        assert!(scs.iter().all(|s| ch.is_shut_down(s)));
+    }
+}

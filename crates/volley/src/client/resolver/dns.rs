@@ -142,7 +142,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::client::control::ControlEvent;
+    use crate::client::resolver::ResolverEvent;
 
     /// The resolution schedule, with a lookup that records when it runs (the system resolver
     /// itself is exercised by the integration tests), on Tokio's paused clock.
@@ -173,9 +173,7 @@ mod tests {
             sink,
             lookup,
         ));
-        let ControlEvent::Resolved { result, .. } = inbox.recv().await.unwrap() else {
-            panic!("expected a resolution");
-        };
+        let ResolverEvent { result, .. } = inbox.recv().await.unwrap();
         assert_eq!(
             result.unwrap().addresses,
             vec![Address::parse("10.0.0.1:443")]
@@ -198,9 +196,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(31)).await;
         resolve_now.notify_one();
         for _ in 0..3 {
-            let ControlEvent::Resolved { result, .. } = inbox.recv().await.unwrap() else {
-                panic!("expected a resolution");
-            };
+            let ResolverEvent { result, .. } = inbox.recv().await.unwrap();
             assert_eq!(result.unwrap_err().code(), crate::Code::Unavailable);
         }
         let calls = calls.lock().unwrap().clone();

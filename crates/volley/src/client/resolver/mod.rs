@@ -24,7 +24,6 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::mpsc;
 
-use super::control::ControlEvent;
 pub use super::service_config::ServiceConfig;
 use crate::Status;
 
@@ -53,22 +52,31 @@ impl ResolverUpdate {
     }
 }
 
+/// What a resolver reported, as the channel's control task receives it.
+#[derive(Debug)]
+pub(crate) struct ResolverEvent {
+    /// Which resolver sent it: an idle channel replaces its resolver, and news from an old
+    /// one is ignored.
+    pub(crate) generation: u64,
+    pub(crate) result: Result<ResolverUpdate, Status>,
+}
+
 /// Where a resolver sends what it finds. Cheap to clone; sending after the channel is gone
 /// (or after it went idle and replaced the resolver) does nothing.
 #[derive(Debug, Clone)]
 pub struct UpdateSink {
-    events: mpsc::UnboundedSender<ControlEvent>,
+    events: mpsc::UnboundedSender<ResolverEvent>,
     generation: u64,
 }
 
 impl UpdateSink {
-    pub(crate) fn new(events: mpsc::UnboundedSender<ControlEvent>, generation: u64) -> UpdateSink {
+    pub(crate) fn new(events: mpsc::UnboundedSender<ResolverEvent>, generation: u64) -> UpdateSink {
         UpdateSink { events, generation }
     }
 
     /// Sends a new address list (and service config), replacing the previous one.
     pub fn update(&self, update: ResolverUpdate) {
-        let _ = self.events.send(ControlEvent::Resolved {
+        let _ = self.events.send(ResolverEvent {
             generation: self.generation,
             result: Ok(update),
         });
@@ -77,7 +85,7 @@ impl UpdateSink {
     /// Reports that resolution failed. The balancer keeps the last good addresses if it has
     /// any; otherwise calls fail with this status (UNAVAILABLE is the usual code).
     pub fn error(&self, status: Status) {
-        let _ = self.events.send(ControlEvent::Resolved {
+        let _ = self.events.send(ResolverEvent {
             generation: self.generation,
             result: Err(status),
         });
