@@ -18,6 +18,7 @@ pub mod routeguide {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
+pub mod custom_balancer;
 pub mod etcd_discovery;
 pub mod greeter;
 pub mod load_balancing;

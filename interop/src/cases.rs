@@ -448,23 +448,17 @@ async fn large_unary(client: &TestServiceClient) -> Result<(), Failure> {
 async fn ping_pong(client: &TestServiceClient) -> Result<(), Failure> {
     let steps = [(31_415, 27_182), (9, 8), (2_653, 1_828), (58_979, 45_904)];
     let (tx, requests) = request_stream();
-    // The first request goes before the call's response headers are awaited: servers may
-    // send their headers only with the first response (the C++ and Python ones do).
-    let (first_size, first_payload) = steps[0];
-    tx.send(output_request(&[first_size], Some(first_payload)))
-        .await
-        .map_err(|_| "the request stream closed early")?;
+    // The call returns before the response headers (servers may send them only with the
+    // first response, as the C++ and Python ones do), so the first request follows it.
     let mut stream = client
         .full_duplex_call(requests)
         .await
         .map_err(|s| status_error("FullDuplexCall", s))?
         .into_inner();
-    for (i, (size, payload)) in steps.into_iter().enumerate() {
-        if i > 0 {
-            tx.send(output_request(&[size], Some(payload)))
-                .await
-                .map_err(|_| "the request stream closed early")?;
-        }
+    for (size, payload) in steps {
+        tx.send(output_request(&[size], Some(payload)))
+            .await
+            .map_err(|_| "the request stream closed early")?;
         let r = stream
             .message()
             .await
@@ -558,8 +552,13 @@ async fn custom_metadata(client: &TestServiceClient) -> Result<(), Failure> {
         .full_duplex_call(with_metadata(Request::new(requests))?)
         .await
         .map_err(|s| status_error("FullDuplexCall", s))?;
-    let initial = response.metadata().clone();
+    // A bidirectional call returns before its response headers: the stream has them.
     let mut stream = response.into_inner();
+    let initial = stream
+        .headers()
+        .await
+        .map_err(|s| status_error("FullDuplexCall headers", s))?
+        .clone();
     let mut count = 0;
     while let Some(r) = stream
         .message()

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use volley::resolver::{Address, Resolver, ResolverBuilder, ResolverUpdate, Target, UpdateSink};
+use volley::resolver::{
+    Address, EndpointMetadata, Resolver, ResolverBuilder, ResolverUpdate, Target, UpdateSink,
+};
 use volley::{Backoff, BackoffConfig, Status};
 
 use crate::client::EtcdClient;
@@ -152,9 +154,10 @@ struct Watcher {
     min_interval: Duration,
     watch_delay: Duration,
     /// Key → address of every endpoint known now.
-    endpoints: BTreeMap<Vec<u8>, Address>,
+    /// Each endpoint's address and metadata, by key.
+    endpoints: BTreeMap<Vec<u8>, (Address, serde_json::Value)>,
     /// The last address list sent to the channel.
-    published: Option<Vec<Address>>,
+    published: Option<Vec<(Address, serde_json::Value)>>,
 }
 
 /// Why a watch ended.
@@ -270,8 +273,8 @@ impl Watcher {
     fn put(&mut self, kv: KeyValue) {
         match naming::decode(&kv.value) {
             Ok(endpoint) => {
-                self.endpoints
-                    .insert(kv.key, Address::parse(&endpoint.addr));
+                let address = Address::parse(&endpoint.addr);
+                self.endpoints.insert(kv.key, (address, endpoint.metadata));
             }
             Err(why) => {
                 tracing::warn!(
@@ -287,16 +290,26 @@ impl Watcher {
 
     /// Sends the address list to the channel when it changed.
     fn publish(&mut self) {
-        let addresses: Vec<Address> = self.endpoints.values().cloned().collect();
-        if self.published.as_ref() == Some(&addresses) {
+        let endpoints: Vec<(Address, serde_json::Value)> =
+            self.endpoints.values().cloned().collect();
+        if self.published.as_ref() == Some(&endpoints) {
             return;
         }
+        // Each address carries its endpoint's metadata (when not null), for balancers: a
+        // `{"weight": N}` there is a static weight for `weighted_round_robin`.
+        let addresses: Vec<Address> = endpoints
+            .iter()
+            .map(|(address, metadata)| match metadata {
+                serde_json::Value::Null => address.clone(),
+                m => address.clone().with_attribute(EndpointMetadata(m.clone())),
+            })
+            .collect();
         tracing::debug!(
             prefix = %String::from_utf8_lossy(&self.prefix),
             count = addresses.len(),
             "etcd endpoints"
         );
-        self.published = Some(addresses.clone());
+        self.published = Some(endpoints);
         self.sink.update(ResolverUpdate::new(addresses));
     }
 

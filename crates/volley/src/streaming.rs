@@ -29,6 +29,8 @@ pub(crate) enum Side {
 
 #[derive(Debug)]
 enum State {
+    /// A client call that returned before its response headers: they come first.
+    Headers,
     Messages,
     Trailers,
     Done,
@@ -55,8 +57,57 @@ impl OutboundLink {
 /// The link of a streaming-request call; `None` for calls with one request message.
 pub(crate) type DropGuard = Option<OutboundLink>;
 
+/// A client call's response headers, checked: a stream of messages to read, or a
+/// Trailers-Only response that ended the call with OK.
+pub(crate) enum Opened {
+    Stream {
+        headers: MetadataMap,
+        body: RecvBody,
+        encoding: Option<CompressionEncoding>,
+    },
+    Finished {
+        trailers: MetadataMap,
+    },
+}
+
+/// Runs once when a client call's response stream ends, with the call's status and
+/// trailers: the client layer's hook for the balancer's done callback. Dropping it unrun
+/// drops the callback, which then reports the call cancelled.
+#[derive(Default)]
+pub(crate) struct OnEnd(Option<EndCallback>);
+
+type EndCallback = Box<dyn FnOnce(&Status, &MetadataMap) + Send>;
+
+impl OnEnd {
+    pub(crate) fn new(f: impl FnOnce(&Status, &MetadataMap) + Send + 'static) -> OnEnd {
+        OnEnd(Some(Box::new(f)))
+    }
+
+    fn finish(&mut self, status: &Status, trailers: &MetadataMap) {
+        if let Some(f) = self.0.take() {
+            f(status, trailers);
+        }
+    }
+
+    fn finish_with(&mut self, status: &Status) {
+        if let Some(f) = self.0.take() {
+            f(status, status.metadata());
+        }
+    }
+}
+
+/// The response headers of a call that returned at once, to come.
+pub(crate) type PendingHeaders = Pin<Box<dyn Future<Output = Result<Opened, Status>> + Send>>;
+
 /// The part of a stream that does not depend on the message type.
 struct Inner {
+    /// The response headers, until they arrive (`State::Headers`).
+    pending: Option<PendingHeaders>,
+    /// The response headers (client side), once they arrived.
+    headers: Option<MetadataMap>,
+    max_len: usize,
+    /// Runs at the call's end (client side: the balancer's done callback).
+    done: OnEnd,
     body: Option<RecvBody>,
     decoder: FrameDecoder,
     side: Side,
@@ -94,6 +145,10 @@ impl<T> Streaming<T> {
     ) -> Streaming<T> {
         Streaming {
             inner: Inner {
+                pending: None,
+                headers: None,
+                max_len,
+                done: OnEnd::default(),
                 body: Some(body),
                 decoder: FrameDecoder::new(max_len, encoding),
                 side,
@@ -112,10 +167,57 @@ impl<T> Streaming<T> {
         self
     }
 
+    /// A client call's response stream that starts with its headers, still to come.
+    pub(crate) fn pending(
+        headers: PendingHeaders,
+        max_len: usize,
+        deadline: Option<tokio::time::Instant>,
+        guard: DropGuard,
+    ) -> Streaming<T> {
+        Streaming {
+            inner: Inner {
+                pending: Some(headers),
+                headers: None,
+                max_len,
+                done: OnEnd::default(),
+                body: None,
+                decoder: FrameDecoder::new(max_len, None),
+                side: Side::Client,
+                state: State::Headers,
+                trailers: None,
+                deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                guard,
+            },
+            _marker: PhantomData,
+        }
+    }
+
+    /// Keeps the response headers (client side), for [`Streaming::headers`].
+    pub(crate) fn with_headers(mut self, headers: MetadataMap) -> Streaming<T> {
+        self.inner.headers = Some(headers);
+        self
+    }
+
+    /// Runs the balancer's callback when the call ends (client side).
+    pub(crate) fn with_done(mut self, mut done: OnEnd) -> Streaming<T> {
+        if matches!(self.inner.state, State::Done) {
+            // A Trailers-Only OK response: the call is already over.
+            let trailers = self.inner.trailers.clone().unwrap_or_default();
+            done.finish(&Status::new(Code::Ok, ""), &trailers);
+        } else {
+            self.inner.done = done;
+        }
+        self
+    }
+
     /// A stream that is already over (a Trailers-Only OK response on the client).
     pub(crate) fn finished(trailers: MetadataMap) -> Streaming<T> {
         Streaming {
             inner: Inner {
+                pending: None,
+                headers: Some(MetadataMap::new()),
+                max_len: 0,
+                done: OnEnd::default(),
                 body: None,
                 decoder: FrameDecoder::new(0, None),
                 side: Side::Client,
@@ -131,6 +233,23 @@ impl<T> Streaming<T> {
     /// Whether the last message this stream returned arrived with the compressed flag set.
     pub fn last_message_compressed(&self) -> bool {
         self.inner.decoder.last_compressed()
+    }
+
+    /// The response headers of a client call, waiting for them if they have not arrived: a
+    /// bidirectional-streaming call returns before its headers (so that a server that sends
+    /// them only with its first response does not deadlock a client that sends first), and
+    /// its `Response`'s metadata is then empty. An error is the call's status (the server
+    /// refused the call, or it failed before answering). On the server, an empty map.
+    pub async fn headers(&mut self) -> Result<&MetadataMap, Status> {
+        let inner = &mut self.inner;
+        if matches!(inner.state, State::Headers) {
+            poll_fn(|cx| inner.poll_headers(cx)).await?;
+        }
+        static EMPTY: OnceLock<MetadataMap> = OnceLock::new();
+        Ok(match &self.inner.headers {
+            Some(headers) => headers,
+            None => EMPTY.get_or_init(MetadataMap::new),
+        })
     }
 
     /// The trailing metadata, once the stream has ended (client side only).
@@ -192,8 +311,48 @@ impl Inner {
         // Dropping the body stops reading; the transport discards (and credits) what still
         // arrives.
         self.body = None;
+        self.pending = None;
         self.guard = None;
+        self.done.finish_with(&status);
         status
+    }
+
+    /// Waits for the response headers of a call that returned before them; an error has
+    /// ended the stream.
+    fn poll_headers(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        if !matches!(self.state, State::Headers) {
+            return Poll::Ready(Ok(()));
+        }
+        if self.deadline_passed(cx) {
+            return Poll::Ready(Err(self.end(Status::deadline_exceeded("deadline exceeded"))));
+        }
+        let Some(pending) = self.pending.as_mut() else {
+            return Poll::Ready(Err(self.end(Status::internal("response headers lost"))));
+        };
+        let opened = ready!(pending.as_mut().poll(cx));
+        self.pending = None;
+        match opened {
+            Ok(Opened::Stream {
+                headers,
+                body,
+                encoding,
+            }) => {
+                self.headers = Some(headers);
+                self.body = Some(body);
+                self.decoder = FrameDecoder::new(self.max_len, encoding);
+                self.state = State::Messages;
+                Poll::Ready(Ok(()))
+            }
+            Ok(Opened::Finished { trailers }) => {
+                self.headers = Some(MetadataMap::new());
+                self.state = State::Done;
+                self.guard = None;
+                self.done.finish(&Status::new(Code::Ok, ""), &trailers);
+                self.trailers = Some(trailers);
+                Poll::Ready(Ok(()))
+            }
+            Err(status) => Poll::Ready(Err(self.end(status))),
+        }
     }
 
     /// The next message if one is already buffered: decoded, or the error that ends the
@@ -230,6 +389,11 @@ impl Inner {
         loop {
             match self.state {
                 State::Done => return Poll::Ready(None),
+                State::Headers => {
+                    if let Err(status) = ready!(self.poll_headers(cx)) {
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                }
                 State::Messages => {
                     if let Some(decoded) = self.buffered(decode) {
                         return Poll::Ready(Some(decoded));
@@ -284,18 +448,22 @@ impl Inner {
                     self.guard = None;
                     match Status::from_trailers(&trailers) {
                         Some(status) if status.code() == Code::Ok => {
+                            self.done.finish(&status, status.metadata());
                             self.trailers = Some(status.metadata().clone());
                             return Poll::Ready(None);
                         }
                         Some(status) => {
+                            self.done.finish_with(&status);
                             self.trailers = Some(status.metadata().clone());
                             return Poll::Ready(Some(Err(status)));
                         }
                         None => {
-                            self.trailers = Some(MetadataMap::from_headers(trailers));
-                            return Poll::Ready(Some(Err(Status::internal(
-                                "server sent trailers without grpc-status",
-                            ))));
+                            let trailers = MetadataMap::from_headers(trailers);
+                            let status =
+                                Status::internal("server sent trailers without grpc-status");
+                            self.done.finish(&status, &trailers);
+                            self.trailers = Some(trailers);
+                            return Poll::Ready(Some(Err(status)));
                         }
                     }
                 }

@@ -140,3 +140,24 @@ async fn production_example_uses_health_reflection_and_rich_errors() {
     let _ = stop.send(());
     bounded(10, server).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn custom_balancer_example_prefers_its_zone_and_ejects_a_failing_backend() {
+    let mut out = Vec::new();
+    bounded(30, volley_examples::custom_balancer::run(&mut out))
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let (before, after) = out.split_once("a1 shut down").expect("two phases");
+    // In zone a, the broken backend fails at most twice (maxFailures) before it is ejected;
+    // every other call goes to a1, none to zone b.
+    assert!(before.matches("is broken").count() <= 2, "{out}");
+    assert_eq!(
+        before.matches("from a1").count() + before.matches("is broken").count(),
+        8,
+        "{out}"
+    );
+    assert!(before.lines().last().unwrap().ends_with("from a1"), "{out}");
+    // With a1 gone and a2 ejected, zone b takes every call.
+    assert_eq!(after.matches("from b1").count(), 4, "{out}");
+}

@@ -48,11 +48,14 @@ async fn server_interceptor_rejects_or_passes_the_caller_on() {
         let reply = client.unary(req).await.unwrap().into_inner();
         assert_eq!(reply.message, "alice: hi");
 
-        // Streaming calls go through the interceptor too.
-        let status = client
+        // Streaming calls go through the interceptor too (a bidirectional call returns
+        // before the server answers: the refusal comes with the first read).
+        let mut stream = client
             .bidi(tokio_stream::iter(vec![message("x")]))
             .await
-            .unwrap_err();
+            .unwrap()
+            .into_inner();
+        let status = stream.message().await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated);
     })
     .await;

@@ -12,13 +12,14 @@ use http::HeaderValue;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::balancer::CallDone;
 use super::channel::{Channel, MAX_TRANSPARENT_RETRIES};
 use crate::codec::{
     self, CallCompression, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_MESSAGE_SIZE, MessageCompressed, SendCompression,
 };
 use crate::metadata::MetadataMap;
-use crate::streaming::{DropGuard, OutboundLink, Side, Streaming};
+use crate::streaming::{DropGuard, OnEnd, Opened, OutboundLink, PendingHeaders, Side, Streaming};
 use crate::transport::client::ResponseFuture;
 use crate::transport::{Panics, Pumped, RecvBody, SendBody, send_messages};
 use crate::{Code, Request, Response, Status, timeout};
@@ -81,14 +82,29 @@ impl Grpc {
             SendCompression::apply(control, encoding),
             self.max_send_message_size,
         )?;
-        let call = async {
-            let (response, _send) = self
-                .send_single(path, &parts.metadata, deadline, wait, encoding, data)
-                .await?;
-            let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
-            single_response(headers, &mut stream).await
+        let mut done = CallDone::default();
+        let result = {
+            let call = async {
+                let (response, _send) = self
+                    .send_single(
+                        &Opening {
+                            path,
+                            metadata: &parts.metadata,
+                            deadline,
+                            wait_for_ready: wait,
+                            encoding,
+                        },
+                        data,
+                        &mut done,
+                    )
+                    .await?;
+                let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
+                single_response(headers, &mut stream).await
+            };
+            with_deadline(deadline, pin!(call)).await
         };
-        with_deadline(deadline, pin!(call)).await
+        finish(&mut done, &result);
+        result
     }
 
     /// A server-streaming call: one request, a stream of responses.
@@ -111,14 +127,29 @@ impl Grpc {
             SendCompression::apply(control, encoding),
             self.max_send_message_size,
         )?;
-        let call = async {
-            let (response, _send) = self
-                .send_single(path, &parts.metadata, deadline, wait, encoding, data)
-                .await?;
-            let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
-            Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+        let mut done = CallDone::default();
+        let result = {
+            let call = async {
+                let (response, _send) = self
+                    .send_single(
+                        &Opening {
+                            path,
+                            metadata: &parts.metadata,
+                            deadline,
+                            wait_for_ready: wait,
+                            encoding,
+                        },
+                        data,
+                        &mut done,
+                    )
+                    .await?;
+                let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
+                let stream = stream.with_headers(headers.clone());
+                Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+            };
+            with_deadline(deadline, pin!(call)).await
         };
-        with_deadline(deadline, pin!(call)).await
+        streaming_result(done, result)
     }
 
     /// A client-streaming call: a stream of requests, one response.
@@ -136,20 +167,40 @@ impl Grpc {
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
         let encoding = self.encoding(&parts.extensions);
-        let call = async {
-            let (response, send) = self
-                .start(path, &parts.metadata, deadline, wait, encoding)
-                .await?;
-            let control = parts.extensions.get::<SendCompression>().cloned();
-            let guard = self.spawn_sender(send, parts.message, control, encoding);
-            let response = await_headers(response, &guard).await?;
-            let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
-            single_response(headers, &mut stream).await
+        let mut done = CallDone::default();
+        let result = {
+            let call = async {
+                let (response, send) = self
+                    .start(
+                        &Opening {
+                            path,
+                            metadata: &parts.metadata,
+                            deadline,
+                            wait_for_ready: wait,
+                            encoding,
+                        },
+                        &mut done,
+                    )
+                    .await?;
+                let control = parts.extensions.get::<SendCompression>().cloned();
+                let guard = self.spawn_sender(send, parts.message, control, encoding);
+                let response = await_headers(response, &guard).await?;
+                let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
+                single_response(headers, &mut stream).await
+            };
+            with_deadline(deadline, pin!(call)).await
         };
-        with_deadline(deadline, pin!(call)).await
+        finish(&mut done, &result);
+        result
     }
 
     /// A bidirectional-streaming call: a stream of requests, a stream of responses.
+    ///
+    /// Returns as soon as the call is open (its request headers sent), without waiting for
+    /// the response headers, as grpc-go's `NewStream` does: a server may send its headers
+    /// only with its first response, after the client's first request. The `Response`'s
+    /// metadata is therefore empty; [`Streaming::headers`] waits for the headers, and
+    /// reading the first message waits for them too. A call the server refuses fails there.
     pub async fn streaming<S, Req, Resp>(
         &self,
         request: Request<S>,
@@ -164,17 +215,44 @@ impl Grpc {
         let deadline = self.deadline(parts.timeout);
         let wait = self.wait_for_ready(parts.wait_for_ready);
         let encoding = self.encoding(&parts.extensions);
-        let call = async {
-            let (response, send) = self
-                .start(path, &parts.metadata, deadline, wait, encoding)
-                .await?;
-            let control = parts.extensions.get::<SendCompression>().cloned();
-            let guard = self.spawn_sender(send, parts.message, control, encoding);
-            let response = await_headers(response, &guard).await?;
-            let (headers, stream) = self.read_response::<Resp>(response, deadline, guard)?;
-            Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+        let mut done = CallDone::default();
+        let result = {
+            let call = async {
+                let (response, send) = self
+                    .start(
+                        &Opening {
+                            path,
+                            metadata: &parts.metadata,
+                            deadline,
+                            wait_for_ready: wait,
+                            encoding,
+                        },
+                        &mut done,
+                    )
+                    .await?;
+                let control = parts.extensions.get::<SendCompression>().cloned();
+                let guard = self.spawn_sender(send, parts.message, control, encoding);
+                let failure = guard.as_ref().map(|g| g.failure.clone());
+                let headers: PendingHeaders = Box::pin(async move {
+                    let response = response.await.map_err(|e| {
+                        failure
+                            .as_ref()
+                            .and_then(|f| f.get().cloned())
+                            .unwrap_or_else(|| e.to_status())
+                    })?;
+                    open_response(response)
+                });
+                let stream =
+                    Streaming::pending(headers, self.max_recv_message_size, deadline, guard);
+                Ok(Response::from_parts(
+                    MetadataMap::new(),
+                    stream,
+                    MetadataMap::new(),
+                ))
+            };
+            with_deadline(deadline, pin!(call)).await
         };
-        with_deadline(deadline, pin!(call)).await
+        streaming_result(done, result)
     }
 
     /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
@@ -199,25 +277,21 @@ impl Grpc {
     /// a new pick: gRPC's transparent retry.
     async fn send_single(
         &self,
-        path: &'static str,
-        metadata: &MetadataMap,
-        deadline: Option<Instant>,
-        wait_for_ready: bool,
-        encoding: Option<CompressionEncoding>,
+        opening: &Opening<'_>,
         data: Bytes,
+        done: &mut CallDone,
     ) -> Result<(http::Response<RecvBody>, SendBody), Status> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (response, mut send) = self
-                .start(path, metadata, deadline, wait_for_ready, encoding)
-                .await?;
+            let (response, mut send) = self.start(opening, done).await?;
             // An error here means the server already answered; the response says why.
             let _ = send.send_data(data.clone(), true);
             match response.await {
                 Ok(response) => return Ok((response, send)),
                 Err(e) if e.is_unprocessed() && attempt < MAX_TRANSPARENT_RETRIES => {
                     tracing::debug!(error = %e, "stream not processed by the server; retrying");
+                    done.finish_with(&e.to_status());
                 }
                 Err(e) => return Err(e.to_status()),
             }
@@ -230,15 +304,20 @@ impl Grpc {
             .map(timeout::deadline_after)
     }
 
-    /// Sends the request headers and opens the stream.
+    /// Sends the request headers and opens the stream; `done` takes the balancer's callback
+    /// for the call's end.
     async fn start(
         &self,
-        path: &'static str,
-        metadata: &MetadataMap,
-        deadline: Option<Instant>,
-        wait_for_ready: bool,
-        encoding: Option<CompressionEncoding>,
+        opening: &Opening<'_>,
+        done: &mut CallDone,
     ) -> Result<(ResponseFuture, SendBody), Status> {
+        let Opening {
+            path,
+            metadata,
+            deadline,
+            wait_for_ready,
+            encoding,
+        } = *opening;
         let make = || {
             let mut req = http::Request::new(());
             *req.method_mut() = http::Method::POST;
@@ -266,64 +345,41 @@ impl Grpc {
             }
             req
         };
-        self.channel
-            .open_stream(path, make, false, wait_for_ready)
-            .await
+        let (response, send, picked_done) = self
+            .channel
+            .open_stream(path, metadata, make, false, wait_for_ready)
+            .await?;
+        *done = picked_done;
+        Ok((response, send))
     }
 
-    /// Waits for the response headers and checks them: HTTP status, Trailers-Only,
-    /// content-type and message encoding.
+    /// Checks the response headers (see [`open_response`]) and makes the response stream.
     fn read_response<Resp>(
         &self,
         response: http::Response<RecvBody>,
         deadline: Option<Instant>,
         guard: DropGuard,
     ) -> Result<(MetadataMap, Streaming<Resp>), Status> {
-        let (parts, body): (_, RecvBody) = response.into_parts();
-        if parts.status != http::StatusCode::OK {
-            return Err(Status::from_trailers(&parts.headers)
-                .filter(|s| s.code() != Code::Ok)
-                .unwrap_or_else(|| Status::from_http_status(parts.status)));
-        }
-        if let Some(status) = Status::from_trailers(&parts.headers) {
-            // Trailers-Only: the status came in the headers and no messages follow.
-            if status.code() != Code::Ok {
-                return Err(status);
+        match open_response(response)? {
+            Opened::Finished { trailers } => {
+                Ok((MetadataMap::new(), Streaming::finished(trailers)))
             }
-            return Ok((
-                MetadataMap::new(),
-                Streaming::finished(status.metadata().clone()),
-            ));
+            Opened::Stream {
+                headers,
+                body,
+                encoding,
+            } => {
+                let stream = Streaming::new(
+                    body,
+                    Side::Client,
+                    self.max_recv_message_size,
+                    encoding,
+                    deadline,
+                    guard,
+                );
+                Ok((headers, stream))
+            }
         }
-        let content_type = parts.headers.get(http::header::CONTENT_TYPE);
-        if !codec::is_grpc_content_type(content_type) {
-            return Err(Status::unknown(format!(
-                "response has content-type {content_type:?}, not application/grpc"
-            )));
-        }
-        let encoding = match parts.headers.get(codec::GRPC_ENCODING).map(|v| v.to_str()) {
-            None => None,
-            Some(Ok("identity")) => None,
-            Some(Ok(name)) => match CompressionEncoding::from_name(name) {
-                Some(e) => Some(e),
-                None => {
-                    return Err(Status::internal(format!(
-                        "response uses unsupported grpc-encoding {name:?}"
-                    )));
-                }
-            },
-            Some(Err(_)) => return Err(Status::internal("response grpc-encoding is not ASCII")),
-        };
-        let metadata = MetadataMap::from_headers(parts.headers);
-        let stream = Streaming::new(
-            body,
-            Side::Client,
-            self.max_recv_message_size,
-            encoding,
-            deadline,
-            guard,
-        );
-        Ok((metadata, stream))
     }
 
     /// Sends the request stream from its own task, so that responses can be read meanwhile.
@@ -374,6 +430,90 @@ impl Grpc {
             _stop: stop,
             failure,
         })
+    }
+}
+
+/// What opening a call's stream takes.
+#[derive(Clone, Copy)]
+struct Opening<'a> {
+    path: &'static str,
+    metadata: &'a MetadataMap,
+    deadline: Option<Instant>,
+    wait_for_ready: bool,
+    encoding: Option<CompressionEncoding>,
+}
+
+/// Checks a call's response headers: HTTP status, Trailers-Only, content-type and message
+/// encoding.
+fn open_response(response: http::Response<RecvBody>) -> Result<Opened, Status> {
+    let (parts, body): (_, RecvBody) = response.into_parts();
+    if parts.status != http::StatusCode::OK {
+        return Err(Status::from_trailers(&parts.headers)
+            .filter(|s| s.code() != Code::Ok)
+            .unwrap_or_else(|| Status::from_http_status(parts.status)));
+    }
+    if let Some(status) = Status::from_trailers(&parts.headers) {
+        // Trailers-Only: the status came in the headers and no messages follow.
+        if status.code() != Code::Ok {
+            return Err(status);
+        }
+        return Ok(Opened::Finished {
+            trailers: status.metadata().clone(),
+        });
+    }
+    let content_type = parts.headers.get(http::header::CONTENT_TYPE);
+    if !codec::is_grpc_content_type(content_type) {
+        return Err(Status::unknown(format!(
+            "response has content-type {content_type:?}, not application/grpc"
+        )));
+    }
+    let encoding = match parts.headers.get(codec::GRPC_ENCODING).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok("identity")) => None,
+        Some(Ok(name)) => match CompressionEncoding::from_name(name) {
+            Some(e) => Some(e),
+            None => {
+                return Err(Status::internal(format!(
+                    "response uses unsupported grpc-encoding {name:?}"
+                )));
+            }
+        },
+        Some(Err(_)) => return Err(Status::internal("response grpc-encoding is not ASCII")),
+    };
+    Ok(Opened::Stream {
+        headers: MetadataMap::from_headers(parts.headers),
+        body,
+        encoding,
+    })
+}
+
+/// Runs the balancer's callback for a call that returned one response (or failed).
+fn finish<T>(done: &mut CallDone, result: &Result<Response<T>, Status>) {
+    if done.is_armed() {
+        match result {
+            Ok(response) => done.finish(&Status::new(Code::Ok, ""), response.trailers()),
+            Err(status) => done.finish_with(status),
+        }
+    }
+}
+
+/// Hands the balancer's callback to a call's response stream, which runs it when the stream
+/// ends (or runs it now, with the status, when the call failed to start).
+fn streaming_result<Resp>(
+    mut done: CallDone,
+    result: Result<Response<Streaming<Resp>>, Status>,
+) -> Result<Response<Streaming<Resp>>, Status> {
+    match result {
+        Ok(response) if done.is_armed() => Ok(response.map(|stream| {
+            stream.with_done(OnEnd::new(move |status, trailers| {
+                done.finish(status, trailers);
+            }))
+        })),
+        Ok(response) => Ok(response),
+        Err(status) => {
+            done.finish_with(&status);
+            Err(status)
+        }
     }
 }
 

@@ -9,13 +9,14 @@ use http::uri::{Authority, Scheme};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::backoff::BackoffConfig;
-use super::balancer::{self, PickInfo, PickResult};
+use super::balancer::{self, CallDone, Pick, PickInfo, PickResult};
 use super::config::{ChannelConfig, ClientKeepalive, MIN_KEEPALIVE_TIME};
 use super::connectivity::ConnectivityState;
 use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
 use super::resolver::{self, ResolverBuilder, Target};
 use super::subchannel::Subchannel;
 use crate::interceptor::Interceptors;
+use crate::metadata::MetadataMap;
 use crate::timeout::capped;
 use crate::transport::client::{ResponseFuture, Sender};
 use crate::transport::{
@@ -123,7 +124,7 @@ impl Channel {
             match current.state {
                 ConnectivityState::Ready => return Ok(()),
                 ConnectivityState::TransientFailure | ConnectivityState::Shutdown => {
-                    let info = PickInfo { path: "" };
+                    let info = PickInfo::new("");
                     return Err(match current.picker.pick(&info) {
                         PickResult::Fail(status) => status,
                         _ => Status::unavailable(format!("channel is {}", current.state)),
@@ -220,25 +221,27 @@ impl Channel {
     pub(crate) async fn pick(
         &self,
         path: &str,
+        metadata: &MetadataMap,
         wait_for_ready: bool,
-    ) -> Result<(Subchannel, Sender, u64), Status> {
+    ) -> Result<Picked, Status> {
         self.start();
         self.inner.activity.touch();
-        let info = PickInfo { path };
+        let info = PickInfo::with_metadata(path, metadata);
         // The common case reads the current picker in place: no receiver to clone, no
         // reference count to touch on the shared state.
-        if let PickResult::Pick(sc) = self.inner.picker.borrow().picker.pick(&info)
-            && let Some((sender, generation)) = sc.sender()
+        let first = self.inner.picker.borrow().picker.pick(&info);
+        if let PickResult::Pick(pick) = first
+            && let Some(picked) = Picked::new(pick)
         {
-            return Ok((sc, sender, generation));
+            return Ok(picked);
         }
         let mut rx = self.inner.picker.clone();
         loop {
             let current = rx.borrow_and_update().clone();
             match current.picker.pick(&info) {
-                PickResult::Pick(sc) => {
-                    if let Some((sender, generation)) = sc.sender() {
-                        return Ok((sc, sender, generation));
+                PickResult::Pick(pick) => {
+                    if let Some(picked) = Picked::new(pick) {
+                        return Ok(picked);
                     }
                 }
                 PickResult::Queue => {}
@@ -263,18 +266,27 @@ impl Channel {
     pub(crate) async fn open_stream(
         &self,
         path: &str,
+        metadata: &MetadataMap,
         mut make_request: impl FnMut() -> http::Request<()>,
         end_of_stream: bool,
         wait_for_ready: bool,
-    ) -> Result<(ResponseFuture, SendBody), Status> {
+    ) -> Result<(ResponseFuture, SendBody, CallDone), Status> {
         let mut last_error = None;
         for _ in 0..MAX_TRANSPARENT_RETRIES {
-            let (sc, sender, generation) = self.pick(path, wait_for_ready).await?;
+            let Picked {
+                subchannel,
+                sender,
+                generation,
+                mut done,
+            } = self.pick(path, metadata, wait_for_ready).await?;
             match sender.open(make_request(), end_of_stream).await {
-                Ok(opened) => return Ok(opened),
+                Ok((response, send)) => return Ok((response, send, done)),
                 Err(e) => {
                     tracing::debug!(error = %e, "connection refused a new stream; picking again");
-                    sc.connection_refused_stream(generation);
+                    subchannel.connection_refused_stream(generation);
+                    done.finish_with(&Status::unavailable(format!(
+                        "the connection refused a new stream: {e}"
+                    )));
                     last_error = Some(e);
                 }
             }
@@ -283,6 +295,35 @@ impl Channel {
             Some(e) => Status::unavailable(format!("could not open a stream: {e}")),
             None => Status::unavailable("could not open a stream"),
         })
+    }
+}
+
+/// A READY subchannel picked for a call: its connection's stream opener, and the balancer's
+/// done callback.
+pub(crate) struct Picked {
+    subchannel: Subchannel,
+    sender: Sender,
+    generation: u64,
+    done: CallDone,
+}
+
+impl Picked {
+    /// The pick, if its subchannel is READY (otherwise the call waits for the next picker,
+    /// and the pick's callback is dropped: it reports CANCELLED).
+    fn new(pick: Pick) -> Option<Picked> {
+        let (subchannel, mut done) = pick.into_parts();
+        match subchannel.sender() {
+            Some((sender, generation)) => Some(Picked {
+                subchannel,
+                sender,
+                generation,
+                done,
+            }),
+            None => {
+                done.finish_with(&Status::unavailable("the picked subchannel is not READY"));
+                None
+            }
+        }
     }
 }
 
@@ -551,6 +592,7 @@ impl ChannelBuilder {
             target: target.clone(),
             config: config.clone(),
             resolver,
+            events: events.clone(),
             inbox,
             picker: picker_tx,
             states: states.clone(),

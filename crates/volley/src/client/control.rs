@@ -10,7 +10,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::balancer::{self, Balancer, ChannelControl, FailPicker, Helper, Picker, QueuePicker};
+use super::balancer::{
+    self, Balancer, BalancerBuilder, BalancerConfig, ChannelControl, FailPicker, Helper, Picker,
+    QueuePicker, Waker,
+};
 use super::config::ChannelConfig;
 use super::connectivity::ConnectivityState;
 use super::resolver::{
@@ -25,6 +28,8 @@ use crate::Status;
 pub(crate) enum ControlEvent {
     /// A call found the channel IDLE.
     ExitIdle,
+    /// A balancer's [`Waker`] was woken; `generation` tells which balancer.
+    Wake { generation: u64, token: u64 },
 }
 
 /// The channel's state and the picker calls use, as last published.
@@ -77,6 +82,7 @@ pub(crate) struct ControlSetup {
     pub(crate) target: Target,
     pub(crate) config: Arc<ChannelConfig>,
     pub(crate) resolver: Arc<dyn ResolverBuilder>,
+    pub(crate) events: mpsc::UnboundedSender<ControlEvent>,
     pub(crate) inbox: mpsc::UnboundedReceiver<ControlEvent>,
     pub(crate) picker: watch::Sender<Arc<PickerState>>,
     pub(crate) states: broadcast::Sender<ConnectivityState>,
@@ -94,6 +100,11 @@ struct Core {
     resolve_now: bool,
     /// The service new subchannels health-check (gRFC A17), from the service config.
     health_check: Option<String>,
+    events: mpsc::UnboundedSender<ControlEvent>,
+    /// The running balancer's number: timers and wakes of an earlier one are ignored.
+    balancer_generation: u64,
+    /// The balancer's timers: when, and the token.
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
 }
 
 impl Core {
@@ -129,6 +140,27 @@ impl ChannelControl for Core {
     fn resolve_now(&mut self) {
         self.resolve_now = true;
     }
+
+    fn schedule(&mut self, delay: Duration, token: u64) {
+        let at = Instant::now() + crate::timeout::capped(delay);
+        self.timers.push(std::cmp::Reverse((at, token)));
+    }
+
+    fn waker(&mut self) -> Waker {
+        let events = self.events.clone();
+        let generation = self.balancer_generation;
+        Waker::new(move |token| {
+            let _ = events.send(ControlEvent::Wake { generation, token });
+        })
+    }
+}
+
+impl Core {
+    /// A new balancer takes over: the old one's timers and wakers lapse.
+    fn new_balancer(&mut self) {
+        self.balancer_generation += 1;
+        self.timers.clear();
+    }
 }
 
 struct Running {
@@ -138,12 +170,20 @@ struct Running {
     policy: String,
 }
 
+/// A policy chosen for the channel, with its parsed config.
+struct Chosen {
+    name: String,
+    builder: Arc<dyn BalancerBuilder>,
+    config: BalancerConfig,
+}
+
 /// Runs the control task until every handle of the channel is dropped.
 pub(crate) async fn run(setup: ControlSetup) {
     let ControlSetup {
         target,
         config,
         resolver: resolver_builder,
+        events,
         mut inbox,
         picker,
         states,
@@ -160,6 +200,9 @@ pub(crate) async fn run(setup: ControlSetup) {
         subchannels: Vec::new(),
         resolve_now: false,
         health_check: None,
+        events,
+        balancer_generation: 0,
+        timers: std::collections::BinaryHeap::new(),
     };
     let mut running: Option<Running> = None;
     let mut generation = 0u64;
@@ -172,11 +215,25 @@ pub(crate) async fn run(setup: ControlSetup) {
                 None => std::future::pending().await,
             }
         };
+        let next_timer = core.timers.peek().map(|std::cmp::Reverse((at, _))| *at);
+        let timer = async {
+            match next_timer {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => break,
-            event = inbox.recv() => {
-                let Some(ControlEvent::ExitIdle) = event else { break };
-                match running.as_mut() {
+            event = inbox.recv() => match event {
+                None => break,
+                Some(ControlEvent::Wake { generation, token }) => {
+                    if let Some(r) = running.as_mut()
+                        && generation == core.balancer_generation
+                    {
+                        r.balancer.wake(token, &mut Helper::new(&mut core));
+                    }
+                }
+                Some(ControlEvent::ExitIdle) => match running.as_mut() {
                     Some(r) => r.balancer.exit_idle(&mut Helper::new(&mut core)),
                     None => {
                         generation += 1;
@@ -186,6 +243,13 @@ pub(crate) async fn run(setup: ControlSetup) {
                             idle_check = idle_timeout.map(|t| Instant::now() + t);
                         }
                     }
+                },
+            },
+            () = timer => {
+                if let Some(std::cmp::Reverse((_, token))) = core.timers.pop()
+                    && let Some(r) = running.as_mut()
+                {
+                    r.balancer.wake(token, &mut Helper::new(&mut core));
                 }
             }
             Some(ResolverEvent { generation: g, result }) = resolver_inbox.recv() => {
@@ -194,14 +258,25 @@ pub(crate) async fn run(setup: ControlSetup) {
                 };
                 match result {
                     Ok(update) => {
-                        let policy = choose_policy(&update, &config.load_balancing_policy);
-                        if policy != r.policy
-                            && let Some(b) = balancer::lookup(&policy)
-                        {
-                            tracing::debug!(%policy, "switching balancer");
+                        let chosen = choose_policy(&update, &config.load_balancing_policy);
+                        let Some(chosen) = chosen else {
+                            // The channel's own policy is registered (checked when it was
+                            // built), and its config is `{}`: only a builder that rejects
+                            // `{}` gets here.
+                            let status = Status::unavailable(format!(
+                                "no usable load-balancing config (the channel's policy {:?} \
+                                 rejects an empty config)",
+                                config.load_balancing_policy
+                            ));
+                            r.balancer.resolver_error(&status, &mut Helper::new(&mut core));
+                            continue;
+                        };
+                        if chosen.name != r.policy {
+                            tracing::debug!(policy = %chosen.name, "switching balancer");
                             shutdown_subchannels(&mut core);
-                            r.balancer = b.build();
-                            r.policy = policy;
+                            core.new_balancer();
+                            r.balancer = chosen.builder.build();
+                            r.policy = chosen.name.clone();
                         }
                         // gRFC A17: health checking as the service config asks, except
                         // under pick_first, which does not support it.
@@ -211,7 +286,11 @@ pub(crate) async fn run(setup: ControlSetup) {
                             .and_then(|c| c.health_check_service())
                             .filter(|_| r.policy != "pick_first" && !config.disable_health_check)
                             .map(str::to_owned);
-                        r.balancer.resolver_update(&update, &mut Helper::new(&mut core));
+                        r.balancer.resolver_update(
+                            &update,
+                            &chosen.config,
+                            &mut Helper::new(&mut core),
+                        );
                     }
                     Err(status) => {
                         tracing::debug!(%status, "resolver error");
@@ -246,6 +325,7 @@ pub(crate) async fn run(setup: ControlSetup) {
                     tracing::debug!(?timeout, "channel idle");
                     running = None;
                     shutdown_subchannels(&mut core);
+                    core.new_balancer();
                     core.publish(ConnectivityState::Idle, Arc::new(QueuePicker));
                     idle_check = None;
                 } else {
@@ -288,6 +368,7 @@ fn start(
         );
         return None;
     };
+    core.new_balancer();
     core.publish(ConnectivityState::Connecting, Arc::new(QueuePicker));
     match resolver.build(target, sink) {
         Ok(resolver) => Some(Running {
@@ -311,19 +392,39 @@ fn fail(core: &mut Core, status: Status) {
     );
 }
 
-/// The balancer an update asks for: the first registered policy of its service config,
-/// else the channel's.
-fn choose_policy(update: &ResolverUpdate, default: &str) -> String {
-    update
+/// The balancer an update asks for: the first `loadBalancingConfig` entry whose policy is
+/// registered and whose config its builder accepts (`doc/service_config.md`), else the
+/// channel's policy with an empty config.
+fn choose_policy(update: &ResolverUpdate, default: &str) -> Option<Chosen> {
+    let configs = update
         .service_config
         .as_ref()
-        .and_then(|c| {
-            c.load_balancing_policies()
-                .iter()
-                .find(|p| balancer::lookup(p).is_some())
-                .cloned()
-        })
-        .unwrap_or_else(|| default.to_owned())
+        .map(|c| c.load_balancing_configs())
+        .unwrap_or_default();
+    for (name, json) in configs {
+        let Some(builder) = balancer::lookup(name) else {
+            continue;
+        };
+        match builder.parse_config(json) {
+            Ok(config) => {
+                return Some(Chosen {
+                    name: name.clone(),
+                    builder,
+                    config,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(policy = %name, error = %e, "invalid balancer config; skipped")
+            }
+        }
+    }
+    let builder = balancer::lookup(default)?;
+    let config = builder.parse_config(&serde_json::json!({})).ok()?;
+    Some(Chosen {
+        name: default.to_owned(),
+        builder,
+        config,
+    })
 }
 
 fn shutdown_subchannels(core: &mut Core) {

@@ -10,6 +10,8 @@ use crate::Error;
 pub struct ServiceConfig {
     json: serde_json::Value,
     policies: Vec<String>,
+    /// Each `loadBalancingConfig` entry: the policy's name and its config.
+    balancer_configs: Vec<(String, serde_json::Value)>,
     health_check: Option<String>,
 }
 
@@ -23,6 +25,7 @@ impl ServiceConfig {
             .as_object()
             .ok_or_else(|| Error::new("invalid service config: not a JSON object"))?;
         let mut policies = Vec::new();
+        let mut balancer_configs = Vec::new();
         if let Some(list) = object.get("loadBalancingConfig") {
             let list = list.as_array().ok_or_else(|| {
                 Error::new("invalid service config: loadBalancingConfig is not a list")
@@ -34,7 +37,10 @@ impl ServiceConfig {
                          with one policy name",
                     )
                 })?;
-                policies.extend(entry.keys().cloned());
+                for (name, config) in entry {
+                    policies.push(name.clone());
+                    balancer_configs.push((name.clone(), config.clone()));
+                }
             }
         }
         if let Some(policy) = object.get("loadBalancingPolicy") {
@@ -43,6 +49,7 @@ impl ServiceConfig {
             })?;
             // The old field names policies in upper case ("ROUND_ROBIN").
             policies.push(policy.to_ascii_lowercase());
+            balancer_configs.push((policy.to_ascii_lowercase(), serde_json::json!({})));
         }
         // gRFC A17: {"healthCheckConfig": {"serviceName": "..."}} turns client-side health
         // checking on ("" is the server as a whole).
@@ -65,6 +72,7 @@ impl ServiceConfig {
         Ok(ServiceConfig {
             json: value,
             policies,
+            balancer_configs,
             health_check,
         })
     }
@@ -75,6 +83,7 @@ impl ServiceConfig {
         ServiceConfig {
             json,
             policies: vec![policy.to_owned()],
+            balancer_configs: vec![(policy.to_owned(), serde_json::json!({}))],
             health_check: None,
         }
     }
@@ -82,6 +91,12 @@ impl ServiceConfig {
     /// The balancer names the config asks for, in order of preference.
     pub fn load_balancing_policies(&self) -> &[String] {
         &self.policies
+    }
+
+    /// The `loadBalancingConfig` entries in order, each a policy's name and its JSON config
+    /// (the older `loadBalancingPolicy` field last, with an empty config).
+    pub fn load_balancing_configs(&self) -> &[(String, serde_json::Value)] {
+        &self.balancer_configs
     }
 
     /// The service that subchannels health-check (`healthCheckConfig.serviceName`, gRFC

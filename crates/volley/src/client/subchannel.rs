@@ -67,6 +67,7 @@ pub(crate) fn next_id() -> u64 {
 }
 
 impl Subchannel {
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn from_impl(inner: Arc<dyn SubchannelImpl>) -> Subchannel {
         Subchannel { inner }
     }
@@ -686,7 +687,7 @@ impl RealSubchannel {
         };
         let unavailable =
             |e: std::io::Error| Status::unavailable(format!("failed to connect to {address}: {e}"));
-        let (sender, driver, signals) = match &address.0 {
+        let (sender, driver, signals) = match &address.kind {
             Kind::Tcp(a) => {
                 let tcp = tokio::net::TcpStream::connect(a)
                     .await

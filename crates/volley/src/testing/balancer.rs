@@ -2,20 +2,23 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::Status;
-use crate::balancer::{Balancer, ConnectivityState, Helper, PickInfo, PickResult, Picker};
+use crate::balancer::BalancerConfig;
+use crate::balancer::{
+    Balancer, ConnectivityState, Helper, PickInfo, PickResult, Picker, Subchannel, Waker,
+};
 use crate::client::balancer::ChannelControl;
 use crate::client::subchannel::{self, SubchannelImpl};
-use crate::resolver::Address;
+use crate::resolver::{Address, ResolverUpdate};
 use crate::transport::client::Sender;
-
-use crate::balancer::Subchannel;
 
 /// A channel for a balancer's unit tests, as grpc-go's `testutils.BalancerClientConn`: it
 /// records the subchannels the balancer creates (they never connect: a test moves them from
-/// state to state with [`FakeChannel::set_state`]), the pickers it publishes and its requests
-/// for re-resolution.
+/// state to state with [`FakeChannel::set_state`]), the pickers it publishes, its requests
+/// for re-resolution and its timers (which fire when the test says, with
+/// [`FakeChannel::wake`]).
 ///
 /// ```
 /// use volley::balancer::{BalancerBuilder, ConnectivityState, PickResult};
@@ -25,12 +28,12 @@ use crate::balancer::Subchannel;
 /// let mut channel = FakeChannel::new();
 /// let mut balancer = volley::balancer::RoundRobinBuilder.build();
 /// let update = ResolverUpdate::new(vec![Address::parse("10.0.0.1:50051")]);
-/// balancer.resolver_update(&update, &mut channel.helper());
+/// channel.update(&mut *balancer, &update);
 /// let sc = channel.subchannels()[0].clone();
 /// assert_eq!(channel.connects(&sc), 1);
 /// channel.set_state(&mut *balancer, &sc, ConnectivityState::Ready, None);
 /// assert_eq!(channel.state(), ConnectivityState::Ready);
-/// assert!(matches!(channel.pick("/a.B/C"), PickResult::Pick(s) if s == sc));
+/// assert_eq!(channel.pick("/a.B/C").subchannel(), Some(&sc));
 /// ```
 #[derive(Default)]
 pub struct FakeChannel {
@@ -38,6 +41,8 @@ pub struct FakeChannel {
     published: Option<(ConnectivityState, Arc<dyn Picker>)>,
     pickers: usize,
     resolve_now: usize,
+    timers: Vec<(Duration, u64)>,
+    woken: Arc<Mutex<Vec<u64>>>,
 }
 
 impl std::fmt::Debug for FakeChannel {
@@ -114,12 +119,42 @@ impl ChannelControl for FakeChannel {
     fn resolve_now(&mut self) {
         self.resolve_now += 1;
     }
+
+    fn schedule(&mut self, delay: Duration, token: u64) {
+        self.timers.push((delay, token));
+    }
+
+    fn waker(&mut self) -> Waker {
+        let woken = self.woken.clone();
+        Waker::new(move |token| {
+            woken
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(token);
+        })
+    }
 }
 
 impl FakeChannel {
     /// A channel with no subchannels and no picker yet (IDLE).
     pub fn new() -> FakeChannel {
         FakeChannel::default()
+    }
+
+    /// Delivers the resolver's `update` to `balancer`, with no balancer config.
+    pub fn update(&mut self, balancer: &mut dyn Balancer, update: &ResolverUpdate) {
+        self.update_with_config(balancer, update, &BalancerConfig::none());
+    }
+
+    /// Delivers the resolver's `update` to `balancer` with `config` (parse one with the
+    /// builder's [`crate::balancer::BalancerBuilder::parse_config`]).
+    pub fn update_with_config(
+        &mut self,
+        balancer: &mut dyn Balancer,
+        update: &ResolverUpdate,
+        config: &BalancerConfig,
+    ) {
+        balancer.resolver_update(update, config, &mut Helper::new(self));
     }
 
     /// The helper to pass to the balancer's methods.
@@ -202,5 +237,26 @@ impl FakeChannel {
     /// How many times the balancer asked for re-resolution.
     pub fn resolve_now_requests(&self) -> usize {
         self.resolve_now
+    }
+
+    /// The timers the balancer set and that have not fired: each delay and token, in the
+    /// order set.
+    pub fn timers(&self) -> &[(Duration, u64)] {
+        &self.timers
+    }
+
+    /// Fires the balancer's timer `token` now (the first one set with it, if any), or
+    /// delivers a wake-up with `token`: calls [`Balancer::wake`].
+    pub fn wake(&mut self, balancer: &mut dyn Balancer, token: u64) {
+        if let Some(i) = self.timers.iter().position(|(_, t)| *t == token) {
+            self.timers.remove(i);
+        }
+        balancer.wake(token, &mut Helper::new(self));
+    }
+
+    /// The tokens the balancer's [`Waker`]s were woken with since the last call (a test
+    /// delivers them with [`FakeChannel::wake`]).
+    pub fn take_woken(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.woken.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }

@@ -3,23 +3,37 @@
 //! call asks for a subchannel. Balancers are found by name in a registry.
 //!
 //! Built in: `pick_first` (the default: the first address that connects, in order, failing
-//! over to the next) and `round_robin` (a connection to every address, calls rotated over the
-//! READY ones). Choose one with [`crate::ChannelBuilder::load_balancing_policy`] or a service
+//! over to the next), `round_robin` (a connection to every address, calls rotated over the
+//! READY ones) and `least_request` (gRFC A48: the least loaded of a few READY ones drawn at
+//! random). Choose one with [`crate::ChannelBuilder::load_balancing_policy`] or a service
 //! config's `loadBalancingConfig`; add one with [`register`].
+//!
+//! A balancer parses its own JSON config ([`BalancerBuilder::parse_config`]), reads
+//! [`Address`] attributes the resolver set, can follow each call it picked to its end
+//! ([`Pick::on_done`]: the status and trailers, where servers put load reports), and can
+//! schedule work on its channel's control task ([`Helper::schedule`], [`Helper::waker`]).
+//! `examples/src/custom_balancer.rs` is a complete custom balancer; [`crate::testing`]'s
+//! fake channel (feature `test-util`) unit-tests one without sockets.
 
 mod pick_first;
 mod round_robin;
 
 pub use super::connectivity::ConnectivityState;
+pub use super::resolver::{Address, Attributes};
 pub use super::subchannel::Subchannel;
 pub use pick_first::PickFirstBuilder;
 pub use round_robin::{LeastRequestBuilder, RoundRobinBuilder};
+/// The JSON value type of balancer configs (`serde_json`'s).
+pub use serde_json::Value as JsonValue;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use super::resolver::{Address, ResolverUpdate};
-use crate::Status;
+use super::resolver::ResolverUpdate;
+use crate::metadata::MetadataMap;
+use crate::{Error, Status};
 
 /// What a balancer may ask of its channel. The channel's control task implements it, and so
 /// does `crate::testing`'s fake channel; [`Helper`] is the public face.
@@ -30,10 +44,14 @@ pub(crate) trait ChannelControl: Send {
     fn update_picker(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>);
     /// Asks the resolver to resolve again.
     fn resolve_now(&mut self);
+    /// Calls the balancer's `wake(token)` after `delay`.
+    fn schedule(&mut self, delay: Duration, token: u64);
+    /// A handle that calls the balancer's `wake(token)` from anywhere.
+    fn waker(&mut self) -> Waker;
 }
 
-/// The channel as a balancer sees it: it creates subchannels, publishes pickers and asks
-/// for re-resolution. Balancers get one in every call.
+/// The channel as a balancer sees it: it creates subchannels, publishes pickers, asks for
+/// re-resolution and runs the balancer's timers. Balancers get one in every call.
 pub struct Helper<'a> {
     control: &'a mut dyn ChannelControl,
 }
@@ -63,6 +81,41 @@ impl<'a> Helper<'a> {
     pub fn resolve_now(&mut self) {
         self.control.resolve_now();
     }
+
+    /// Calls [`Balancer::wake`] with `token` after `delay`, on the channel's control task
+    /// (so the balancer needs no lock of its own). Timers end with the balancer: they do
+    /// not fire once the channel has switched policy or gone IDLE.
+    pub fn schedule(&mut self, delay: Duration, token: u64) {
+        self.control.schedule(delay, token);
+    }
+
+    /// A handle for the balancer's own tasks and threads: [`Waker::wake`] calls
+    /// [`Balancer::wake`] on the control task, in turn with everything else.
+    pub fn waker(&mut self) -> Waker {
+        self.control.waker()
+    }
+}
+
+/// Calls its balancer's [`Balancer::wake`] from any task or thread; from
+/// [`Helper::waker`]. Cheap to clone; waking a balancer that is gone does nothing.
+#[derive(Clone)]
+pub struct Waker(Arc<dyn Fn(u64) + Send + Sync>);
+
+impl Waker {
+    pub(crate) fn new(wake: impl Fn(u64) + Send + Sync + 'static) -> Waker {
+        Waker(Arc::new(wake))
+    }
+
+    /// Asks the control task to call the balancer's `wake(token)`.
+    pub fn wake(&self, token: u64) {
+        (self.0)(token);
+    }
+}
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waker")
+    }
 }
 
 /// A picker that makes every call wait for the next picker (IDLE, CONNECTING).
@@ -89,18 +142,34 @@ impl Picker for FailPicker {
 /// What a picker knows about the call it picks for.
 #[derive(Debug)]
 pub struct PickInfo<'a> {
-    pub(crate) path: &'a str,
+    path: &'a str,
+    metadata: Option<&'a MetadataMap>,
 }
 
 impl<'a> PickInfo<'a> {
-    /// What a picker knows about a call to `path` (for pickers' tests).
+    /// What a picker knows about a call to `path` with no metadata (for pickers' tests).
     pub fn new(path: &'a str) -> PickInfo<'a> {
-        PickInfo { path }
+        PickInfo {
+            path,
+            metadata: None,
+        }
+    }
+
+    pub(crate) fn with_metadata(path: &'a str, metadata: &'a MetadataMap) -> PickInfo<'a> {
+        PickInfo {
+            path,
+            metadata: Some(metadata),
+        }
     }
 
     /// The method's path, `/package.Service/Method`.
     pub fn path(&self) -> &str {
         self.path
+    }
+
+    /// The call's request metadata (after the channel's interceptors), if any.
+    pub fn metadata(&self) -> Option<&MetadataMap> {
+        self.metadata
     }
 }
 
@@ -109,12 +178,143 @@ impl<'a> PickInfo<'a> {
 pub enum PickResult {
     /// Send the call on this subchannel (if it is no longer READY, the call waits for the
     /// next picker).
-    Pick(Subchannel),
+    Pick(Pick),
     /// Wait for the next picker.
     Queue,
     /// Fail the call with this status, unless it waits for ready; then it waits for the next
     /// picker.
     Fail(Status),
+}
+
+impl PickResult {
+    /// The call goes to `subchannel`.
+    pub fn pick(subchannel: Subchannel) -> PickResult {
+        PickResult::Pick(Pick::new(subchannel))
+    }
+
+    /// The subchannel picked, if the call got one.
+    pub fn subchannel(&self) -> Option<&Subchannel> {
+        match self {
+            PickResult::Pick(p) => Some(&p.subchannel),
+            _ => None,
+        }
+    }
+}
+
+/// A subchannel picked for a call, and what to do when the call ends. Dropped unused, it
+/// runs its callback with CANCELLED.
+pub struct Pick {
+    /// Where the call goes.
+    pub subchannel: Subchannel,
+    done: CallDone,
+}
+
+/// Runs once when a picked call ends; see [`Pick::on_done`].
+pub type DoneCallback = Box<dyn FnOnce(&CallEnd<'_>) + Send + 'static>;
+
+impl Pick {
+    /// The call goes to `subchannel`.
+    pub fn new(subchannel: Subchannel) -> Pick {
+        Pick {
+            subchannel,
+            done: CallDone(None),
+        }
+    }
+
+    /// Runs `done` once when the call ends, however it ends: with the status and trailers the
+    /// server sent, or the status the client ended it with (CANCELLED when the caller dropped
+    /// it, DEADLINE_EXCEEDED, UNAVAILABLE when the connection failed). A balancer counts
+    /// outstanding calls this way, or reads load reports from the trailers. The callback runs
+    /// on the task that ends the call: keep it short and non-blocking.
+    pub fn on_done(mut self, done: impl FnOnce(&CallEnd<'_>) + Send + 'static) -> Pick {
+        self.done = CallDone(Some(Box::new(done)));
+        self
+    }
+
+    /// Ends the call as the channel does when it is over: runs the callback with `end` (for
+    /// balancers' tests).
+    pub fn finish(mut self, end: &CallEnd<'_>) {
+        self.done.finish(end.status, end.trailers);
+    }
+
+    pub(crate) fn into_parts(self) -> (Subchannel, CallDone) {
+        (self.subchannel, self.done)
+    }
+}
+
+impl std::fmt::Debug for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pick")
+            .field("subchannel", &self.subchannel)
+            .field("on_done", &self.done.is_armed())
+            .finish()
+    }
+}
+
+/// How a picked call ended, for [`Pick::on_done`].
+#[derive(Debug)]
+pub struct CallEnd<'a> {
+    status: &'a Status,
+    trailers: &'a MetadataMap,
+}
+
+impl<'a> CallEnd<'a> {
+    /// A call's end (for balancers' tests).
+    pub fn new(status: &'a Status, trailers: &'a MetadataMap) -> CallEnd<'a> {
+        CallEnd { status, trailers }
+    }
+
+    /// The call's status (OK when it succeeded).
+    pub fn status(&self) -> &Status {
+        self.status
+    }
+
+    /// The trailers the server sent (empty when it sent none: the call failed or was
+    /// cancelled on the client).
+    pub fn trailers(&self) -> &MetadataMap {
+        self.trailers
+    }
+}
+
+/// The done callback of a call in flight: runs once, at the call's end, or with CANCELLED
+/// when dropped before.
+#[derive(Default)]
+pub(crate) struct CallDone(Option<DoneCallback>);
+
+impl CallDone {
+    /// Whether a callback waits.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The call ended with `status` and `trailers`.
+    pub(crate) fn finish(&mut self, status: &Status, trailers: &MetadataMap) {
+        if let Some(done) = self.0.take() {
+            done(&CallEnd { status, trailers });
+        }
+    }
+
+    /// The call ended with `status`, whose metadata are the trailers.
+    pub(crate) fn finish_with(&mut self, status: &Status) {
+        if self.0.is_some() {
+            self.finish(status, status.metadata());
+        }
+    }
+}
+
+impl Drop for CallDone {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let status = Status::cancelled("the call was cancelled");
+            self.finish(&status, &MetadataMap::new());
+        }
+    }
+}
+
+impl std::fmt::Debug for CallDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CallDone").field(&self.0.is_some()).finish()
+    }
 }
 
 /// Chooses a subchannel for each call. Called concurrently from every task that makes
@@ -126,8 +326,15 @@ pub trait Picker: Send + Sync + 'static {
 
 /// A load-balancing policy. The channel calls it from its control task, one call at a time.
 pub trait Balancer: Send + 'static {
-    /// New addresses (and service config) from the resolver.
-    fn resolver_update(&mut self, update: &ResolverUpdate, helper: &mut Helper<'_>);
+    /// New addresses (and service config) from the resolver, with the balancer's config
+    /// (parsed by its builder from the service config's `loadBalancingConfig`, or from `{}`
+    /// when the channel chose the policy).
+    fn resolver_update(
+        &mut self,
+        update: &ResolverUpdate,
+        config: &BalancerConfig,
+        helper: &mut Helper<'_>,
+    );
 
     /// The resolver failed. Balancers keep using the addresses they have; with none, they
     /// publish a picker that fails calls with `error`.
@@ -145,12 +352,63 @@ pub trait Balancer: Send + 'static {
 
     /// A call found the channel IDLE: connect.
     fn exit_idle(&mut self, helper: &mut Helper<'_>);
+
+    /// A timer set with [`Helper::schedule`] fired, or a [`Waker`] was woken, with `token`.
+    /// Default: nothing.
+    fn wake(&mut self, token: u64, helper: &mut Helper<'_>) {
+        let _ = (token, helper);
+    }
+}
+
+/// A balancer's parsed config, as its builder made it from JSON: any type, read back with
+/// [`BalancerConfig::get`]. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct BalancerConfig(Option<Arc<dyn Any + Send + Sync>>);
+
+impl BalancerConfig {
+    /// A config holding `value`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> BalancerConfig {
+        BalancerConfig(Some(Arc::new(value)))
+    }
+
+    /// No config (the policy takes none).
+    pub fn none() -> BalancerConfig {
+        BalancerConfig(None)
+    }
+
+    /// The config, if it is a `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.as_ref().and_then(|v| v.downcast_ref::<T>())
+    }
+}
+
+impl std::fmt::Debug for BalancerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("BalancerConfig")
+            .field(&self.0.is_some())
+            .finish()
+    }
 }
 
 /// Builds balancers of one policy.
 pub trait BalancerBuilder: Send + Sync + 'static {
     /// The policy's name, as in `loadBalancingConfig` (e.g. `round_robin`).
     fn name(&self) -> &str;
+
+    /// Parses and validates this policy's config: the value under its name in a
+    /// `loadBalancingConfig` entry (`{}` when the channel chose the policy by name). An
+    /// error makes the channel try the next entry (`doc/service_config.md`). Default: any
+    /// JSON object, no config.
+    fn parse_config(&self, config: &JsonValue) -> Result<BalancerConfig, Error> {
+        if config.is_object() {
+            Ok(BalancerConfig::none())
+        } else {
+            Err(Error::new(format!(
+                "{}: the config is not a JSON object",
+                self.name()
+            )))
+        }
+    }
 
     /// A new balancer for one channel.
     fn build(&self) -> Box<dyn Balancer>;
@@ -190,7 +448,7 @@ pub(crate) fn lookup(name: &str) -> Option<Arc<dyn BalancerBuilder>> {
 }
 
 /// The addresses of an update without repeats, in order.
-fn distinct_addresses(update: &ResolverUpdate) -> Vec<super::resolver::Address> {
+fn distinct_addresses(update: &ResolverUpdate) -> Vec<Address> {
     let mut out = Vec::with_capacity(update.addresses.len());
     for a in &update.addresses {
         if !out.contains(a) {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{
-    Balancer, BalancerBuilder, ConnectivityState, FailPicker, Helper, PickInfo, PickResult, Picker,
-    QueuePicker, Subchannel,
+    Balancer, BalancerBuilder, BalancerConfig, ConnectivityState, FailPicker, Helper, PickInfo,
+    PickResult, Picker, QueuePicker, Subchannel,
 };
 use crate::Status;
 use crate::client::resolver::ResolverUpdate;
@@ -45,7 +45,7 @@ struct Selected(Subchannel);
 
 impl Picker for Selected {
     fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
-        PickResult::Pick(self.0.clone())
+        PickResult::pick(self.0.clone())
     }
 }
 
@@ -73,7 +73,12 @@ impl PickFirst {
 }
 
 impl Balancer for PickFirst {
-    fn resolver_update(&mut self, update: &ResolverUpdate, helper: &mut Helper<'_>) {
+    fn resolver_update(
+        &mut self,
+        update: &ResolverUpdate,
+        _config: &BalancerConfig,
+        helper: &mut Helper<'_>,
+    ) {
         let addresses = super::distinct_addresses(update);
         if addresses.is_empty() {
             for sc in self.subchannels.drain(..) {
@@ -230,10 +235,7 @@ mod tests {
     }
 
     fn picked(channel: &FakeChannel) -> Option<Subchannel> {
-        match channel.pick("/a.B/C") {
-            PickResult::Pick(sc) => Some(sc),
-            _ => None,
-        }
+        channel.pick("/a.B/C").subchannel().cloned()
     }
 
     fn failed(channel: &FakeChannel) -> Option<Status> {
@@ -247,7 +249,7 @@ mod tests {
     fn tries_addresses_in_order_and_keeps_the_first_that_connects() {
         let mut ch = FakeChannel::new();
         let mut lb = PickFirstBuilder.build();
-        lb.resolver_update(&addresses(3), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(3));
         let scs = ch.subchannels();
         assert_eq!(scs.len(), 3);
         assert_eq!(
@@ -280,7 +282,7 @@ mod tests {
 
         // An update that keeps the selected address keeps the selection.
         let pickers = ch.pickers_published();
-        lb.resolver_update(&addresses(2), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(2));
         assert_eq!(ch.pickers_published(), pickers);
         assert!(ch.is_shut_down(&scs[2]));
         assert_eq!(picked(&ch), Some(scs[1].clone()));
@@ -290,7 +292,7 @@ mod tests {
     fn a_lost_connection_makes_the_channel_idle_until_asked() {
         let mut ch = FakeChannel::new();
         let mut lb = PickFirstBuilder.build();
-        lb.resolver_update(&addresses(2), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(2));
         let scs = ch.subchannels();
         ch.set_state(&mut *lb, &scs[0], ConnectivityState::Ready, None);
         assert_eq!(ch.resolve_now_requests(), 0);
@@ -311,7 +313,7 @@ mod tests {
     fn every_address_failing_is_a_sticky_transient_failure() {
         let mut ch = FakeChannel::new();
         let mut lb = PickFirstBuilder.build();
-        lb.resolver_update(&addresses(2), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(2));
         let scs = ch.subchannels();
         let fail = |ch: &mut FakeChannel, lb: &mut Box<dyn Balancer>, i: usize| {
             let why = Status::unavailable(format!("address {i} refused"));
@@ -347,14 +349,14 @@ mod tests {
         assert_eq!(ch.state(), ConnectivityState::TransientFailure);
         assert_eq!(failed(&ch).unwrap().message(), "dns: no such host");
 
-        lb.resolver_update(&addresses(1), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(1));
         let sc = ch.subchannels()[0].clone();
         ch.set_state(&mut *lb, &sc, ConnectivityState::Ready, None);
         // With addresses, a resolver error changes nothing.
         lb.resolver_error(&Status::unavailable("dns: timeout"), &mut ch.helper());
         assert_eq!(picked(&ch), Some(sc.clone()));
 
-        lb.resolver_update(&ResolverUpdate::new(Vec::new()), &mut ch.helper());
+        ch.update(&mut *lb, &ResolverUpdate::new(Vec::new()));
         assert!(ch.is_shut_down(&sc));
         assert_eq!(
             failed(&ch).unwrap().message(),

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    Balancer, BalancerBuilder, ConnectivityState, FailPicker, Helper, PickInfo, PickResult, Picker,
-    QueuePicker, Subchannel,
+    Balancer, BalancerBuilder, BalancerConfig, ConnectivityState, FailPicker, Helper, JsonValue,
+    Pick, PickInfo, PickResult, Picker, QueuePicker, Subchannel,
 };
-use crate::Status;
 use crate::client::resolver::ResolverUpdate;
+use crate::{Error, Status};
 
 /// Builds `round_robin` balancers: one subchannel per address, all kept connected (a lost
 /// connection is replaced at once, failed ones retry with backoff), and calls rotated over
@@ -30,9 +30,12 @@ impl BalancerBuilder for RoundRobinBuilder {
 }
 
 /// Builds `least_request` balancers (gRFC A48): connections as `round_robin`'s; each call
-/// goes to the READY subchannel with the fewest calls open among `choice_count` (2, A48's
-/// default) drawn at random, which steers calls away from a slow backend. Registered as
-/// `least_request` and as A48's config name `least_request_experimental`.
+/// goes to the READY subchannel with the fewest outstanding calls among `choiceCount`
+/// drawn at random, which steers calls away from a slow backend. The balancer counts a
+/// subchannel's outstanding calls itself: up when it picks it, down when the call ends.
+/// Config: `{"choiceCount": N}`, default 2; values over 10 are lowered to 10, values under 2
+/// are an error. Registered as `least_request` and as A48's config name
+/// `least_request_experimental`.
 #[derive(Debug, Clone)]
 pub struct LeastRequestBuilder {
     name: &'static str,
@@ -50,6 +53,26 @@ impl BalancerBuilder for LeastRequestBuilder {
         self.name
     }
 
+    fn parse_config(&self, config: &JsonValue) -> Result<BalancerConfig, Error> {
+        let invalid = |why: &str| Error::new(format!("{}: {why}", self.name));
+        let object = config
+            .as_object()
+            .ok_or_else(|| invalid("the config is not a JSON object"))?;
+        let choice_count = match object.get("choiceCount") {
+            None | Some(JsonValue::Null) => LEAST_REQUEST_CHOICES,
+            Some(n) => {
+                let n = n
+                    .as_u64()
+                    .ok_or_else(|| invalid("choiceCount is not a whole number"))?;
+                if n < 2 {
+                    return Err(invalid("choiceCount is under 2"));
+                }
+                n.min(MAX_LEAST_REQUEST_CHOICES as u64) as usize
+            }
+        };
+        Ok(BalancerConfig::new(LeastRequestConfig { choice_count }))
+    }
+
     fn build(&self) -> Box<dyn Balancer> {
         Box::new(RoundRobin::new(Choice::LeastRequest {
             choice_count: LEAST_REQUEST_CHOICES,
@@ -57,21 +80,34 @@ impl BalancerBuilder for LeastRequestBuilder {
     }
 }
 
+/// `least_request`'s parsed config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LeastRequestConfig {
+    choice_count: usize,
+}
+
 /// How many READY subchannels `least_request` compares per call (A48's default).
 const LEAST_REQUEST_CHOICES: usize = 2;
+
+/// The most it compares (A48: larger `choiceCount`s are lowered to it).
+const MAX_LEAST_REQUEST_CHOICES: usize = 10;
 
 /// How a picker chooses among the READY subchannels.
 #[derive(Debug, Clone, Copy)]
 enum Choice {
     /// In turn.
     Rotate,
-    /// The one with the fewest calls open, of `choice_count` drawn at random.
+    /// The one with the fewest outstanding calls, of `choice_count` drawn at random.
     LeastRequest { choice_count: usize },
 }
 
+/// A subchannel's outstanding calls, as `least_request` counts them.
+type Outstanding = Arc<AtomicUsize>;
+
 struct RoundRobin {
     choice: Choice,
-    subchannels: Vec<(Subchannel, ConnectivityState)>,
+    /// Each subchannel, its last state and its outstanding calls (kept across pickers).
+    subchannels: Vec<(Subchannel, ConnectivityState, Outstanding)>,
     state: ConnectivityState,
     /// The READY set of the last published picker (republished only when it changes, so the
     /// rotation is not restarted needlessly).
@@ -79,10 +115,10 @@ struct RoundRobin {
     last_error: Option<Status>,
 }
 
-/// Picks the READY subchannel with the fewest calls open among `choice_count` drawn at
-/// random (with replacement, as A48 allows).
+/// Picks the READY subchannel with the fewest outstanding calls among `choice_count`
+/// drawn at random (with replacement, as A48 allows), and counts the call until it ends.
 struct LeastLoaded {
-    ready: Vec<Subchannel>,
+    ready: Vec<(Subchannel, Outstanding)>,
     choice_count: usize,
 }
 
@@ -93,15 +129,19 @@ impl Picker for LeastLoaded {
             &self.ready[i]
         };
         let mut best = draw();
-        let mut best_load = best.active_streams();
+        let mut best_load = best.1.load(Ordering::Relaxed);
         for _ in 1..self.choice_count {
             let candidate = draw();
-            let load = candidate.active_streams();
+            let load = candidate.1.load(Ordering::Relaxed);
             if load < best_load {
                 (best, best_load) = (candidate, load);
             }
         }
-        PickResult::Pick(best.clone())
+        let outstanding = best.1.clone();
+        outstanding.fetch_add(1, Ordering::Relaxed);
+        PickResult::Pick(Pick::new(best.0.clone()).on_done(move |_| {
+            outstanding.fetch_sub(1, Ordering::Relaxed);
+        }))
     }
 }
 
@@ -114,7 +154,7 @@ struct Rotation {
 impl Picker for Rotation {
     fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        PickResult::Pick(self.ready[i % self.ready.len()].clone())
+        PickResult::pick(self.ready[i % self.ready.len()].clone())
     }
 }
 
@@ -134,24 +174,14 @@ impl RoundRobin {
         let ready: Vec<Subchannel> = self
             .subchannels
             .iter()
-            .filter(|(_, s)| *s == ConnectivityState::Ready)
-            .map(|(sc, _)| sc.clone())
+            .filter(|(_, s, _)| *s == ConnectivityState::Ready)
+            .map(|(sc, _, _)| sc.clone())
             .collect();
         if !ready.is_empty() {
             if self.state != ConnectivityState::Ready || ready != self.published_ready {
-                let start = (crate::random::next_u64() % ready.len() as u64) as usize;
                 self.published_ready = ready.clone();
                 self.state = ConnectivityState::Ready;
-                let picker: Arc<dyn Picker> = match self.choice {
-                    Choice::Rotate => Arc::new(Rotation {
-                        ready,
-                        next: AtomicUsize::new(start),
-                    }),
-                    Choice::LeastRequest { choice_count } => Arc::new(LeastLoaded {
-                        ready,
-                        choice_count,
-                    }),
-                };
+                let picker = self.picker(ready);
                 helper.update_picker(ConnectivityState::Ready, picker);
             }
             return;
@@ -160,7 +190,7 @@ impl RoundRobin {
         let all_failed = self
             .subchannels
             .iter()
-            .all(|(_, s)| *s == ConnectivityState::TransientFailure);
+            .all(|(_, s, _)| *s == ConnectivityState::TransientFailure);
         // TRANSIENT_FAILURE is sticky: it lasts until a subchannel is READY.
         if all_failed || self.state == ConnectivityState::TransientFailure {
             let error = self
@@ -174,26 +204,70 @@ impl RoundRobin {
             helper.update_picker(self.state, Arc::new(QueuePicker));
         }
     }
+
+    /// A picker over the READY subchannels.
+    fn picker(&self, ready: Vec<Subchannel>) -> Arc<dyn Picker> {
+        match self.choice {
+            Choice::Rotate => {
+                let start = (crate::random::next_u64() % ready.len() as u64) as usize;
+                Arc::new(Rotation {
+                    ready,
+                    next: AtomicUsize::new(start),
+                })
+            }
+            Choice::LeastRequest { choice_count } => {
+                let ready = ready
+                    .into_iter()
+                    .filter_map(|sc| {
+                        let (_, _, n) = self.subchannels.iter().find(|(s, _, _)| *s == sc)?;
+                        Some((sc, n.clone()))
+                    })
+                    .collect();
+                Arc::new(LeastLoaded {
+                    ready,
+                    choice_count,
+                })
+            }
+        }
+    }
 }
 
 impl Balancer for RoundRobin {
-    fn resolver_update(&mut self, update: &ResolverUpdate, helper: &mut Helper<'_>) {
+    fn resolver_update(
+        &mut self,
+        update: &ResolverUpdate,
+        config: &BalancerConfig,
+        helper: &mut Helper<'_>,
+    ) {
+        let mut new_picker = false;
+        if let (Choice::LeastRequest { choice_count }, Some(config)) =
+            (&mut self.choice, config.get::<LeastRequestConfig>())
+            && *choice_count != config.choice_count
+        {
+            *choice_count = config.choice_count;
+            new_picker = true;
+        }
         let addresses = super::distinct_addresses(update);
         let old = std::mem::take(&mut self.subchannels);
         for address in &addresses {
-            match old.iter().find(|(sc, _)| sc.address() == address) {
+            match old.iter().find(|(sc, _, _)| sc.address() == address) {
                 Some(kept) => self.subchannels.push(kept.clone()),
                 None => {
                     let sc = helper.new_subchannel(address);
                     sc.connect();
-                    self.subchannels.push((sc, ConnectivityState::Connecting));
+                    let outstanding = Outstanding::default();
+                    self.subchannels
+                        .push((sc, ConnectivityState::Connecting, outstanding));
                 }
             }
         }
-        for (sc, _) in old {
-            if !self.subchannels.iter().any(|(s, _)| *s == sc) {
+        for (sc, _, _) in old {
+            if !self.subchannels.iter().any(|(s, _, _)| *s == sc) {
                 sc.shutdown();
             }
+        }
+        if new_picker {
+            self.published_ready.clear();
         }
         if self.subchannels.is_empty() {
             self.last_error = Some(Status::unavailable("the resolver returned no addresses"));
@@ -217,7 +291,11 @@ impl Balancer for RoundRobin {
         error: Option<&Status>,
         helper: &mut Helper<'_>,
     ) {
-        let Some(entry) = self.subchannels.iter_mut().find(|(s, _)| s == subchannel) else {
+        let Some(entry) = self
+            .subchannels
+            .iter_mut()
+            .find(|(s, _, _)| s == subchannel)
+        else {
             return;
         };
         entry.1 = state;
@@ -231,7 +309,7 @@ impl Balancer for RoundRobin {
     }
 
     fn exit_idle(&mut self, _helper: &mut Helper<'_>) {
-        for (sc, _) in &self.subchannels {
+        for (sc, _, _) in &self.subchannels {
             sc.connect();
         }
     }
@@ -259,7 +337,7 @@ mod tests {
         let mut counts = HashMap::new();
         for _ in 0..n {
             match ch.pick("/a.B/C") {
-                PickResult::Pick(sc) => *counts.entry(sc.id()).or_default() += 1,
+                PickResult::Pick(p) => *counts.entry(p.subchannel.id()).or_default() += 1,
                 _ => return None,
             }
         }
@@ -270,7 +348,7 @@ mod tests {
     fn connects_to_every_address_and_rotates_over_the_ready_ones() {
         let mut ch = FakeChannel::new();
         let mut lb = RoundRobinBuilder.build();
-        lb.resolver_update(&addresses(3), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(3));
         let scs = ch.subchannels();
         assert!(scs.iter().all(|s| ch.connects(s) == 1));
         assert_eq!(ch.state(), ConnectivityState::Connecting);
@@ -302,7 +380,7 @@ mod tests {
     fn transient_failure_is_sticky_until_a_subchannel_is_ready() {
         let mut ch = FakeChannel::new();
         let mut lb = RoundRobinBuilder.build();
-        lb.resolver_update(&addresses(2), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(2));
         let scs = ch.subchannels();
         let why = |i| Some(Status::unavailable(format!("address {i} refused")));
         ch.set_state(
@@ -333,12 +411,12 @@ mod tests {
     fn updates_keep_known_addresses_and_shut_down_the_rest() {
         let mut ch = FakeChannel::new();
         let mut lb = RoundRobinBuilder.build();
-        lb.resolver_update(&addresses(3), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(3));
         let scs = ch.subchannels();
         for sc in &scs {
             ch.set_state(&mut *lb, sc, ConnectivityState::Ready, None);
         }
-        lb.resolver_update(&addresses(2), &mut ch.helper());
+        ch.update(&mut *lb, &addresses(2));
         assert_eq!(
             ch.subchannels().len(),
             3,
@@ -352,8 +430,83 @@ mod tests {
         // A resolver error with addresses in hand changes nothing; no addresses fails calls.
         lb.resolver_error(&Status::unavailable("dns: timeout"), &mut ch.helper());
         assert_eq!(ch.state(), ConnectivityState::Ready);
-        lb.resolver_update(&ResolverUpdate::new(Vec::new()), &mut ch.helper());
+        ch.update(&mut *lb, &ResolverUpdate::new(Vec::new()));
         assert_eq!(ch.state(), ConnectivityState::TransientFailure);
         assert!(scs.iter().all(|s| ch.is_shut_down(s)));
+    }
+
+    #[test]
+    fn least_request_config_is_validated() {
+        let b = LeastRequestBuilder::named("least_request");
+        let count = |json: &str| {
+            b.parse_config(&serde_json::from_str(json).unwrap())
+                .map(|c| c.get::<LeastRequestConfig>().unwrap().choice_count)
+        };
+        assert_eq!(count("{}").unwrap(), 2);
+        assert_eq!(count(r#"{"choiceCount": 3}"#).unwrap(), 3);
+        assert_eq!(count(r#"{"choiceCount": 1000}"#).unwrap(), 10);
+        assert!(count(r#"{"choiceCount": 1}"#).is_err());
+        assert!(count(r#"{"choiceCount": "two"}"#).is_err());
+        assert!(count("[]").is_err());
+    }
+
+    #[test]
+    fn least_request_sends_calls_to_the_least_loaded_and_counts_them_until_they_end() {
+        let mut ch = FakeChannel::new();
+        let b = LeastRequestBuilder::named("least_request");
+        let mut lb = b.build();
+        // With choiceCount 10 and two subchannels, both are almost always among the draws.
+        let config = b
+            .parse_config(&serde_json::json!({"choiceCount": 10}))
+            .unwrap();
+        ch.update_with_config(&mut *lb, &addresses(2), &config);
+        let scs = ch.subchannels();
+        for sc in &scs {
+            ch.set_state(&mut *lb, sc, ConnectivityState::Ready, None);
+        }
+        // Ten calls in flight: they spread evenly, as each goes to the less loaded.
+        let mut calls = Vec::new();
+        for _ in 0..10 {
+            match ch.pick("/a.B/C") {
+                PickResult::Pick(p) => calls.push(p),
+                other => panic!("expected a pick, got {other:?}"),
+            }
+        }
+        let on =
+            |calls: &[Pick], sc: &Subchannel| calls.iter().filter(|p| p.subchannel == *sc).count();
+        let (a, b) = (on(&calls, &scs[0]), on(&calls, &scs[1]));
+        assert!(a.abs_diff(b) <= 2, "{a} and {b}");
+
+        // The calls on the first end: new calls go to it until the load evens out again.
+        let ok = Status::new(crate::Code::Ok, "");
+        let trailers = crate::MetadataMap::new();
+        let (first, rest): (Vec<_>, Vec<_>) =
+            calls.into_iter().partition(|p| p.subchannel == scs[0]);
+        for p in first {
+            let (_, mut done) = p.into_parts();
+            done.finish(&ok, &trailers);
+        }
+        let mut next = Vec::new();
+        for _ in 0..a.min(b) {
+            match ch.pick("/a.B/C") {
+                PickResult::Pick(p) => next.push(p),
+                other => panic!("expected a pick, got {other:?}"),
+            }
+        }
+        assert!(on(&next, &scs[0]) >= next.len() - 1, "{next:?}");
+        // Calls dropped without ending (cancelled) are no longer counted either: with the
+        // second's calls gone, new calls go to it.
+        drop(rest);
+        let mut more = Vec::new();
+        for _ in 0..next.len().saturating_sub(1) {
+            match ch.pick("/a.B/C") {
+                PickResult::Pick(p) => more.push(p),
+                other => panic!("expected a pick, got {other:?}"),
+            }
+        }
+        assert!(
+            on(&more, &scs[1]) >= more.len().saturating_sub(1),
+            "{more:?}"
+        );
     }
 }

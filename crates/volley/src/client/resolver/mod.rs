@@ -12,7 +12,7 @@ mod fixed;
 mod manual;
 mod target;
 
-pub use address::Address;
+pub use address::{Address, Attributes, EndpointMetadata, Weight};
 pub use dns::DnsResolverBuilder;
 pub use manual::ManualResolver;
 pub use target::{DEFAULT_PORT, Target};
