@@ -609,3 +609,38 @@ async fn a_lost_connection_makes_the_resolver_read_again() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
+async fn weights_in_endpoint_metadata_split_calls_under_weighted_round_robin() {
+    let etcd = Etcd::start().await;
+    let mut backends = Vec::new();
+    let mut registrations = Vec::new();
+    for (name, weight) in [("server-1", 1), ("server-2", 2), ("server-3", 3)] {
+        let backend = start_backend(name).await;
+        let registration = registrar(&etcd, Duration::from_secs(10))
+            .metadata(serde_json::json!({ "weight": weight }))
+            .register("weighted", &backend.addr.to_string())
+            .await
+            .unwrap();
+        registrations.push(registration);
+        backends.push(backend);
+    }
+    let channel = Channel::builder("etcd:///weighted")
+        .resolver(EtcdResolverBuilder::new(etcd.client()))
+        .load_balancing_policy("weighted_round_robin")
+        .wait_for_ready(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let client = GreeterClient::new(channel);
+    bounded(20, async {
+        wait_until_answering(&client, &["server-1", "server-2", "server-3"]).await;
+        let counts = count_calls(&client, 600).await;
+        eprintln!("etcd metadata weights 1, 2, 3: {counts:?}");
+        for (name, want) in [("server-1", 100), ("server-2", 200), ("server-3", 300)] {
+            assert!(counts[name].abs_diff(want) <= 2, "{counts:?}");
+        }
+    })
+    .await;
+}

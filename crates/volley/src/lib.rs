@@ -18,6 +18,7 @@ mod error;
 mod fuzz_tests;
 mod interceptor;
 mod metadata;
+pub mod orca;
 mod random;
 mod request;
 mod response;

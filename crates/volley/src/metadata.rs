@@ -170,6 +170,12 @@ fn binary_value(key: &str, value: &[u8]) -> Result<HeaderValue, InvalidMetadata>
         .map_err(|e| InvalidMetadata::new(format!("{key:?}: {e}")))
 }
 
+/// A binary metadata value as it goes on the wire (unpadded base64).
+pub(crate) fn binary_header_value(value: &[u8]) -> Result<HeaderValue, InvalidMetadata> {
+    HeaderValue::from_maybe_shared(Bytes::from(base64_encode(value)))
+        .map_err(|e| InvalidMetadata::new(e.to_string()))
+}
+
 impl MetadataMap {
     /// An empty map.
     pub fn new() -> MetadataMap {

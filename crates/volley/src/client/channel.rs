@@ -414,9 +414,9 @@ impl ChannelBuilder {
         self
     }
 
-    /// The balancer (`pick_first`, `round_robin`, or one added with
-    /// [`crate::balancer::register`]), unless the resolver's service config chooses one.
-    /// Default: `pick_first`.
+    /// The balancer (`pick_first`, `round_robin`, `least_request`, `weighted_round_robin`, or
+    /// one added with [`crate::balancer::register`]), with its default config, unless the
+    /// resolver's service config chooses one. Default: `pick_first`.
     pub fn load_balancing_policy(mut self, name: &str) -> ChannelBuilder {
         self.config.load_balancing_policy = name.to_owned();
         self

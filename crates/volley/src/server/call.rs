@@ -20,6 +20,7 @@ use crate::codec::{
     compression,
 };
 use crate::metadata::MetadataMap;
+use crate::orca::CallMetricsRecorder;
 use crate::streaming::{Side, Streaming};
 use crate::transport::server::Respond;
 use crate::transport::{Panics, Pumped, RecvBody, SendBody, deadline_passed, send_messages};
@@ -59,6 +60,8 @@ struct Responder {
     accepted: u8,
     /// The handler's per-message switch over `response_encoding` (only when there is one).
     send_compression: Option<SendCompression>,
+    /// The call's load report, when the server sends them.
+    call_metrics: Option<CallMetricsRecorder>,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -87,6 +90,7 @@ impl ServerCall {
             response_encoding: None,
             accepted: 0,
             send_compression: None,
+            call_metrics: None,
             deadline: None,
         };
         if parts.method != http::Method::POST {
@@ -209,6 +213,11 @@ impl ServerCall {
             let control = SendCompression::default();
             request.extensions_mut().insert(control.clone());
             responder.send_compression = Some(control);
+        }
+        if responder.config.call_metrics.is_some() {
+            let recorder = CallMetricsRecorder::default();
+            request.extensions_mut().insert(recorder.clone());
+            responder.call_metrics = Some(recorder);
         }
         match responder.config.interceptors.run(request) {
             Ok(request) => Some((request, responder)),
@@ -376,6 +385,7 @@ impl Responder {
         *headers = extra;
         headers.insert(http::header::CONTENT_TYPE, codec::APPLICATION_GRPC);
         status.write_to(headers);
+        self.add_call_metrics(headers);
         self.respond.send_response(resp, true);
     }
 
@@ -425,7 +435,7 @@ impl Responder {
         };
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
-            let _ = stream.send_trailers(ok_trailers(trailers));
+            let _ = stream.send_trailers(self.ok_trailers(trailers));
         }
     }
 
@@ -461,7 +471,8 @@ impl Responder {
         .await
         {
             Pumped::Ended => {
-                let _ = stream.send_trailers(ok_trailers(trailers));
+                let metrics = self.call_metrics.as_ref();
+                let _ = stream.send_trailers(ok_trailers(trailers, metrics, &self.config));
                 return;
             }
             Pumped::Failed(status) => status,
@@ -470,7 +481,21 @@ impl Responder {
                 Status::deadline_exceeded("deadline exceeded while the handler was streaming")
             }
         };
-        send_trailers(&mut stream, status);
+        let mut trailers = HeaderMap::new();
+        status.write_to(&mut trailers);
+        add_call_metrics(&mut trailers, self.call_metrics.as_ref(), &self.config);
+        let _ = stream.send_trailers(trailers);
+    }
+
+    /// The trailers of a successful call: `grpc-status: 0` and the handler's trailing
+    /// metadata (built in place: success allocates no `Status`).
+    fn ok_trailers(&self, metadata: MetadataMap) -> HeaderMap {
+        ok_trailers(metadata, self.call_metrics.as_ref(), &self.config)
+    }
+
+    /// Adds the call's load report, when the server sends them.
+    fn add_call_metrics(&self, trailers: &mut HeaderMap) {
+        add_call_metrics(trailers, self.call_metrics.as_ref(), &self.config);
     }
 }
 
@@ -487,16 +512,26 @@ fn poll_user<T>(poll: impl FnOnce() -> Poll<T>) -> Poll<Result<T, Status>> {
     }
 }
 
-/// The trailers of a successful call: `grpc-status: 0` and the handler's trailing metadata
-/// (built in place: success allocates no `Status`).
-fn ok_trailers(metadata: MetadataMap) -> HeaderMap {
+/// The trailers of a successful call: `grpc-status: 0`, the handler's trailing metadata and
+/// the call's load report (built in place: success allocates no `Status`).
+fn ok_trailers(
+    metadata: MetadataMap,
+    metrics: Option<&CallMetricsRecorder>,
+    config: &ServerConfig,
+) -> HeaderMap {
     let mut trailers = metadata.into_headers();
     trailers.insert(crate::status::GRPC_STATUS, HeaderValue::from_static("0"));
+    add_call_metrics(&mut trailers, metrics, config);
     trailers
 }
 
-fn send_trailers(stream: &mut SendBody, status: Status) {
-    let mut trailers = HeaderMap::new();
-    status.write_to(&mut trailers);
-    let _ = stream.send_trailers(trailers);
+/// Adds the call's load report, when the server sends them.
+fn add_call_metrics(
+    trailers: &mut HeaderMap,
+    metrics: Option<&CallMetricsRecorder>,
+    config: &ServerConfig,
+) {
+    if let Some(recorder) = metrics {
+        recorder.write_to(config.call_metrics.as_ref(), trailers);
+    }
 }

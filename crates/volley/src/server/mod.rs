@@ -53,6 +53,8 @@ pub(crate) struct ServerConfig {
     pub(crate) accept_compressed: Vec<CompressionEncoding>,
     pub(crate) send_compressed: Option<CompressionEncoding>,
     pub(crate) interceptors: Interceptors,
+    /// Per-call load reports (ORCA), with these server-wide values, when enabled.
+    pub(crate) call_metrics: Option<crate::orca::ServerMetricsRecorder>,
 }
 
 /// HTTP/2, socket and connection-management options of every connection.
@@ -85,6 +87,7 @@ impl Server {
                 accept_compressed: CompressionEncoding::ALL.to_vec(),
                 send_compressed: None,
                 interceptors: Interceptors::default(),
+                call_metrics: None,
             },
             connection: ConnectionConfig {
                 http2: ServerSettings {
@@ -179,6 +182,16 @@ impl ServerBuilder {
     /// in the order added. Default: none.
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> ServerBuilder {
         self.config.interceptors.push(interceptor);
+        self
+    }
+
+    /// Sends a load report (ORCA, gRFC A51) in every call's trailers, for client balancers
+    /// such as `weighted_round_robin`: `server`'s values (keep them current from a task of
+    /// your own) under the ones the handler records through
+    /// [`crate::orca::CallMetricsRecorder::from_request`]. Calls with nothing recorded send
+    /// no report. Default: off.
+    pub fn call_metrics(mut self, server: crate::orca::ServerMetricsRecorder) -> ServerBuilder {
+        self.config.call_metrics = Some(server);
         self
     }
 

@@ -4,8 +4,9 @@
 //!
 //! Built in: `pick_first` (the default: the first address that connects, in order, failing
 //! over to the next), `round_robin` (a connection to every address, calls rotated over the
-//! READY ones) and `least_request` (gRFC A48: the least loaded of a few READY ones drawn at
-//! random). Choose one with [`crate::ChannelBuilder::load_balancing_policy`] or a service
+//! READY ones), `least_request` (gRFC A48: the least loaded of a few READY ones drawn at
+//! random) and `weighted_round_robin` (gRFC A58: in proportion to weights from the backends'
+//! ORCA load reports, see [`crate::orca`], or from address attributes). Choose one with [`crate::ChannelBuilder::load_balancing_policy`] or a service
 //! config's `loadBalancingConfig`; add one with [`register`].
 //!
 //! A balancer parses its own JSON config ([`BalancerBuilder::parse_config`]), reads
@@ -17,14 +18,16 @@
 
 mod pick_first;
 mod round_robin;
+mod weighted_round_robin;
 
 pub use super::connectivity::ConnectivityState;
-pub use super::resolver::{Address, Attributes};
+pub use super::resolver::{Address, Attributes, EndpointMetadata, Weight};
 pub use super::subchannel::Subchannel;
 pub use pick_first::PickFirstBuilder;
 pub use round_robin::{LeastRequestBuilder, RoundRobinBuilder};
 /// The JSON value type of balancer configs (`serde_json`'s).
 pub use serde_json::Value as JsonValue;
+pub use weighted_round_robin::WeightedRoundRobinBuilder;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -422,6 +425,10 @@ fn registry() -> &'static Registry {
         let mut map: HashMap<String, Arc<dyn BalancerBuilder>> = HashMap::new();
         map.insert("pick_first".to_owned(), Arc::new(PickFirstBuilder));
         map.insert("round_robin".to_owned(), Arc::new(RoundRobinBuilder));
+        map.insert(
+            "weighted_round_robin".to_owned(),
+            Arc::new(WeightedRoundRobinBuilder),
+        );
         for name in ["least_request", "least_request_experimental"] {
             map.insert(name.to_owned(), Arc::new(LeastRequestBuilder::named(name)));
         }
