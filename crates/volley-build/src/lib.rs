@@ -170,7 +170,7 @@ impl Builder {
         let mut config = prost_build::Config::new();
         config.out_dir(&out_dir);
         config.prost_path("::volley::codegen::prost");
-        config.prost_types_path("::volley::codegen::prost_types");
+        config.prost_types_path("::volley::prost_types");
         for (proto, rust) in &self.extern_paths {
             config.extern_path(proto, rust);
         }

@@ -11,7 +11,8 @@ use volley_fuzz_input::Inputs;
 use crate::client::resolver::Target;
 use crate::codec::{CompressionEncoding, FrameDecoder, GATHER_AHEAD};
 use crate::metadata::{MetadataMap, base64_decode, base64_encode};
-use crate::{Status, percent_decode, percent_encode, timeout};
+use crate::status::{percent_decode, percent_encode};
+use crate::{Status, timeout};
 
 /// A gzip member of `data`, for the corpus.
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -13,6 +13,7 @@
 
 mod client;
 mod codec;
+pub mod defaults;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
@@ -33,8 +34,8 @@ mod transport;
 mod untrusted;
 
 pub use client::{
-    Backoff, BackoffConfig, Channel, ChannelBuilder, ConnectivityState, Grpc, StateChanges,
-    balancer, resolver,
+    Backoff, BackoffConfig, BoxIo, Channel, ChannelBuilder, ConnectFuture, ConnectivityState,
+    Connector, Grpc, Io, StateChanges, balancer, resolver,
 };
 pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
@@ -45,8 +46,12 @@ pub use interceptor::Interceptor;
 pub use metadata::{InvalidMetadata, MetadataMap, MetadataValue};
 pub use request::{IntoRequest, IntoStreamingRequest, Request};
 pub use response::Response;
-pub use server::Server;
-pub use status::{Code, Status, percent_decode, percent_encode};
+pub use server::{Server, ServerBuilder};
+
+/// Protobuf's well-known types (`google.protobuf.Timestamp`, `Duration`, `Any`...), the
+/// version generated code uses: `.proto` files that import them get these Rust types.
+pub use prost_types;
+pub use status::{Code, Status};
 pub use streaming::Streaming;
 pub use tls::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 

@@ -384,7 +384,7 @@ impl From<std::io::Error> for Status {
 
 /// Percent-encodes a `grpc-message`: every byte outside printable ASCII (0x20..=0x7E), and `%`
 /// itself, becomes `%XX` over the UTF-8 bytes.
-pub fn percent_encode(message: &str) -> String {
+pub(crate) fn percent_encode(message: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(message.len());
     for &b in message.as_bytes() {
@@ -401,7 +401,7 @@ pub fn percent_encode(message: &str) -> String {
 
 /// Decodes a percent-encoded `grpc-message`. Never fails: a `%` not followed by two hex digits
 /// is kept as it is, and bytes that are not UTF-8 become U+FFFD, as the spec asks.
-pub fn percent_decode(raw: &[u8]) -> String {
+pub(crate) fn percent_decode(raw: &[u8]) -> String {
     fn hex(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),

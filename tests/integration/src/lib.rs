@@ -59,7 +59,7 @@ impl Drop for DropReporter {
 /// The echo service of `proto/echo.proto`.
 #[derive(Clone)]
 pub struct EchoService {
-    events: mpsc::UnboundedSender<Event>,
+    pub events: mpsc::UnboundedSender<Event>,
 }
 
 fn echo_metadata(from: &MetadataMap) -> MetadataMap {
@@ -541,7 +541,7 @@ impl RawResponse {
             .as_ref()
             .and_then(|t| t.get("grpc-message"))
             .or_else(|| self.headers.get("grpc-message"))
-            .map(|v| volley::percent_decode(v.as_bytes()))
+            .map(|v| percent_decode(v.as_bytes()))
             .unwrap_or_default()
     }
 }
@@ -671,4 +671,25 @@ pub mod pem {
         }
         out
     }
+}
+
+/// Decodes a `grpc-message` value (`%XX` escapes, `doc/PROTOCOL-HTTP2.md`), as a test reads
+/// one off the wire; invalid escapes stay as they are.
+pub fn percent_decode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if raw[i] == b'%'
+            && i + 2 < raw.len()
+            && let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -156,7 +156,7 @@ async fn bidi_is_interactive() {
 
 #[tokio::test]
 async fn imported_package_nested_types_enums_and_well_known_types_round_trip() {
-    use volley::codegen::prost_types::{Duration, Timestamp};
+    use volley::prost_types::{Duration, Timestamp};
     use volley_integration_tests::common::{Tag, tag};
     let server = TestServer::start().await;
     let client = server.client();

@@ -21,10 +21,10 @@ pub struct BackoffConfig {
 impl Default for BackoffConfig {
     fn default() -> BackoffConfig {
         BackoffConfig {
-            base_delay: Duration::from_secs(1),
-            multiplier: 1.6,
-            jitter: 0.2,
-            max_delay: Duration::from_secs(120),
+            base_delay: crate::defaults::BACKOFF_BASE_DELAY,
+            multiplier: crate::defaults::BACKOFF_MULTIPLIER,
+            jitter: crate::defaults::BACKOFF_JITTER,
+            max_delay: crate::defaults::BACKOFF_MAX_DELAY,
         }
     }
 }

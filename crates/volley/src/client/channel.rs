@@ -10,18 +10,17 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::backoff::BackoffConfig;
 use super::balancer::{self, CallDone, Pick, PickInfo, PickResult};
-use super::config::{ChannelConfig, ClientKeepalive, MIN_KEEPALIVE_TIME};
+use super::config::{ChannelConfig, ClientKeepalive};
 use super::connectivity::ConnectivityState;
 use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
 use super::resolver::{self, ResolverBuilder, Target};
 use super::subchannel::Subchannel;
+use crate::defaults;
 use crate::interceptor::Interceptors;
 use crate::metadata::MetadataMap;
 use crate::timeout::capped;
+use crate::transport::SendBody;
 use crate::transport::client::{ResponseFuture, Sender};
-use crate::transport::{
-    DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, DEFAULT_STREAM_WINDOW, SendBody,
-};
 use crate::{Error, Interceptor, Status};
 
 struct ChannelInner {
@@ -87,29 +86,30 @@ impl Channel {
             target: target.to_owned(),
             resolver: None,
             config: ChannelConfig {
-                connect_timeout: Duration::from_secs(20),
+                connect_timeout: defaults::CONNECT_TIMEOUT,
                 backoff: BackoffConfig::default(),
                 timeout: None,
                 wait_for_ready: false,
-                idle_timeout: Some(Duration::from_secs(30 * 60)),
-                load_balancing_policy: "pick_first".to_owned(),
+                idle_timeout: Some(defaults::CHANNEL_IDLE_TIMEOUT),
+                load_balancing_policy: defaults::LOAD_BALANCING_POLICY.to_owned(),
                 user_agent: HeaderValue::from_static(concat!("volley/", env!("CARGO_PKG_VERSION"))),
-                initial_stream_window_size: DEFAULT_STREAM_WINDOW,
-                initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
-                max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+                initial_stream_window_size: defaults::STREAM_WINDOW,
+                initial_connection_window_size: defaults::CONNECTION_WINDOW,
+                max_header_list_size: defaults::MAX_HEADER_LIST_SIZE,
                 tcp_nodelay: true,
                 disable_health_check: false,
                 interceptors: Interceptors::default(),
                 tls: None,
+                connector: None,
                 keepalive: None,
             },
             tls: None,
             authority: None,
             keepalive: KeepaliveOptions {
                 time: None,
-                timeout: Duration::from_secs(20),
+                timeout: defaults::CLIENT_KEEPALIVE_TIMEOUT,
                 without_calls: false,
-                floor: MIN_KEEPALIVE_TIME,
+                floor: defaults::MIN_CLIENT_KEEPALIVE_TIME,
             },
         }
     }
@@ -485,7 +485,16 @@ impl ChannelBuilder {
         self
     }
 
-    /// Sets `TCP_NODELAY` on the channel's sockets. Default: true.
+    /// Opens the subchannels' connections with `connector` instead of the channel's own TCP
+    /// and Unix sockets (HTTP/2, and TLS when configured, run over what it returns).
+    /// Default: none, the channel dials itself.
+    pub fn connector(mut self, connector: impl crate::Connector) -> ChannelBuilder {
+        self.config.connector = Some(Arc::new(connector));
+        self
+    }
+
+    /// Sets `TCP_NODELAY` on the channel's sockets (not on a [`ChannelBuilder::connector`]'s).
+    /// Default: true.
     pub fn tcp_nodelay(mut self, enabled: bool) -> ChannelBuilder {
         self.config.tcp_nodelay = enabled;
         self
@@ -526,7 +535,7 @@ impl ChannelBuilder {
     /// Lowers the 10 s floor of [`ChannelBuilder::keepalive_time`], for tests that cannot
     /// wait for real keepalive times (grpc-go's tests do the same through an internal
     /// variable). Not for production: servers punish frequent pings. Default: 10 s.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub fn keepalive_time_floor(mut self, floor: Duration) -> ChannelBuilder {
         self.keepalive.floor = capped(floor);
         self

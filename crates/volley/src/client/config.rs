@@ -10,7 +10,6 @@ use super::backoff::BackoffConfig;
 use crate::interceptor::Interceptors;
 
 /// Options of a channel's connections and calls.
-#[derive(Debug)]
 pub(crate) struct ChannelConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) backoff: BackoffConfig,
@@ -26,6 +25,8 @@ pub(crate) struct ChannelConfig {
     pub(crate) disable_health_check: bool,
     pub(crate) interceptors: Interceptors,
     pub(crate) tls: Option<crate::tls::ClientTls>,
+    /// Opens connections instead of the channel's own sockets, when set.
+    pub(crate) connector: Option<std::sync::Arc<dyn super::connector::Connector>>,
     /// Keepalive pings, when enabled.
     pub(crate) keepalive: Option<ClientKeepalive>,
 }
@@ -61,5 +62,19 @@ impl ClientKeepalive {
     }
 }
 
-/// The smallest client keepalive time (as grpc-go's): shorter ones are raised to it.
-pub(crate) const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(10);
+impl std::fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("timeout", &self.timeout)
+            .field("wait_for_ready", &self.wait_for_ready)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("load_balancing_policy", &self.load_balancing_policy)
+            .field("user_agent", &self.user_agent)
+            .field("tls", &self.tls.is_some())
+            .field("connector", &self.connector.is_some())
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
+}

@@ -687,6 +687,11 @@ impl RealSubchannel {
         };
         let unavailable =
             |e: std::io::Error| Status::unavailable(format!("failed to connect to {address}: {e}"));
+        if let Some(connector) = &config.connector {
+            let io = connector.connect(address).await.map_err(unavailable)?;
+            let (sender, driver, signals) = self.handshake(io, &settings).await?;
+            return Ok((sender, (driver, signals)));
+        }
         let (sender, driver, signals) = match &address.kind {
             Kind::Tcp(a) => {
                 let tcp = tokio::net::TcpStream::connect(a)

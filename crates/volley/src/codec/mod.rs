@@ -74,11 +74,11 @@ pub struct MessageCompressed(pub bool);
 /// Bytes of the length prefix that precedes every message.
 pub(crate) const HEADER_LEN: usize = 5;
 
-/// The default largest message a peer accepts, 4 MiB, as in every gRPC implementation.
-pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// The default largest message a peer accepts (same as [`crate::defaults::MAX_RECV_MESSAGE_SIZE`]).
+pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = crate::defaults::MAX_RECV_MESSAGE_SIZE;
 
-/// The default largest message a peer sends: no limit beyond the wire format's 4 GiB.
-pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = u32::MAX as usize;
+/// The default largest message a peer sends (same as [`crate::defaults::MAX_SEND_MESSAGE_SIZE`]).
+pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = crate::defaults::MAX_SEND_MESSAGE_SIZE;
 
 /// The `content-type` Volley sends on requests and responses.
 pub(crate) const APPLICATION_GRPC: http::HeaderValue =

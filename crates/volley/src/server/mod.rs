@@ -22,14 +22,12 @@ use crate::Interceptor;
 use crate::codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,
 };
+use crate::defaults;
 use crate::interceptor::Interceptors;
 use crate::timeout::capped;
 use crate::transport::keepalive::KeepaliveParams;
 use crate::transport::server::ServerSettings;
 use crate::transport::watch::PingPolicy;
-use crate::transport::{
-    DEFAULT_CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, DEFAULT_STREAM_WINDOW,
-};
 
 /// A boxed future, as returned by [`Service::call`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -91,26 +89,26 @@ impl Server {
             },
             connection: ConnectionConfig {
                 http2: ServerSettings {
-                    max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
-                    initial_stream_window_size: DEFAULT_STREAM_WINDOW,
-                    initial_connection_window_size: DEFAULT_CONNECTION_WINDOW,
+                    max_concurrent_streams: Some(defaults::MAX_CONCURRENT_STREAMS),
+                    initial_stream_window_size: defaults::STREAM_WINDOW,
+                    initial_connection_window_size: defaults::CONNECTION_WINDOW,
                     max_frame_size: None,
-                    max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+                    max_header_list_size: defaults::MAX_HEADER_LIST_SIZE,
                 },
                 tcp_nodelay: true,
                 max_connections: None,
-                max_pending_request_bytes: DEFAULT_MAX_PENDING_REQUEST_BYTES,
-                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                max_pending_request_bytes: defaults::MAX_PENDING_REQUEST_BYTES,
+                handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
                 drain_timeout: None,
                 keepalive: KeepaliveParams {
-                    time: Duration::from_secs(2 * 60 * 60),
-                    timeout: Duration::from_secs(20),
+                    time: defaults::SERVER_KEEPALIVE_TIME,
+                    timeout: defaults::SERVER_KEEPALIVE_TIMEOUT,
                 },
                 max_connection_idle: None,
                 max_connection_age: None,
                 max_connection_age_grace: None,
                 ping_policy: PingPolicy {
-                    min_interval: Duration::from_secs(5 * 60),
+                    min_interval: defaults::MIN_CLIENT_PING_INTERVAL,
                     permit_without_calls: false,
                 },
             },
@@ -381,9 +379,27 @@ impl ServerBuilder {
         self.serve_on(listener, signal).await
     }
 
+    /// Serves the connections `incoming` yields (any byte streams: a listener of your own,
+    /// connections TLS-terminated elsewhere, in-memory pipes such as
+    /// `volley::testing::in_memory`'s) until `signal` completes or `incoming` ends, then
+    /// shuts down as [`ServerBuilder::serve_with_shutdown`] does. An `Err` item is logged and
+    /// skipped, as a failed accept is. Calls see no remote address. TLS, when configured,
+    /// runs over each connection.
+    pub async fn serve_with_incoming<S, Io>(
+        self,
+        incoming: S,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()>
+    where
+        S: futures_core::Stream<Item = std::io::Result<Io>>,
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.serve_on(Incoming(Box::pin(incoming)), signal).await
+    }
+
     async fn serve_on<L: Listen>(
         self,
-        listener: L,
+        mut listener: L,
         signal: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let nodelay = self.connection.tcp_nodelay;
@@ -403,7 +419,8 @@ impl ServerBuilder {
                 accepted = listener.accept_one(nodelay),
                     if max_connections.is_none_or(|max| connections.len() < max) =>
                 match accepted {
-                    Ok((socket, remote)) => {
+                    Ok(None) => break,
+                    Ok(Some((socket, remote))) => {
                         let (shared, shutdown) = (shared.clone(), shutdown_rx.clone());
                         let handshake_by =
                             crate::timeout::deadline_after(shared.connection.handshake_timeout);
@@ -451,43 +468,56 @@ impl ServerBuilder {
     }
 }
 
-/// How long a new connection may take to finish its TLS and HTTP/2 handshakes.
-const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How many bytes of partly received request messages one connection may hold, by default.
-const DEFAULT_MAX_PENDING_REQUEST_BYTES: usize = 64 * 1024 * 1024;
-
-/// How many calls one connection may have open at once, by default.
-const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// A connection accepted, and its peer's address when it has one.
+type Accepted<Io> = (Io, Option<SocketAddr>);
 
 /// A listener the server accepts connections from.
 trait Listen {
     type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
 
-    /// The next connection and its peer's address.
+    /// The next connection; `None` when no more will come.
     fn accept_one(
-        &self,
+        &mut self,
         nodelay: bool,
-    ) -> impl Future<Output = std::io::Result<(Self::Io, Option<SocketAddr>)>>;
+    ) -> impl Future<Output = std::io::Result<Option<Accepted<Self::Io>>>>;
 }
 
 impl Listen for TcpListener {
     type Io = tokio::net::TcpStream;
 
-    async fn accept_one(&self, nodelay: bool) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+    async fn accept_one(&mut self, nodelay: bool) -> std::io::Result<Option<Accepted<Self::Io>>> {
         let (socket, remote) = self.accept().await?;
         if nodelay {
             let _ = socket.set_nodelay(true);
         }
-        Ok((socket, Some(remote)))
+        Ok(Some((socket, Some(remote))))
     }
 }
 
 impl Listen for UnixListener {
     type Io = tokio::net::UnixStream;
 
-    async fn accept_one(&self, _nodelay: bool) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+    async fn accept_one(&mut self, _nodelay: bool) -> std::io::Result<Option<Accepted<Self::Io>>> {
         let (socket, _) = self.accept().await?;
-        Ok((socket, None))
+        Ok(Some((socket, None)))
+    }
+}
+
+/// Connections from a stream of them (`serve_with_incoming`).
+struct Incoming<S>(Pin<Box<S>>);
+
+impl<S, Io> Listen for Incoming<S>
+where
+    S: futures_core::Stream<Item = std::io::Result<Io>>,
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Io;
+
+    async fn accept_one(&mut self, _nodelay: bool) -> std::io::Result<Option<Accepted<Io>>> {
+        match std::future::poll_fn(|cx| self.0.as_mut().poll_next(cx)).await {
+            Some(Ok(io)) => Ok(Some((io, None))),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
     }
 }

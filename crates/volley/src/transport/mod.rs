@@ -23,17 +23,6 @@ use futures_core::Stream;
 use crate::Status;
 use crate::codec::{self, CompressionEncoding};
 
-/// Default per-stream HTTP/2 receive window: 1 MiB (h2's 64 KiB default throttles large
-/// messages over any real round trip).
-pub(crate) const DEFAULT_STREAM_WINDOW: u32 = 1024 * 1024;
-/// Default per-connection HTTP/2 receive window: 2 MiB.
-pub(crate) const DEFAULT_CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
-
-/// The largest header list accepted from a peer, by default: 16 KiB, gRPC C-core's hard
-/// limit (h2's 16 MiB default lets a few streams of repeated one-byte headers grow a process
-/// by gigabytes).
-pub(crate) const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
-
 /// HTTP/2's largest flow-control window (2^31-1).
 const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;
 

@@ -13,7 +13,7 @@
 //! [`Address`] attributes the resolver set, can follow each call it picked to its end
 //! ([`Pick::on_done`]: the status and trailers, where servers put load reports), and can
 //! schedule work on its channel's control task ([`Helper::schedule`], [`Helper::waker`]).
-//! `examples/src/custom_balancer.rs` is a complete custom balancer; [`crate::testing`]'s
+//! `examples/src/custom_balancer.rs` is a complete custom balancer; `volley::testing`'s
 //! fake channel (feature `test-util`) unit-tests one without sockets.
 
 mod pick_first;
