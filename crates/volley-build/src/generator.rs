@@ -255,6 +255,13 @@ impl {client} {{
         if m.comments.leading.is_empty() {
             let _ = writeln!(buf, "    /// Calls `{}`.", m.proto_name);
         }
+        if m.client_streaming && m.server_streaming {
+            let _ = writeln!(
+                buf,
+                "    ///\n    /// Returns once the call is open, before the server's response headers \
+                 (`Streaming::headers` waits for them; the `Response`'s metadata is empty)."
+            );
+        }
         let rust = client_method_name(m);
         if rust != m.name {
             let _ = writeln!(
