@@ -73,10 +73,15 @@ impl Grpc {
         Resp: prost::Message + Default,
     {
         let parts = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(parts.timeout);
-        let wait = self.wait_for_ready(parts.wait_for_ready);
+        let opening = self.opening(
+            path,
+            &parts.metadata,
+            parts.timeout,
+            parts.wait_for_ready,
+            &parts.extensions,
+        );
+        let (deadline, encoding) = (opening.deadline, opening.encoding);
         let control = parts.extensions.get::<SendCompression>();
-        let encoding = self.encoding(&parts.extensions);
         let data = codec::encode(
             &parts.message,
             SendCompression::apply(control, encoding),
@@ -85,19 +90,7 @@ impl Grpc {
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, _send) = self
-                    .send_single(
-                        &Opening {
-                            path,
-                            metadata: &parts.metadata,
-                            deadline,
-                            wait_for_ready: wait,
-                            encoding,
-                        },
-                        data,
-                        &mut done,
-                    )
-                    .await?;
+                let (response, _send) = self.send_single(&opening, data, &mut done).await?;
                 let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
                 single_response(headers, &mut stream).await
             };
@@ -118,10 +111,15 @@ impl Grpc {
         Resp: prost::Message + Default,
     {
         let parts = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(parts.timeout);
-        let wait = self.wait_for_ready(parts.wait_for_ready);
+        let opening = self.opening(
+            path,
+            &parts.metadata,
+            parts.timeout,
+            parts.wait_for_ready,
+            &parts.extensions,
+        );
+        let (deadline, encoding) = (opening.deadline, opening.encoding);
         let control = parts.extensions.get::<SendCompression>();
-        let encoding = self.encoding(&parts.extensions);
         let data = codec::encode(
             &parts.message,
             SendCompression::apply(control, encoding),
@@ -130,19 +128,7 @@ impl Grpc {
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, _send) = self
-                    .send_single(
-                        &Opening {
-                            path,
-                            metadata: &parts.metadata,
-                            deadline,
-                            wait_for_ready: wait,
-                            encoding,
-                        },
-                        data,
-                        &mut done,
-                    )
-                    .await?;
+                let (response, _send) = self.send_single(&opening, data, &mut done).await?;
                 let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
                 let stream = stream.with_headers(headers.clone());
                 Ok(Response::from_parts(headers, stream, MetadataMap::new()))
@@ -164,24 +150,18 @@ impl Grpc {
         Resp: prost::Message + Default,
     {
         let parts = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(parts.timeout);
-        let wait = self.wait_for_ready(parts.wait_for_ready);
-        let encoding = self.encoding(&parts.extensions);
+        let opening = self.opening(
+            path,
+            &parts.metadata,
+            parts.timeout,
+            parts.wait_for_ready,
+            &parts.extensions,
+        );
+        let (deadline, encoding) = (opening.deadline, opening.encoding);
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, send) = self
-                    .start(
-                        &Opening {
-                            path,
-                            metadata: &parts.metadata,
-                            deadline,
-                            wait_for_ready: wait,
-                            encoding,
-                        },
-                        &mut done,
-                    )
-                    .await?;
+                let (response, send) = self.start(&opening, &mut done).await?;
                 let control = parts.extensions.get::<SendCompression>().cloned();
                 let guard = self.spawn_sender(send, parts.message, control, encoding);
                 let response = await_headers(response, &guard).await?;
@@ -212,24 +192,18 @@ impl Grpc {
         Resp: prost::Message + Default,
     {
         let parts = self.intercept(request)?.into_parts();
-        let deadline = self.deadline(parts.timeout);
-        let wait = self.wait_for_ready(parts.wait_for_ready);
-        let encoding = self.encoding(&parts.extensions);
+        let opening = self.opening(
+            path,
+            &parts.metadata,
+            parts.timeout,
+            parts.wait_for_ready,
+            &parts.extensions,
+        );
+        let (deadline, encoding) = (opening.deadline, opening.encoding);
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, send) = self
-                    .start(
-                        &Opening {
-                            path,
-                            metadata: &parts.metadata,
-                            deadline,
-                            wait_for_ready: wait,
-                            encoding,
-                        },
-                        &mut done,
-                    )
-                    .await?;
+                let (response, send) = self.start(&opening, &mut done).await?;
                 let control = parts.extensions.get::<SendCompression>().cloned();
                 let guard = self.spawn_sender(send, parts.message, control, encoding);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
@@ -253,6 +227,27 @@ impl Grpc {
             with_deadline(deadline, pin!(call)).await
         };
         streaming_result(done, result)
+    }
+
+    /// What opening the call's stream takes: its path, metadata, deadline (the request's
+    /// timeout, else the channel's), wait-for-ready and request compression.
+    /// (It takes the parts' fields, not the parts: the streaming calls move the message
+    /// into their sender task while `Opening` borrows the metadata.)
+    fn opening<'a>(
+        &self,
+        path: &'static str,
+        metadata: &'a MetadataMap,
+        timeout: Option<Duration>,
+        wait_for_ready: Option<bool>,
+        extensions: &http::Extensions,
+    ) -> Opening<'a> {
+        Opening {
+            path,
+            metadata,
+            deadline: self.deadline(timeout),
+            wait_for_ready: self.wait_for_ready(wait_for_ready),
+            encoding: self.encoding(extensions),
+        }
     }
 
     /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
