@@ -85,13 +85,14 @@ impl Grpc {
         let data = codec::encode(
             &parts.message,
             SendCompression::apply(control, encoding),
-            self.max_send_message_size,
+            opening.max_send,
         )?;
         let mut done = CallDone::default();
         let result = {
             let call = async {
                 let (response, _send) = self.send_single(&opening, data, &mut done).await?;
-                let (headers, mut stream) = self.read_response::<Resp>(response, None, None)?;
+                let (headers, mut stream) =
+                    self.read_response::<Resp>(response, opening.max_recv, None, None)?;
                 single_response(headers, &mut stream).await
             };
             with_deadline(deadline, pin!(call)).await
@@ -123,13 +124,14 @@ impl Grpc {
         let data = codec::encode(
             &parts.message,
             SendCompression::apply(control, encoding),
-            self.max_send_message_size,
+            opening.max_send,
         )?;
         let mut done = CallDone::default();
         let result = {
             let call = async {
                 let (response, _send) = self.send_single(&opening, data, &mut done).await?;
-                let (headers, stream) = self.read_response::<Resp>(response, deadline, None)?;
+                let (headers, stream) =
+                    self.read_response::<Resp>(response, opening.max_recv, deadline, None)?;
                 let stream = stream.with_headers(headers.clone());
                 Ok(Response::from_parts(headers, stream, MetadataMap::new()))
             };
@@ -163,9 +165,11 @@ impl Grpc {
             let call = async {
                 let (response, send) = self.start(&opening, &mut done).await?;
                 let control = parts.extensions.get::<SendCompression>().cloned();
-                let guard = self.spawn_sender(send, parts.message, control, encoding);
+                let guard =
+                    self.spawn_sender(send, parts.message, control, encoding, opening.max_send);
                 let response = await_headers(response, &guard).await?;
-                let (headers, mut stream) = self.read_response::<Resp>(response, None, guard)?;
+                let (headers, mut stream) =
+                    self.read_response::<Resp>(response, opening.max_recv, None, guard)?;
                 single_response(headers, &mut stream).await
             };
             with_deadline(deadline, pin!(call)).await
@@ -205,7 +209,8 @@ impl Grpc {
             let call = async {
                 let (response, send) = self.start(&opening, &mut done).await?;
                 let control = parts.extensions.get::<SendCompression>().cloned();
-                let guard = self.spawn_sender(send, parts.message, control, encoding);
+                let guard =
+                    self.spawn_sender(send, parts.message, control, encoding, opening.max_send);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
                 let headers: PendingHeaders = Box::pin(async move {
                     let response = response.await.map_err(|e| {
@@ -216,8 +221,7 @@ impl Grpc {
                     })?;
                     open_response(response)
                 });
-                let stream =
-                    Streaming::pending(headers, self.max_recv_message_size, deadline, guard);
+                let stream = Streaming::pending(headers, opening.max_recv, deadline, guard);
                 Ok(Response::from_parts(
                     MetadataMap::new(),
                     stream,
@@ -241,12 +245,35 @@ impl Grpc {
         wait_for_ready: Option<bool>,
         extensions: &http::Extensions,
     ) -> Opening<'a> {
+        let method = self.channel.method_config(path);
+        let method = method.as_deref();
+        // The call's own timeout (else the channel's), or the method config's if sooner.
+        let timeout = match (
+            timeout.or(self.channel.config().timeout),
+            method.and_then(|m| m.timeout),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // The call's own choice, else the method config's, else the channel's.
+        let wait_for_ready = wait_for_ready
+            .or(method.and_then(|m| m.wait_for_ready))
+            .unwrap_or(self.channel.config().wait_for_ready);
+        let limit = |own: usize, configured: Option<usize>| configured.map_or(own, |c| c.min(own));
         Opening {
             path,
             metadata,
-            deadline: self.deadline(timeout),
-            wait_for_ready: self.wait_for_ready(wait_for_ready),
+            deadline: timeout.map(timeout::deadline_after),
+            wait_for_ready,
             encoding: self.encoding(extensions),
+            max_send: limit(
+                self.max_send_message_size,
+                method.and_then(|m| m.max_request_message_bytes),
+            ),
+            max_recv: limit(
+                self.max_recv_message_size,
+                method.and_then(|m| m.max_response_message_bytes),
+            ),
         }
     }
 
@@ -261,10 +288,6 @@ impl Grpc {
             Some(CallCompression(choice)) => *choice,
             None => self.send_compressed,
         }
-    }
-
-    fn wait_for_ready(&self, per_call: Option<bool>) -> bool {
-        per_call.unwrap_or(self.channel.config().wait_for_ready)
     }
 
     /// Sends a request whose one message is `data`, and waits for the response headers.
@@ -293,12 +316,6 @@ impl Grpc {
         }
     }
 
-    fn deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
-        timeout
-            .or(self.channel.config().timeout)
-            .map(timeout::deadline_after)
-    }
-
     /// Sends the request headers and opens the stream; `done` takes the balancer's callback
     /// for the call's end.
     async fn start(
@@ -312,6 +329,7 @@ impl Grpc {
             deadline,
             wait_for_ready,
             encoding,
+            ..
         } = *opening;
         let make = || {
             let mut req = http::Request::new(());
@@ -352,6 +370,7 @@ impl Grpc {
     fn read_response<Resp>(
         &self,
         response: http::Response<RecvBody>,
+        max_recv: usize,
         deadline: Option<Instant>,
         guard: DropGuard,
     ) -> Result<(MetadataMap, Streaming<Resp>), Status> {
@@ -364,14 +383,8 @@ impl Grpc {
                 body,
                 encoding,
             } => {
-                let stream = Streaming::new(
-                    body,
-                    Side::Client,
-                    self.max_recv_message_size,
-                    encoding,
-                    deadline,
-                    guard,
-                );
+                let stream =
+                    Streaming::new(body, Side::Client, max_recv, encoding, deadline, guard);
                 Ok((headers, stream))
             }
         }
@@ -386,6 +399,7 @@ impl Grpc {
         messages: S,
         control: Option<SendCompression>,
         encoding: Option<CompressionEncoding>,
+        max: usize,
     ) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
@@ -394,7 +408,6 @@ impl Grpc {
         let (stop, mut cancelled) = oneshot::channel::<()>();
         let failure = Arc::new(OnceLock::new());
         let failed = failure.clone();
-        let max = self.max_send_message_size;
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));
             let stop = pin!(&mut cancelled);
@@ -436,6 +449,9 @@ struct Opening<'a> {
     deadline: Option<Instant>,
     wait_for_ready: bool,
     encoding: Option<CompressionEncoding>,
+    /// The largest request and response messages.
+    max_send: usize,
+    max_recv: usize,
 }
 
 /// Checks a call's response headers: HTTP status, Trailers-Only, content-type and message

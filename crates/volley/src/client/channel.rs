@@ -13,7 +13,9 @@ use super::balancer::{self, CallDone, Pick, PickInfo, PickResult};
 use super::config::{ChannelConfig, ClientKeepalive};
 use super::connectivity::ConnectivityState;
 use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
+use super::method_config::MethodConfig;
 use super::resolver::{self, ResolverBuilder, Target};
+use super::service_config::ServiceConfig;
 use super::subchannel::Subchannel;
 use crate::defaults;
 use crate::interceptor::Interceptors;
@@ -28,6 +30,9 @@ struct ChannelInner {
     authority: Authority,
     config: Arc<ChannelConfig>,
     picker: watch::Receiver<Arc<PickerState>>,
+    /// The service config in force: the resolver's, else the default (published by the
+    /// control task).
+    service_config: watch::Receiver<Option<Arc<ServiceConfig>>>,
     states: broadcast::Sender<ConnectivityState>,
     events: mpsc::UnboundedSender<ControlEvent>,
     /// The control task's setup until the channel is first used (it needs a runtime).
@@ -100,10 +105,12 @@ impl Channel {
                 disable_health_check: false,
                 interceptors: Interceptors::default(),
                 tls: None,
+                default_service_config: None,
                 connector: None,
                 keepalive: None,
             },
             tls: None,
+            default_service_config: None,
             authority: None,
             keepalive: KeepaliveOptions {
                 time: None,
@@ -179,6 +186,22 @@ impl Channel {
 
     pub(crate) fn config(&self) -> &ChannelConfig {
         &self.inner.config
+    }
+
+    /// The service config's settings for calls to `path`, if it has any.
+    pub(crate) fn method_config(&self, path: &str) -> Option<Arc<MethodConfig>> {
+        self.inner
+            .service_config
+            .borrow()
+            .as_ref()?
+            .method_config(path)
+            .cloned()
+    }
+
+    /// The service config in force: the resolver's latest valid one, else the channel's
+    /// default ([`ChannelBuilder::default_service_config`]).
+    pub fn service_config(&self) -> Option<Arc<ServiceConfig>> {
+        self.inner.service_config.borrow().clone()
     }
 
     pub(crate) fn uri(&self, path: &'static str) -> http::Uri {
@@ -356,6 +379,7 @@ pub struct ChannelBuilder {
     tls: Option<crate::ClientTlsConfig>,
     authority: Option<String>,
     keepalive: KeepaliveOptions,
+    default_service_config: Option<String>,
 }
 
 /// Keepalive as configured, before `build`.
@@ -419,6 +443,17 @@ impl ChannelBuilder {
     /// resolver's service config chooses one. Default: `pick_first`.
     pub fn load_balancing_policy(mut self, name: &str) -> ChannelBuilder {
         self.config.load_balancing_policy = name.to_owned();
+        self
+    }
+
+    /// The service config (`doc/service_config.md`, JSON) the channel uses while its
+    /// resolver provides none: balancer, health checking, per-method timeouts, wait-for-ready,
+    /// message limits, retry and hedging policies, retry throttling. A config from the
+    /// resolver replaces it; an invalid one from the resolver is ignored (the previous config
+    /// stays). `build()` fails on an invalid default, naming the JSON path of the fault.
+    /// Default: none.
+    pub fn default_service_config(mut self, json: &str) -> ChannelBuilder {
+        self.default_service_config = Some(json.to_owned());
         self
     }
 
@@ -572,6 +607,11 @@ impl ChannelBuilder {
                 .map_err(|e| Error::new(format!("invalid target {target}: {e}")))?,
         };
         let mut config = self.config;
+        if let Some(json) = &self.default_service_config {
+            let parsed = ServiceConfig::from_json(json)
+                .map_err(|e| Error::new(format!("default service config: {e}")))?;
+            config.default_service_config = Some(Arc::new(parsed));
+        }
         config.keepalive = self.keepalive.time.map(|time| {
             let floor = self.keepalive.floor;
             if time < floor {
@@ -594,6 +634,8 @@ impl ChannelBuilder {
         let config = Arc::new(config);
         let (events, inbox) = mpsc::unbounded_channel();
         let (picker_tx, picker) = watch::channel(PickerState::idle());
+        let (service_config_tx, service_config) =
+            watch::channel(config.default_service_config.clone());
         let (states, _) = broadcast::channel(64);
         let (shutdown_tx, shutdown) = oneshot::channel();
         let activity = Arc::new(Activity::new());
@@ -604,6 +646,7 @@ impl ChannelBuilder {
             events: events.clone(),
             inbox,
             picker: picker_tx,
+            service_config: service_config_tx,
             states: states.clone(),
             shutdown,
             activity: activity.clone(),
@@ -614,6 +657,7 @@ impl ChannelBuilder {
                 authority,
                 config,
                 picker,
+                service_config,
                 states,
                 events,
                 setup: Mutex::new(Some(setup)),

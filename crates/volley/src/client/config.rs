@@ -25,6 +25,8 @@ pub(crate) struct ChannelConfig {
     pub(crate) disable_health_check: bool,
     pub(crate) interceptors: Interceptors,
     pub(crate) tls: Option<crate::tls::ClientTls>,
+    /// The service config used while the resolver provides none.
+    pub(crate) default_service_config: Option<std::sync::Arc<super::service_config::ServiceConfig>>,
     /// Opens connections instead of the channel's own sockets, when set.
     pub(crate) connector: Option<std::sync::Arc<dyn super::connector::Connector>>,
     /// Keepalive pings, when enabled.

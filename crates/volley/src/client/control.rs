@@ -16,9 +16,8 @@ use super::balancer::{
 };
 use super::config::ChannelConfig;
 use super::connectivity::ConnectivityState;
-use super::resolver::{
-    Address, Resolver, ResolverBuilder, ResolverEvent, ResolverUpdate, Target, UpdateSink,
-};
+use super::resolver::{Address, Resolver, ResolverBuilder, ResolverEvent, Target, UpdateSink};
+use super::service_config::ServiceConfig;
 use super::subchannel::{EventSink, Subchannel, SubchannelEvent};
 use crate::Status;
 
@@ -85,6 +84,7 @@ pub(crate) struct ControlSetup {
     pub(crate) events: mpsc::UnboundedSender<ControlEvent>,
     pub(crate) inbox: mpsc::UnboundedReceiver<ControlEvent>,
     pub(crate) picker: watch::Sender<Arc<PickerState>>,
+    pub(crate) service_config: watch::Sender<Option<Arc<ServiceConfig>>>,
     pub(crate) states: broadcast::Sender<ConnectivityState>,
     pub(crate) shutdown: oneshot::Receiver<()>,
     pub(crate) activity: Arc<Activity>,
@@ -186,6 +186,7 @@ pub(crate) async fn run(setup: ControlSetup) {
         events,
         mut inbox,
         picker,
+        service_config,
         states,
         mut shutdown,
         activity,
@@ -258,7 +259,20 @@ pub(crate) async fn run(setup: ControlSetup) {
                 };
                 match result {
                     Ok(update) => {
-                        let chosen = choose_policy(&update, &config.load_balancing_policy);
+                        // The config in force: the resolver's, else (none, or invalid with
+                        // no valid one before) the channel's default.
+                        let effective = match (&update.service_config, &update.service_config_error) {
+                            (Some(c), _) => Some(Arc::new(c.clone())),
+                            (None, Some(e)) => {
+                                tracing::warn!(error = %e, "the resolver's service config is invalid; keeping the previous one");
+                                service_config.borrow().clone()
+                            }
+                            (None, None) => config.default_service_config.clone(),
+                        };
+                        if *service_config.borrow() != effective {
+                            service_config.send_replace(effective.clone());
+                        }
+                        let chosen = choose_policy(effective.as_deref(), &config.load_balancing_policy);
                         let Some(chosen) = chosen else {
                             // The channel's own policy is registered (checked when it was
                             // built), and its config is `{}`: only a builder that rejects
@@ -280,9 +294,8 @@ pub(crate) async fn run(setup: ControlSetup) {
                         }
                         // gRFC A17: health checking as the service config asks, except
                         // under pick_first, which does not support it.
-                        core.health_check = update
-                            .service_config
-                            .as_ref()
+                        core.health_check = effective
+                            .as_deref()
                             .and_then(|c| c.health_check_service())
                             .filter(|_| r.policy != "pick_first" && !config.disable_health_check)
                             .map(str::to_owned);
@@ -395,10 +408,8 @@ fn fail(core: &mut Core, status: Status) {
 /// The balancer an update asks for: the first `loadBalancingConfig` entry whose policy is
 /// registered and whose config its builder accepts (`doc/service_config.md`), else the
 /// channel's policy with an empty config.
-fn choose_policy(update: &ResolverUpdate, default: &str) -> Option<Chosen> {
-    let configs = update
-        .service_config
-        .as_ref()
+fn choose_policy(service_config: Option<&ServiceConfig>, default: &str) -> Option<Chosen> {
+    let configs = service_config
         .map(|c| c.load_balancing_configs())
         .unwrap_or_default();
     for (name, json) in configs {

@@ -9,6 +9,7 @@ mod config;
 mod connectivity;
 mod connector;
 mod control;
+mod method_config;
 pub mod resolver;
 mod service_config;
 pub(crate) mod subchannel;

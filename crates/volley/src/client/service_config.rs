@@ -1,11 +1,18 @@
-//! [`ServiceConfig`]: the part of gRPC's service config (`doc/service_config.md`) the channel
-//! uses today, the load-balancing policy.
+//! [`ServiceConfig`]: gRPC's service config (`doc/service_config.md`): the load-balancing
+//! choice, client-side health checking, per-method settings (timeouts, wait-for-ready,
+//! message limits, retry and hedging policies) and retry throttling.
 
+use std::sync::Arc;
+
+use super::method_config::{MethodConfig, MethodConfigs, RetryThrottling};
 use crate::Error;
 
-/// A service config (`doc/service_config.md`), as a resolver may deliver it with addresses.
-/// Volley reads its load-balancing choice: the first policy of `loadBalancingConfig` that is
-/// registered, or the older `loadBalancingPolicy` field.
+/// A service config (`doc/service_config.md`), as a resolver may deliver it with addresses or
+/// a channel may have by default ([`crate::ChannelBuilder::default_service_config`]): the
+/// load-balancing choice (the first policy of `loadBalancingConfig` that is registered and
+/// accepts its config, or the older `loadBalancingPolicy`), `healthCheckConfig`,
+/// `methodConfig` and `retryThrottling`. Parsing checks every field and names the JSON path
+/// of the first fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     json: serde_json::Value,
@@ -13,6 +20,8 @@ pub struct ServiceConfig {
     /// Each `loadBalancingConfig` entry: the policy's name and its config.
     balancer_configs: Vec<(String, serde_json::Value)>,
     health_check: Option<String>,
+    methods: MethodConfigs,
+    retry_throttling: Option<RetryThrottling>,
 }
 
 impl ServiceConfig {
@@ -69,11 +78,21 @@ impl ServiceConfig {
                     .unwrap_or_default(),
             ),
         };
+        let methods = match object.get("methodConfig") {
+            None | Some(serde_json::Value::Null) => MethodConfigs::default(),
+            Some(list) => MethodConfigs::parse(list)?,
+        };
+        let retry_throttling = match object.get("retryThrottling") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(t) => Some(RetryThrottling::parse(t)?),
+        };
         Ok(ServiceConfig {
             json: value,
             policies,
             balancer_configs,
             health_check,
+            methods,
+            retry_throttling,
         })
     }
 
@@ -85,6 +104,8 @@ impl ServiceConfig {
             policies: vec![policy.to_owned()],
             balancer_configs: vec![(policy.to_owned(), serde_json::json!({}))],
             health_check: None,
+            methods: MethodConfigs::default(),
+            retry_throttling: None,
         }
     }
 
@@ -103,6 +124,17 @@ impl ServiceConfig {
     /// A17), when the config turns client-side health checking on.
     pub fn health_check_service(&self) -> Option<&str> {
         self.health_check.as_deref()
+    }
+
+    /// The settings for calls to `path` (`/package.Service/Method`): the method's own entry,
+    /// else its service's, else the default entry (`"name": [{}]`).
+    pub fn method_config(&self, path: &str) -> Option<&Arc<MethodConfig>> {
+        self.methods.find(path)
+    }
+
+    /// The retry throttling (`retryThrottling`), if the config sets it.
+    pub fn retry_throttling(&self) -> Option<RetryThrottling> {
+        self.retry_throttling
     }
 
     /// The whole config as JSON.

@@ -24,16 +24,21 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::mpsc;
 
+pub use super::method_config::{HedgingPolicy, MethodConfig, RetryPolicy, RetryThrottling};
 pub use super::service_config::ServiceConfig;
-use crate::Status;
+use crate::{Error, Status};
 
 /// What a resolver found: the addresses to balance over and, optionally, a service config.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResolverUpdate {
     /// The addresses, in the resolver's order of preference.
     pub addresses: Vec<Address>,
-    /// A service config that comes with them (it can choose the balancer).
+    /// A service config that comes with them (it can choose the balancer). Without one, the
+    /// channel uses its default config ([`crate::ChannelBuilder::default_service_config`]).
     pub service_config: Option<ServiceConfig>,
+    /// Why the service config the resolver found is invalid, if it is: the channel then
+    /// keeps the config it had (or its default), as gRPC does.
+    pub service_config_error: Option<Error>,
 }
 
 impl ResolverUpdate {
@@ -42,12 +47,28 @@ impl ResolverUpdate {
         ResolverUpdate {
             addresses,
             service_config: None,
+            service_config_error: None,
         }
     }
 
     /// Adds a service config to the update.
     pub fn with_service_config(mut self, config: ServiceConfig) -> ResolverUpdate {
         self.service_config = Some(config);
+        self.service_config_error = None;
+        self
+    }
+
+    /// Adds a service config in its JSON form, as a resolver reads it from its source: an
+    /// invalid one is recorded as `service_config_error` (the channel keeps its previous
+    /// config and logs why).
+    pub fn with_service_config_json(mut self, json: &str) -> ResolverUpdate {
+        match ServiceConfig::from_json(json) {
+            Ok(config) => return self.with_service_config(config),
+            Err(e) => {
+                self.service_config = None;
+                self.service_config_error = Some(e);
+            }
+        }
         self
     }
 }
