@@ -117,6 +117,10 @@ fn is_binary_key(key: &str) -> bool {
     key.ends_with("-bin")
 }
 
+/// The trailer a server sets to ask for a retry after so many milliseconds, or (negative)
+/// for none (gRFC A6).
+pub(crate) const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
+
 fn validate_key(key: &str) -> Result<HeaderName, InvalidMetadata> {
     if key.is_empty() {
         return Err(InvalidMetadata::new("metadata key is empty"));
@@ -129,7 +133,9 @@ fn validate_key(key: &str) -> Result<HeaderName, InvalidMetadata> {
             "metadata key {key:?} has {c:?}; keys are [0-9a-z-_.]"
         )));
     }
-    if key.starts_with("grpc-") {
+    // gRPC's own keys, except those an application sets itself: a server's retry pushback
+    // (gRFC A6).
+    if key.starts_with("grpc-") && key != GRPC_RETRY_PUSHBACK_MS {
         return Err(InvalidMetadata::new(format!(
             "metadata key {key:?} is reserved: grpc- keys belong to gRPC"
         )));

@@ -14,6 +14,8 @@ use tokio::time::Instant;
 
 use super::balancer::CallDone;
 use super::channel::{Channel, MAX_TRANSPARENT_RETRIES};
+use super::method_config::{MethodConfig, RetryPolicy};
+use super::retry::{Pushback, RetryBackoff, Throttle};
 use crate::codec::{
     self, CallCompression, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_MESSAGE_SIZE, MessageCompressed, SendCompression,
@@ -88,9 +90,11 @@ impl Grpc {
             opening.max_send,
         )?;
         let mut done = CallDone::default();
+        let mut committed = false;
         let result = {
             let call = async {
                 let (response, _send) = self.send_single(&opening, data, &mut done).await?;
+                committed = true;
                 let (headers, mut stream) =
                     self.read_response::<Resp>(response, opening.max_recv, None, None)?;
                 single_response(headers, &mut stream).await
@@ -98,6 +102,11 @@ impl Grpc {
             with_deadline(deadline, pin!(call)).await
         };
         finish(&mut done, &result);
+        account(
+            &opening,
+            committed,
+            result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+        );
         result
     }
 
@@ -127,9 +136,11 @@ impl Grpc {
             opening.max_send,
         )?;
         let mut done = CallDone::default();
+        let mut committed = false;
         let result = {
             let call = async {
                 let (response, _send) = self.send_single(&opening, data, &mut done).await?;
+                committed = true;
                 let (headers, stream) =
                     self.read_response::<Resp>(response, opening.max_recv, deadline, None)?;
                 let stream = stream.with_headers(headers.clone());
@@ -137,7 +148,7 @@ impl Grpc {
             };
             with_deadline(deadline, pin!(call)).await
         };
-        streaming_result(done, result)
+        streaming_result(done, result, &opening, committed)
     }
 
     /// A client-streaming call: a stream of requests, one response.
@@ -175,6 +186,11 @@ impl Grpc {
             with_deadline(deadline, pin!(call)).await
         };
         finish(&mut done, &result);
+        account(
+            &opening,
+            true,
+            result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+        );
         result
     }
 
@@ -230,7 +246,7 @@ impl Grpc {
             };
             with_deadline(deadline, pin!(call)).await
         };
-        streaming_result(done, result)
+        streaming_result(done, result, &opening, true)
     }
 
     /// What opening the call's stream takes: its path, metadata, deadline (the request's
@@ -245,8 +261,8 @@ impl Grpc {
         wait_for_ready: Option<bool>,
         extensions: &http::Extensions,
     ) -> Opening<'a> {
-        let method = self.channel.method_config(path);
-        let method = method.as_deref();
+        let (method_config, throttle) = self.channel.call_config(path);
+        let method = method_config.as_deref();
         // The call's own timeout (else the channel's), or the method config's if sooner.
         let timeout = match (
             timeout.or(self.channel.config().timeout),
@@ -274,6 +290,9 @@ impl Grpc {
                 self.max_recv_message_size,
                 method.and_then(|m| m.max_response_message_bytes),
             ),
+            previous_attempts: 0,
+            throttle,
+            method: method_config,
         }
     }
 
@@ -292,27 +311,53 @@ impl Grpc {
 
     /// Sends a request whose one message is `data`, and waits for the response headers.
     /// A stream the server did not process (refused, or cut off by GOAWAY) is sent again on
-    /// a new pick: gRPC's transparent retry.
+    /// a new pick: gRPC's transparent retry. With a `retryPolicy` (gRFC A6), an attempt that
+    /// fails with a retryable status before the response headers (a Trailers-Only answer, or
+    /// a failed stream) is tried again after the policy's backoff or the server's pushback,
+    /// while attempts remain and the channel's throttle allows; the response headers commit
+    /// the call. The caller's deadline covers every attempt.
     async fn send_single(
         &self,
         opening: &Opening<'_>,
         data: Bytes,
         done: &mut CallDone,
     ) -> Result<(http::Response<RecvBody>, SendBody), Status> {
-        let mut attempt = 0;
+        let policy = opening
+            .method
+            .as_ref()
+            .and_then(|m| m.retry_policy.as_ref());
+        let mut backoff = policy.map(RetryBackoff::new);
+        let mut transparent = 0;
+        let mut opening = opening.clone();
         loop {
-            attempt += 1;
-            let (response, mut send) = self.start(opening, done).await?;
+            let (response, mut send) = self.start(&opening, done).await?;
             // An error here means the server already answered; the response says why.
             let _ = send.send_data(data.clone(), true);
-            match response.await {
-                Ok(response) => return Ok((response, send)),
-                Err(e) if e.is_unprocessed() && attempt < MAX_TRANSPARENT_RETRIES => {
+            let failed = match response.await {
+                Ok(response) => match (policy, unanswered(&response)) {
+                    (Some(policy), Some(status))
+                        if policy.retryable_status_codes.contains(&status.code()) =>
+                    {
+                        status
+                    }
+                    _ => return Ok((response, send)),
+                },
+                Err(e) if e.is_unprocessed() && transparent < MAX_TRANSPARENT_RETRIES => {
                     tracing::debug!(error = %e, "stream not processed by the server; retrying");
+                    transparent += 1;
                     done.finish_with(&e.to_status());
+                    continue;
                 }
-                Err(e) => return Err(e.to_status()),
-            }
+                Err(e) => e.to_status(),
+            };
+            opening.previous_attempts += 1;
+            let (Some(policy), Some(backoff)) = (policy, backoff.as_mut()) else {
+                return Err(failed);
+            };
+            let delay = retry_delay(policy, backoff, &opening, &failed).ok_or(failed.clone())?;
+            tracing::debug!(status = %failed, ?delay, attempt = opening.previous_attempts, "retrying");
+            done.finish_with(&failed);
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -329,6 +374,7 @@ impl Grpc {
             deadline,
             wait_for_ready,
             encoding,
+            previous_attempts,
             ..
         } = *opening;
         let make = || {
@@ -349,6 +395,12 @@ impl Grpc {
             );
             if let Some(enc) = encoding {
                 headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));
+            }
+            if previous_attempts > 0 {
+                headers.insert(
+                    GRPC_PREVIOUS_RPC_ATTEMPTS,
+                    HeaderValue::from(previous_attempts),
+                );
             }
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
@@ -442,7 +494,7 @@ impl Grpc {
 }
 
 /// What opening a call's stream takes.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Opening<'a> {
     path: &'static str,
     metadata: &'a MetadataMap,
@@ -452,6 +504,52 @@ struct Opening<'a> {
     /// The largest request and response messages.
     max_send: usize,
     max_recv: usize,
+    /// Attempts made before this one (sent as `grpc-previous-rpc-attempts` when not 0).
+    previous_attempts: u32,
+    /// The channel's retry throttle, when the service config sets one.
+    throttle: Option<Arc<Throttle>>,
+    /// The service config's settings for the method.
+    method: Option<Arc<MethodConfig>>,
+}
+
+/// Tells the server how many attempts preceded this one (gRFC A6).
+const GRPC_PREVIOUS_RPC_ATTEMPTS: http::HeaderName =
+    http::HeaderName::from_static("grpc-previous-rpc-attempts");
+
+/// The non-OK status of a response that ends the call without a message (Trailers-Only, or
+/// an HTTP error), which does not commit the call.
+fn unanswered(response: &http::Response<RecvBody>) -> Option<Status> {
+    if response.status() != http::StatusCode::OK {
+        return Some(
+            Status::from_trailers(response.headers())
+                .filter(|s| s.code() != Code::Ok)
+                .unwrap_or_else(|| Status::from_http_status(response.status())),
+        );
+    }
+    Status::from_trailers(response.headers()).filter(|s| s.code() != Code::Ok)
+}
+
+/// The delay before another attempt after `failed` (a retryable status), or `None` when
+/// the call must end with it: attempts used up, the server's pushback says no, or the
+/// channel's throttle holds half its tokens or fewer. Counts the failure in the throttle.
+fn retry_delay(
+    policy: &RetryPolicy,
+    backoff: &mut RetryBackoff,
+    opening: &Opening<'_>,
+    failed: &Status,
+) -> Option<Duration> {
+    if let Some(throttle) = &opening.throttle {
+        throttle.failure();
+    }
+    let pushback = Pushback::read(failed.metadata());
+    if pushback == Pushback::Stop || opening.previous_attempts >= policy.max_attempts {
+        return None;
+    }
+    if opening.throttle.as_ref().is_some_and(|t| !t.allows()) {
+        tracing::debug!("retry throttled");
+        return None;
+    }
+    Some(backoff.next(policy, pushback))
 }
 
 /// Checks a call's response headers: HTTP status, Trailers-Only, content-type and message
@@ -498,6 +596,37 @@ fn open_response(response: http::Response<RecvBody>) -> Result<Opened, Status> {
     })
 }
 
+/// Counts a call's outcome in the channel's retry throttle (gRFC A6): a success adds
+/// `tokenRatio`, a failure with a code the method retries (or hedges past) takes one. A
+/// failure that ended a retried call before it was committed was counted by the retry loop.
+fn account(opening: &Opening<'_>, committed: bool, code: Code) {
+    let retries = opening
+        .method
+        .as_deref()
+        .is_some_and(|m| m.retry_policy.is_some());
+    if committed || !retries || code == Code::Ok {
+        throttle_outcome(opening.throttle.as_deref(), opening.method.as_deref(), code);
+    }
+}
+
+fn throttle_outcome(throttle: Option<&Throttle>, method: Option<&MethodConfig>, code: Code) {
+    let Some(throttle) = throttle else {
+        return;
+    };
+    if code == Code::Ok {
+        throttle.success();
+    } else if method.is_some_and(|m| {
+        m.retry_policy
+            .as_ref()
+            .is_some_and(|p| p.retryable_status_codes.contains(&code))
+            || m.hedging_policy
+                .as_ref()
+                .is_some_and(|p| p.non_fatal_status_codes.contains(&code))
+    }) {
+        throttle.failure();
+    }
+}
+
 /// Runs the balancer's callback for a call that returned one response (or failed).
 fn finish<T>(done: &mut CallDone, result: &Result<Response<T>, Status>) {
     if done.is_armed() {
@@ -513,15 +642,22 @@ fn finish<T>(done: &mut CallDone, result: &Result<Response<T>, Status>) {
 fn streaming_result<Resp>(
     mut done: CallDone,
     result: Result<Response<Streaming<Resp>>, Status>,
+    opening: &Opening<'_>,
+    committed: bool,
 ) -> Result<Response<Streaming<Resp>>, Status> {
     match result {
-        Ok(response) if done.is_armed() => Ok(response.map(|stream| {
-            stream.with_done(OnEnd::new(move |status, trailers| {
-                done.finish(status, trailers);
+        Ok(response) if done.is_armed() || opening.throttle.is_some() => {
+            let (throttle, method) = (opening.throttle.clone(), opening.method.clone());
+            Ok(response.map(|stream| {
+                stream.with_done(OnEnd::new(move |status, trailers| {
+                    throttle_outcome(throttle.as_deref(), method.as_deref(), status.code());
+                    done.finish(status, trailers);
+                }))
             }))
-        })),
+        }
         Ok(response) => Ok(response),
         Err(status) => {
+            account(opening, committed, status.code());
             done.finish_with(&status);
             Err(status)
         }

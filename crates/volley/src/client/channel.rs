@@ -15,6 +15,7 @@ use super::connectivity::ConnectivityState;
 use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
 use super::method_config::MethodConfig;
 use super::resolver::{self, ResolverBuilder, Target};
+use super::retry::Throttle;
 use super::service_config::ServiceConfig;
 use super::subchannel::Subchannel;
 use crate::defaults;
@@ -188,14 +189,19 @@ impl Channel {
         &self.inner.config
     }
 
-    /// The service config's settings for calls to `path`, if it has any.
-    pub(crate) fn method_config(&self, path: &str) -> Option<Arc<MethodConfig>> {
-        self.inner
-            .service_config
-            .borrow()
-            .as_ref()?
-            .method_config(path)
-            .cloned()
+    /// The service config's settings for calls to `path`, and its retry throttle, if it has
+    /// them.
+    pub(crate) fn call_config(
+        &self,
+        path: &str,
+    ) -> (Option<Arc<MethodConfig>>, Option<Arc<Throttle>>) {
+        match self.inner.service_config.borrow().as_ref() {
+            None => (None, None),
+            Some(config) => (
+                config.method_config(path).cloned(),
+                config.throttle().cloned(),
+            ),
+        }
     }
 
     /// The service config in force: the resolver's latest valid one, else the channel's

@@ -11,6 +11,7 @@ mod connector;
 mod control;
 mod method_config;
 pub mod resolver;
+mod retry;
 mod service_config;
 pub(crate) mod subchannel;
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::method_config::{MethodConfig, MethodConfigs, RetryThrottling};
+use super::retry::Throttle;
 use crate::Error;
 
 /// A service config (`doc/service_config.md`), as a resolver may deliver it with addresses or
@@ -22,6 +23,8 @@ pub struct ServiceConfig {
     health_check: Option<String>,
     methods: MethodConfigs,
     retry_throttling: Option<RetryThrottling>,
+    /// The token bucket of `retry_throttling`, shared by the calls made under this config.
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl ServiceConfig {
@@ -92,6 +95,7 @@ impl ServiceConfig {
             balancer_configs,
             health_check,
             methods,
+            throttle: retry_throttling.map(|t| Arc::new(Throttle::new(t))),
             retry_throttling,
         })
     }
@@ -106,6 +110,7 @@ impl ServiceConfig {
             health_check: None,
             methods: MethodConfigs::default(),
             retry_throttling: None,
+            throttle: None,
         }
     }
 
@@ -135,6 +140,10 @@ impl ServiceConfig {
     /// The retry throttling (`retryThrottling`), if the config sets it.
     pub fn retry_throttling(&self) -> Option<RetryThrottling> {
         self.retry_throttling
+    }
+
+    pub(crate) fn throttle(&self) -> Option<&Arc<Throttle>> {
+        self.throttle.as_ref()
     }
 
     /// The whole config as JSON.
