@@ -158,21 +158,22 @@ impl<T> Request<T> {
         (head, self.message)
     }
 
-    pub(crate) fn into_parts(self) -> CallParts<T> {
-        CallParts {
+    /// The request taken apart for sending: what opening the call reads, and the message
+    /// (which streaming calls hand to their sender task).
+    pub(crate) fn into_parts(self) -> (CallHead, T) {
+        let head = CallHead {
             metadata: self.metadata,
-            message: self.message,
             timeout: self.timeout,
             wait_for_ready: self.wait_for_ready,
             extensions: self.extensions,
-        }
+        };
+        (head, self.message)
     }
 }
 
-/// A client request taken apart for sending.
-pub(crate) struct CallParts<T> {
+/// A client request's head, taken apart for sending.
+pub(crate) struct CallHead {
     pub(crate) metadata: MetadataMap,
-    pub(crate) message: T,
     pub(crate) timeout: Option<Duration>,
     pub(crate) wait_for_ready: Option<bool>,
     pub(crate) extensions: http::Extensions,

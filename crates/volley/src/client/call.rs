@@ -21,6 +21,7 @@ use crate::codec::{
     DEFAULT_MAX_SEND_MESSAGE_SIZE, MessageCompressed, SendCompression,
 };
 use crate::metadata::MetadataMap;
+use crate::request::CallHead;
 use crate::streaming::{DropGuard, OnEnd, Opened, OutboundLink, PendingHeaders, Side, Streaming};
 use crate::transport::client::ResponseFuture;
 use crate::transport::{Panics, Pumped, RecvBody, SendBody, send_messages};
@@ -74,18 +75,12 @@ impl Grpc {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let parts = self.intercept(request)?.into_parts();
-        let opening = self.opening(
-            path,
-            &parts.metadata,
-            parts.timeout,
-            parts.wait_for_ready,
-            &parts.extensions,
-        );
+        let (head, message) = self.intercept(request)?.into_parts();
+        let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.deadline, opening.encoding);
-        let control = parts.extensions.get::<SendCompression>();
+        let control = head.extensions.get::<SendCompression>();
         let data = codec::encode(
-            &parts.message,
+            &message,
             SendCompression::apply(control, encoding),
             opening.max_send,
         )?;
@@ -120,18 +115,12 @@ impl Grpc {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let parts = self.intercept(request)?.into_parts();
-        let opening = self.opening(
-            path,
-            &parts.metadata,
-            parts.timeout,
-            parts.wait_for_ready,
-            &parts.extensions,
-        );
+        let (head, message) = self.intercept(request)?.into_parts();
+        let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.deadline, opening.encoding);
-        let control = parts.extensions.get::<SendCompression>();
+        let control = head.extensions.get::<SendCompression>();
         let data = codec::encode(
-            &parts.message,
+            &message,
             SendCompression::apply(control, encoding),
             opening.max_send,
         )?;
@@ -162,22 +151,15 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default,
     {
-        let parts = self.intercept(request)?.into_parts();
-        let opening = self.opening(
-            path,
-            &parts.metadata,
-            parts.timeout,
-            parts.wait_for_ready,
-            &parts.extensions,
-        );
+        let (head, message) = self.intercept(request)?.into_parts();
+        let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.deadline, opening.encoding);
         let mut done = CallDone::default();
         let result = {
             let call = async {
                 let (response, send) = self.start(&opening, &mut done).await?;
-                let control = parts.extensions.get::<SendCompression>().cloned();
-                let guard =
-                    self.spawn_sender(send, parts.message, control, encoding, opening.max_send);
+                let control = head.extensions.get::<SendCompression>().cloned();
+                let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
                 let response = await_headers(response, &guard).await?;
                 let (headers, mut stream) =
                     self.read_response::<Resp>(response, opening.max_recv, None, guard)?;
@@ -211,22 +193,15 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default,
     {
-        let parts = self.intercept(request)?.into_parts();
-        let opening = self.opening(
-            path,
-            &parts.metadata,
-            parts.timeout,
-            parts.wait_for_ready,
-            &parts.extensions,
-        );
+        let (head, message) = self.intercept(request)?.into_parts();
+        let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.deadline, opening.encoding);
         let mut done = CallDone::default();
         let result = {
             let call = async {
                 let (response, send) = self.start(&opening, &mut done).await?;
-                let control = parts.extensions.get::<SendCompression>().cloned();
-                let guard =
-                    self.spawn_sender(send, parts.message, control, encoding, opening.max_send);
+                let control = head.extensions.get::<SendCompression>().cloned();
+                let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
                 let headers: PendingHeaders = Box::pin(async move {
                     let response = response.await.map_err(|e| {
@@ -251,16 +226,14 @@ impl Grpc {
 
     /// What opening the call's stream takes: its path, metadata, deadline (the request's
     /// timeout, else the channel's), wait-for-ready and request compression.
-    /// (It takes the parts' fields, not the parts: the streaming calls move the message
-    /// into their sender task while `Opening` borrows the metadata.)
-    fn opening<'a>(
-        &self,
-        path: &'static str,
-        metadata: &'a MetadataMap,
-        timeout: Option<Duration>,
-        wait_for_ready: Option<bool>,
-        extensions: &http::Extensions,
-    ) -> Opening<'a> {
+    fn opening<'a>(&self, path: &'static str, head: &'a CallHead) -> Opening<'a> {
+        let CallHead {
+            metadata,
+            timeout,
+            wait_for_ready,
+            extensions,
+        } = head;
+        let (timeout, wait_for_ready) = (*timeout, *wait_for_ready);
         let (method_config, throttle) = self.channel.call_config(path);
         let method = method_config.as_deref();
         // The call's own timeout (else the channel's), or the method config's if sooner.

@@ -262,7 +262,13 @@ pub(crate) async fn run(setup: ControlSetup) {
                         // The config in force: the resolver's, else (none, or invalid with
                         // no valid one before) the channel's default.
                         let effective = match (&update.service_config, &update.service_config_error) {
-                            (Some(c), _) => Some(Arc::new(c.clone())),
+                            (Some(c), _) => {
+                                let mut c = c.clone();
+                                if let Some(previous) = service_config.borrow().as_deref() {
+                                    c.keep_throttle_of(previous);
+                                }
+                                Some(Arc::new(c))
+                            }
                             (None, Some(e)) => {
                                 tracing::warn!(error = %e, "the resolver's service config is invalid; keeping the previous one");
                                 service_config.borrow().clone()

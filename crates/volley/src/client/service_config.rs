@@ -146,6 +146,17 @@ impl ServiceConfig {
         self.throttle.as_ref()
     }
 
+    /// Takes over `previous`'s token bucket when both configure the same one, so that a
+    /// resolver sending its config again does not refill the bucket (gRFC A6 keeps one per
+    /// server name).
+    pub(crate) fn keep_throttle_of(&mut self, previous: &ServiceConfig) {
+        if let (Some(mine), Some(theirs)) = (&self.throttle, &previous.throttle)
+            && mine == theirs
+        {
+            self.throttle = Some(theirs.clone());
+        }
+    }
+
     /// The whole config as JSON.
     pub fn to_json(&self) -> String {
         self.json.to_string()
@@ -176,6 +187,28 @@ mod tests {
                 .unwrap()
                 .load_balancing_policies(),
             ["pick_first"]
+        );
+    }
+
+    #[test]
+    fn a_config_sent_again_keeps_its_throttle() {
+        let json = r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}}"#;
+        let first = ServiceConfig::from_json(json).unwrap();
+        let mut again = ServiceConfig::from_json(json).unwrap();
+        let same = |a: &ServiceConfig, b: &ServiceConfig| {
+            Arc::ptr_eq(a.throttle().unwrap(), b.throttle().unwrap())
+        };
+        assert!(!same(&first, &again));
+        again.keep_throttle_of(&first);
+        assert!(same(&first, &again));
+        let mut other = ServiceConfig::from_json(
+            r#"{"retryThrottling": {"maxTokens": 20, "tokenRatio": 0.1}}"#,
+        )
+        .unwrap();
+        other.keep_throttle_of(&first);
+        assert!(
+            !same(&first, &other),
+            "another bucket size is another bucket"
         );
     }
 }
