@@ -1,4 +1,5 @@
-//! The `etcd:///<name>` resolver: reads the endpoints under `<name>/`, then watches them.
+//! The `etcd:///<name>` resolver: reads the endpoints under `<name>/` (and a service config
+//! under `<name>`), then watches them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,12 @@ pub const ENDPOINTS_ENV: &str = "VOLLEY_ETCD_ENDPOINTS";
 /// Resolves `etcd:///<name>` targets through an etcd cluster: the addresses of the endpoints
 /// registered under `<name>/` in the format of etcd's Go naming package (by a
 /// [`crate::Registrar`] or by Go's `endpoints.Manager`), kept up to date by a watch.
+///
+/// A service config may be stored as JSON (gRPC's `doc/service_config.md` format, as every
+/// implementation reads it) under the key `<name>` itself, e.g. `etcdctl put kvdb
+/// '{"loadBalancingConfig": [{"round_robin": {}}]}'`: outside the `<name>/` prefix, so Go's
+/// endpoint readers never see it. It reaches the channel with the addresses; an invalid one
+/// is ignored by the channel, which keeps its previous config.
 ///
 /// Give it to one channel with `ChannelBuilder::resolver`, or to every channel with
 /// `volley::resolver::register`.
@@ -113,6 +120,8 @@ impl ResolverBuilder for EtcdResolverBuilder {
         let watcher = Watcher {
             client: self.client.clone(),
             prefix: format!("{name}/").into_bytes(),
+            name: name.as_bytes().to_vec(),
+            service_config: None,
             sink,
             resolve_now: resolve_now.clone(),
             backoff: self.backoff,
@@ -147,7 +156,13 @@ impl Drop for EtcdResolver {
 /// The task behind one `etcd:///<name>` target.
 struct Watcher {
     client: EtcdClient,
+    /// `<name>/`: the endpoints' keys.
     prefix: Vec<u8>,
+    /// `<name>`: the key of the service config, if one is stored (read and watched with the
+    /// endpoints, as keys starting with `<name>`; other services' keys are skipped).
+    name: Vec<u8>,
+    /// The service config's JSON, when the key holds one.
+    service_config: Option<String>,
     sink: UpdateSink,
     resolve_now: Arc<Notify>,
     backoff: BackoffConfig,
@@ -156,9 +171,12 @@ struct Watcher {
     /// Key → address of every endpoint known now.
     /// Each endpoint's address and metadata, by key.
     endpoints: BTreeMap<Vec<u8>, (Address, serde_json::Value)>,
-    /// The last address list sent to the channel.
-    published: Option<Vec<(Address, serde_json::Value)>>,
+    /// The last address list (and service config) sent to the channel.
+    published: Option<Published>,
 }
+
+/// What the resolver last sent: the endpoints and the service config's JSON.
+type Published = (Vec<(Address, serde_json::Value)>, Option<String>);
 
 /// Why a watch ended.
 enum WatchEnd {
@@ -211,8 +229,9 @@ impl Watcher {
 
     /// Reads every endpoint under the prefix and publishes them; returns the read's revision.
     async fn read(&mut self) -> Result<i64, Status> {
-        let (kvs, revision) = self.client.get_prefix(&self.prefix).await?;
+        let (kvs, revision) = self.client.get_prefix(&self.name).await?;
         self.endpoints.clear();
+        self.service_config = None;
         for kv in kvs {
             self.put(kv);
         }
@@ -222,7 +241,7 @@ impl Watcher {
 
     /// Follows changes from `revision` until the watch ends.
     async fn watch(&mut self, revision: i64) -> WatchEnd {
-        let mut stream = match self.client.watch_prefix(&self.prefix, revision).await {
+        let mut stream = match self.client.watch_prefix(&self.name, revision).await {
             Ok(stream) => stream,
             Err(status) => return WatchEnd::Failed(status),
         };
@@ -259,6 +278,7 @@ impl Watcher {
                 let Some(kv) = event.kv else { continue };
                 match EventType::try_from(event.r#type) {
                     Ok(EventType::Put) => self.put(kv),
+                    Ok(EventType::Delete) if kv.key == self.name => self.service_config = None,
                     Ok(EventType::Delete) => {
                         self.endpoints.remove(&kv.key);
                     }
@@ -269,8 +289,16 @@ impl Watcher {
         }
     }
 
-    /// Adds or replaces the endpoint of `kv`; values that are not endpoints are skipped.
+    /// Adds or replaces the endpoint of `kv` (or the service config, under `<name>`);
+    /// values that are not endpoints are skipped, as are other services' keys.
     fn put(&mut self, kv: KeyValue) {
+        if kv.key == self.name {
+            self.service_config = Some(String::from_utf8_lossy(&kv.value).into_owned());
+            return;
+        }
+        if !kv.key.starts_with(&self.prefix) {
+            return; // `<name>foo/...`: another service's key
+        }
         match naming::decode(&kv.value) {
             Ok(endpoint) => {
                 let address = Address::parse(&endpoint.addr);
@@ -292,9 +320,11 @@ impl Watcher {
     fn publish(&mut self) {
         let endpoints: Vec<(Address, serde_json::Value)> =
             self.endpoints.values().cloned().collect();
-        if self.published.as_ref() == Some(&endpoints) {
+        let published = (endpoints, self.service_config.clone());
+        if self.published.as_ref() == Some(&published) {
             return;
         }
+        let endpoints = &published.0;
         // Each address carries its endpoint's metadata (when not null), for balancers: a
         // `{"weight": N}` there is a static weight for `weighted_round_robin`.
         let addresses: Vec<Address> = endpoints
@@ -309,8 +339,13 @@ impl Watcher {
             count = addresses.len(),
             "etcd endpoints"
         );
-        self.published = Some(endpoints);
-        self.sink.update(ResolverUpdate::new(addresses));
+        let mut update = ResolverUpdate::new(addresses);
+        if let Some(json) = &self.service_config {
+            // An invalid config is passed on as such: the channel keeps its previous one.
+            update = update.with_service_config_json(json);
+        }
+        self.published = Some(published);
+        self.sink.update(update);
     }
 
     /// etcd could not be read: keep the last good list; without one, tell the channel.

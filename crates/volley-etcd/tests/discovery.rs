@@ -644,3 +644,72 @@ async fn weights_in_endpoint_metadata_split_calls_under_weighted_round_robin() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd and etcdctl (Debian's etcd-server, etcd-client): run by scripts/test.sh"]
+async fn a_service_config_stored_under_the_name_reaches_the_channel() {
+    let etcd = Etcd::start().await;
+    let (_backends, _registrations) = three_registered(&etcd, Duration::from_secs(10)).await;
+    let client = etcd.client();
+    // A neighbour whose name starts with ours must not be mistaken for our config or ours.
+    client
+        .put(
+            b"kvdb-other/10.9.9.9:1",
+            b"{\"Op\":0,\"Addr\":\"10.9.9.9:1\"}",
+            0,
+        )
+        .await
+        .unwrap();
+    let round_robin = br#"{"loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{"name": [{}], "timeout": "7s"}]}"#;
+    client.put(b"kvdb", round_robin, 0).await.unwrap();
+    // pick_first by default: only the service config can make calls rotate.
+    let channel = Channel::builder("etcd:///kvdb")
+        .resolver(EtcdResolverBuilder::new(etcd.client()))
+        .wait_for_ready(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let greeter = GreeterClient::new(channel.clone());
+    let timeout = |c: &Channel| {
+        c.service_config().and_then(|sc| {
+            sc.method_config("/helloworld.Greeter/SayHello")
+                .and_then(|m| m.timeout)
+        })
+    };
+    bounded(20, async {
+        wait_until_answering(&greeter, &["server-1", "server-2", "server-3"]).await;
+        assert_eq!(timeout(&channel), Some(Duration::from_secs(7)));
+
+        // An invalid config is ignored; deleting the key returns to no config.
+        let revision = current_revision(&client).await;
+        client.put(b"kvdb", b"{not json", 0).await.unwrap();
+        deleted_or_put(&client, "kvdb", revision).await;
+        hello(&greeter).await.unwrap();
+        assert_eq!(timeout(&channel), Some(Duration::from_secs(7)));
+        client.delete(b"kvdb").await.unwrap();
+        while timeout(&channel).is_some() {
+            hello(&greeter).await.unwrap();
+        }
+    })
+    .await;
+}
+
+/// Waits until etcd reports a change of `key` after `revision` (the resolver's watch sees it
+/// in the same order).
+async fn deleted_or_put(client: &EtcdClient, key: &str, revision: i64) {
+    let mut watch = client
+        .watch_prefix(key.as_bytes(), revision + 1)
+        .await
+        .unwrap();
+    loop {
+        let response = watch.next().await.unwrap().expect("watch ended");
+        if response
+            .events
+            .iter()
+            .any(|e| e.kv.as_ref().is_some_and(|kv| kv.key == key.as_bytes()))
+        {
+            return;
+        }
+    }
+}
