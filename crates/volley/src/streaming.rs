@@ -99,15 +99,23 @@ impl OnEnd {
 /// The response headers of a call that returned at once, to come.
 pub(crate) type PendingHeaders = Pin<Box<dyn Future<Output = Result<Opened, Status>> + Send>>;
 
-/// The part of a stream that does not depend on the message type.
-struct Inner {
+/// What only some client streams need, boxed so that the streams that need none (every
+/// server request stream, unary responses) stay small: a server call's future holds one.
+#[derive(Default)]
+struct ClientExtras {
     /// The response headers, until they arrive (`State::Headers`).
     pending: Option<PendingHeaders>,
-    /// The response headers (client side), once they arrived.
-    headers: Option<MetadataMap>,
+    /// The receive limit, for the decoder made when the headers arrive.
     max_len: usize,
-    /// Runs at the call's end (client side: the balancer's done callback).
+    /// The response headers, once they arrived.
+    headers: Option<MetadataMap>,
+    /// Runs at the call's end (the balancer's done callback, the retry throttle).
     done: OnEnd,
+}
+
+/// The part of a stream that does not depend on the message type.
+struct Inner {
+    client: Option<Box<ClientExtras>>,
     body: Option<RecvBody>,
     decoder: FrameDecoder,
     side: Side,
@@ -145,10 +153,7 @@ impl<T> Streaming<T> {
     ) -> Streaming<T> {
         Streaming {
             inner: Inner {
-                pending: None,
-                headers: None,
-                max_len,
-                done: OnEnd::default(),
+                client: None,
                 body: Some(body),
                 decoder: FrameDecoder::new(max_len, encoding),
                 side,
@@ -176,10 +181,11 @@ impl<T> Streaming<T> {
     ) -> Streaming<T> {
         Streaming {
             inner: Inner {
-                pending: Some(headers),
-                headers: None,
-                max_len,
-                done: OnEnd::default(),
+                client: Some(Box::new(ClientExtras {
+                    pending: Some(headers),
+                    max_len,
+                    ..ClientExtras::default()
+                })),
                 body: None,
                 decoder: FrameDecoder::new(max_len, None),
                 side: Side::Client,
@@ -194,7 +200,7 @@ impl<T> Streaming<T> {
 
     /// Keeps the response headers (client side), for [`Streaming::headers`].
     pub(crate) fn with_headers(mut self, headers: MetadataMap) -> Streaming<T> {
-        self.inner.headers = Some(headers);
+        self.inner.extras().headers = Some(headers);
         self
     }
 
@@ -205,7 +211,7 @@ impl<T> Streaming<T> {
             let trailers = self.inner.trailers.clone().unwrap_or_default();
             done.finish(&Status::new(Code::Ok, ""), &trailers);
         } else {
-            self.inner.done = done;
+            self.inner.extras().done = done;
         }
         self
     }
@@ -214,10 +220,7 @@ impl<T> Streaming<T> {
     pub(crate) fn finished(trailers: MetadataMap) -> Streaming<T> {
         Streaming {
             inner: Inner {
-                pending: None,
-                headers: Some(MetadataMap::new()),
-                max_len: 0,
-                done: OnEnd::default(),
+                client: None,
                 body: None,
                 decoder: FrameDecoder::new(0, None),
                 side: Side::Client,
@@ -246,10 +249,12 @@ impl<T> Streaming<T> {
             poll_fn(|cx| inner.poll_headers(cx)).await?;
         }
         static EMPTY: OnceLock<MetadataMap> = OnceLock::new();
-        Ok(match &self.inner.headers {
-            Some(headers) => headers,
-            None => EMPTY.get_or_init(MetadataMap::new),
-        })
+        Ok(
+            match self.inner.client.as_ref().and_then(|c| c.headers.as_ref()) {
+                Some(headers) => headers,
+                None => EMPTY.get_or_init(MetadataMap::new),
+            },
+        )
     }
 
     /// The trailing metadata, once the stream has ended (client side only).
@@ -311,10 +316,24 @@ impl Inner {
         // Dropping the body stops reading; the transport discards (and credits) what still
         // arrives.
         self.body = None;
-        self.pending = None;
         self.guard = None;
-        self.done.finish_with(&status);
+        if let Some(client) = self.client.as_mut() {
+            client.pending = None;
+            client.done.finish_with(&status);
+        }
         status
+    }
+
+    /// The client extras, made on first use.
+    fn extras(&mut self) -> &mut ClientExtras {
+        self.client.get_or_insert_with(Box::default)
+    }
+
+    /// Runs the end hook, if the stream has one.
+    fn finish(&mut self, status: &Status, trailers: &MetadataMap) {
+        if let Some(client) = self.client.as_mut() {
+            client.done.finish(status, trailers);
+        }
     }
 
     /// Waits for the response headers of a call that returned before them; an error has
@@ -326,28 +345,29 @@ impl Inner {
         if self.deadline_passed(cx) {
             return Poll::Ready(Err(self.end(Status::deadline_exceeded("deadline exceeded"))));
         }
-        let Some(pending) = self.pending.as_mut() else {
+        let Some(pending) = self.client.as_mut().and_then(|c| c.pending.as_mut()) else {
             return Poll::Ready(Err(self.end(Status::internal("response headers lost"))));
         };
         let opened = ready!(pending.as_mut().poll(cx));
-        self.pending = None;
+        let client = self.extras();
+        client.pending = None;
+        let max_len = client.max_len;
         match opened {
             Ok(Opened::Stream {
                 headers,
                 body,
                 encoding,
             }) => {
-                self.headers = Some(headers);
+                self.extras().headers = Some(headers);
                 self.body = Some(body);
-                self.decoder = FrameDecoder::new(self.max_len, encoding);
+                self.decoder = FrameDecoder::new(max_len, encoding);
                 self.state = State::Messages;
                 Poll::Ready(Ok(()))
             }
             Ok(Opened::Finished { trailers }) => {
-                self.headers = Some(MetadataMap::new());
                 self.state = State::Done;
                 self.guard = None;
-                self.done.finish(&Status::new(Code::Ok, ""), &trailers);
+                self.finish(&Status::new(Code::Ok, ""), &trailers);
                 self.trailers = Some(trailers);
                 Poll::Ready(Ok(()))
             }
@@ -448,12 +468,12 @@ impl Inner {
                     self.guard = None;
                     match Status::from_trailers(&trailers) {
                         Some(status) if status.code() == Code::Ok => {
-                            self.done.finish(&status, status.metadata());
+                            self.finish(&status, status.metadata());
                             self.trailers = Some(status.metadata().clone());
                             return Poll::Ready(None);
                         }
                         Some(status) => {
-                            self.done.finish_with(&status);
+                            self.finish(&status, status.metadata());
                             self.trailers = Some(status.metadata().clone());
                             return Poll::Ready(Some(Err(status)));
                         }
@@ -461,7 +481,7 @@ impl Inner {
                             let trailers = MetadataMap::from_headers(trailers);
                             let status =
                                 Status::internal("server sent trailers without grpc-status");
-                            self.done.finish(&status, &trailers);
+                            self.finish(&status, &trailers);
                             self.trailers = Some(trailers);
                             return Poll::Ready(Some(Err(status)));
                         }

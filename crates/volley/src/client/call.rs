@@ -157,7 +157,7 @@ impl Grpc {
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, send) = self.start(&opening, &mut done).await?;
+                let (response, send) = self.start(&opening, 0, &mut done).await?;
                 let control = head.extensions.get::<SendCompression>().cloned();
                 let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
                 let response = await_headers(response, &guard).await?;
@@ -199,7 +199,7 @@ impl Grpc {
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, send) = self.start(&opening, &mut done).await?;
+                let (response, send) = self.start(&opening, 0, &mut done).await?;
                 let control = head.extensions.get::<SendCompression>().cloned();
                 let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
@@ -263,7 +263,6 @@ impl Grpc {
                 self.max_recv_message_size,
                 method.and_then(|m| m.max_response_message_bytes),
             ),
-            previous_attempts: 0,
             throttle,
             method: method_config,
         }
@@ -301,9 +300,9 @@ impl Grpc {
             .and_then(|m| m.retry_policy.as_ref());
         let mut backoff = policy.map(RetryBackoff::new);
         let mut transparent = 0;
-        let mut opening = opening.clone();
+        let mut previous_attempts = 0;
         loop {
-            let (response, mut send) = self.start(&opening, done).await?;
+            let (response, mut send) = self.start(opening, previous_attempts, done).await?;
             // An error here means the server already answered; the response says why.
             let _ = send.send_data(data.clone(), true);
             let failed = match response.await {
@@ -323,22 +322,24 @@ impl Grpc {
                 }
                 Err(e) => e.to_status(),
             };
-            opening.previous_attempts += 1;
+            previous_attempts += 1;
             let (Some(policy), Some(backoff)) = (policy, backoff.as_mut()) else {
                 return Err(failed);
             };
-            let delay = retry_delay(policy, backoff, &opening, &failed).ok_or(failed.clone())?;
-            tracing::debug!(status = %failed, ?delay, attempt = opening.previous_attempts, "retrying");
+            let delay = retry_delay(policy, backoff, opening, previous_attempts, &failed)
+                .ok_or(failed.clone())?;
+            tracing::debug!(status = %failed, ?delay, attempt = previous_attempts, "retrying");
             done.finish_with(&failed);
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// Sends the request headers and opens the stream; `done` takes the balancer's callback
-    /// for the call's end.
+    /// Sends the request headers and opens the stream (`previous_attempts` of it were
+    /// made, gRFC A6); `done` takes the balancer's callback for the call's end.
     async fn start(
         &self,
         opening: &Opening<'_>,
+        previous_attempts: u32,
         done: &mut CallDone,
     ) -> Result<(ResponseFuture, SendBody), Status> {
         let Opening {
@@ -347,7 +348,6 @@ impl Grpc {
             deadline,
             wait_for_ready,
             encoding,
-            previous_attempts,
             ..
         } = *opening;
         let make = || {
@@ -467,7 +467,6 @@ impl Grpc {
 }
 
 /// What opening a call's stream takes.
-#[derive(Clone)]
 struct Opening<'a> {
     path: &'static str,
     metadata: &'a MetadataMap,
@@ -477,8 +476,6 @@ struct Opening<'a> {
     /// The largest request and response messages.
     max_send: usize,
     max_recv: usize,
-    /// Attempts made before this one (sent as `grpc-previous-rpc-attempts` when not 0).
-    previous_attempts: u32,
     /// The channel's retry throttle, when the service config sets one.
     throttle: Option<Arc<Throttle>>,
     /// The service config's settings for the method.
@@ -509,13 +506,14 @@ fn retry_delay(
     policy: &RetryPolicy,
     backoff: &mut RetryBackoff,
     opening: &Opening<'_>,
+    previous_attempts: u32,
     failed: &Status,
 ) -> Option<Duration> {
     if let Some(throttle) = &opening.throttle {
         throttle.failure();
     }
     let pushback = Pushback::read(failed.metadata());
-    if pushback == Pushback::Stop || opening.previous_attempts >= policy.max_attempts {
+    if pushback == Pushback::Stop || previous_attempts >= policy.max_attempts {
         return None;
     }
     if opening.throttle.as_ref().is_some_and(|t| !t.allows()) {

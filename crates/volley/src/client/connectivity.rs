@@ -3,9 +3,11 @@
 use std::fmt;
 
 /// The connectivity state of a subchannel, or of a channel as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ConnectivityState {
-    /// No connection and no attempt under way; the next call (or `connect`) starts one.
+    /// No connection and no attempt under way; the next call (or `connect`) starts one. The
+    /// state of a new channel or subchannel.
+    #[default]
     Idle,
     /// Connecting.
     Connecting,

@@ -74,23 +74,24 @@ pub(crate) const MAX_ATTEMPTS: u32 = 5;
 /// The method configs of a service config, found by a call's path.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct MethodConfigs {
-    /// Keyed `service/method`, `service/` (a whole service) and `` (the default).
-    by_name: HashMap<String, Arc<MethodConfig>>,
+    /// Keyed `service/method`.
+    by_method: HashMap<String, Arc<MethodConfig>>,
+    /// Keyed `service` (a whole service).
+    by_service: HashMap<String, Arc<MethodConfig>>,
+    /// The entry named `{}`.
+    default: Option<Arc<MethodConfig>>,
 }
 
 impl MethodConfigs {
     /// The config for a call to `/service/method`: the method's, else its service's, else
     /// the default.
     pub(crate) fn find(&self, path: &str) -> Option<&Arc<MethodConfig>> {
-        if self.by_name.is_empty() {
-            return None;
-        }
         let name = path.strip_prefix('/').unwrap_or(path);
         let service = name.rsplit_once('/').map_or("", |(s, _)| s);
-        self.by_name
+        self.by_method
             .get(name)
-            .or_else(|| self.by_name.get(&format!("{service}/")))
-            .or_else(|| self.by_name.get(""))
+            .or_else(|| self.by_service.get(service))
+            .or(self.default.as_ref())
     }
 
     /// Parses `methodConfig`.
@@ -98,7 +99,7 @@ impl MethodConfigs {
         let list = list
             .as_array()
             .ok_or_else(|| invalid("methodConfig", "not a list"))?;
-        let mut by_name = HashMap::new();
+        let mut configs = MethodConfigs::default();
         for (i, entry) in list.iter().enumerate() {
             let at = format!("methodConfig[{i}]");
             let object = entry
@@ -127,17 +128,21 @@ impl MethodConfigs {
                 if service.is_empty() && !method.is_empty() {
                     return Err(invalid(&at, "a method needs its service"));
                 }
-                let key = if service.is_empty() {
-                    String::new()
+                let previous = if service.is_empty() {
+                    configs.default.replace(config.clone())
+                } else if method.is_empty() {
+                    configs.by_service.insert(service, config.clone())
                 } else {
-                    format!("{service}/{method}")
+                    configs
+                        .by_method
+                        .insert(format!("{service}/{method}"), config.clone())
                 };
-                if by_name.insert(key, config.clone()).is_some() {
+                if previous.is_some() {
                     return Err(invalid(&at, "names a method another entry names"));
                 }
             }
         }
-        Ok(MethodConfigs { by_name })
+        Ok(configs)
     }
 }
 

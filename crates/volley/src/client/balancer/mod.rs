@@ -454,6 +454,43 @@ pub(crate) fn lookup(name: &str) -> Option<Arc<dyn BalancerBuilder>> {
         .cloned()
 }
 
+/// Publishes the channel's state when no subchannel is READY, by `round_robin`'s rules (which
+/// `least_request` and `weighted_round_robin` share): TRANSIENT_FAILURE once every subchannel
+/// has failed, and sticky until one is READY; otherwise CONNECTING (published once). Returns
+/// the state now.
+fn publish_not_ready(
+    helper: &mut Helper<'_>,
+    state: ConnectivityState,
+    all_failed: bool,
+    last_error: Option<&Status>,
+) -> ConnectivityState {
+    if all_failed || state == ConnectivityState::TransientFailure {
+        let error = last_error
+            .cloned()
+            .unwrap_or_else(|| Status::unavailable("no address is reachable"));
+        helper.update_picker(
+            ConnectivityState::TransientFailure,
+            Arc::new(FailPicker(error)),
+        );
+        ConnectivityState::TransientFailure
+    } else {
+        if state != ConnectivityState::Connecting {
+            helper.update_picker(ConnectivityState::Connecting, Arc::new(QueuePicker));
+        }
+        ConnectivityState::Connecting
+    }
+}
+
+/// An update with `n` addresses, `10.0.0.1:50051` onwards (for the balancers' tests).
+#[cfg(test)]
+fn test_addresses(n: u16) -> ResolverUpdate {
+    ResolverUpdate::new(
+        (1..=n)
+            .map(|i| Address::parse(&format!("10.0.0.{i}:50051")))
+            .collect(),
+    )
+}
+
 /// The addresses of an update without repeats, in order.
 fn distinct_addresses(update: &ResolverUpdate) -> Vec<Address> {
     let mut out = Vec::with_capacity(update.addresses.len());

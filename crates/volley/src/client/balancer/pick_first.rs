@@ -222,17 +222,9 @@ impl Balancer for PickFirst {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_addresses as addresses;
     use super::*;
-    use crate::client::resolver::Address;
     use crate::testing::FakeChannel;
-
-    fn addresses(n: u16) -> ResolverUpdate {
-        ResolverUpdate::new(
-            (1..=n)
-                .map(|i| Address::parse(&format!("10.0.0.{i}:50051")))
-                .collect(),
-        )
-    }
 
     fn picked(channel: &FakeChannel) -> Option<Subchannel> {
         channel.pick("/a.B/C").subchannel().cloned()

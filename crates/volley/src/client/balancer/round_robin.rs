@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    Balancer, BalancerBuilder, BalancerConfig, ConnectivityState, FailPicker, Helper, JsonValue,
-    Pick, PickInfo, PickResult, Picker, QueuePicker, Subchannel,
+    Balancer, BalancerBuilder, BalancerConfig, ConnectivityState, Helper, JsonValue, Pick,
+    PickInfo, PickResult, Picker, Subchannel,
 };
 use crate::client::resolver::ResolverUpdate;
 use crate::{Error, Status};
@@ -191,18 +191,8 @@ impl RoundRobin {
             .subchannels
             .iter()
             .all(|(_, s, _)| *s == ConnectivityState::TransientFailure);
-        // TRANSIENT_FAILURE is sticky: it lasts until a subchannel is READY.
-        if all_failed || self.state == ConnectivityState::TransientFailure {
-            let error = self
-                .last_error
-                .clone()
-                .unwrap_or_else(|| Status::unavailable("no address is reachable"));
-            self.state = ConnectivityState::TransientFailure;
-            helper.update_picker(self.state, Arc::new(FailPicker(error)));
-        } else if self.state != ConnectivityState::Connecting {
-            self.state = ConnectivityState::Connecting;
-            helper.update_picker(self.state, Arc::new(QueuePicker));
-        }
+        self.state =
+            super::publish_not_ready(helper, self.state, all_failed, self.last_error.as_ref());
     }
 
     /// A picker over the READY subchannels.
@@ -319,17 +309,9 @@ impl Balancer for RoundRobin {
 mod tests {
     use std::collections::HashMap;
 
+    use super::super::test_addresses as addresses;
     use super::*;
-    use crate::client::resolver::Address;
     use crate::testing::FakeChannel;
-
-    fn addresses(n: u16) -> ResolverUpdate {
-        ResolverUpdate::new(
-            (1..=n)
-                .map(|i| Address::parse(&format!("10.0.0.{i}:50051")))
-                .collect(),
-        )
-    }
 
     /// How many of `n` picks went to each subchannel (by id); `None` if a pick did not
     /// choose a subchannel.

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Balancer, BalancerBuilder, BalancerConfig, ConnectivityState, FailPicker, Helper, JsonValue,
-    Pick, PickInfo, PickResult, Picker, QueuePicker, Subchannel,
+    Balancer, BalancerBuilder, BalancerConfig, ConnectivityState, Helper, JsonValue, Pick,
+    PickInfo, PickResult, Picker, Subchannel,
 };
 use crate::client::resolver::{Address, EndpointMetadata, ResolverUpdate, Weight};
 use crate::orca::OrcaLoadReport;
@@ -202,7 +202,7 @@ struct Endpoint {
 struct WeightedRoundRobin {
     config: WrrConfig,
     endpoints: Vec<Endpoint>,
-    state: Option<ConnectivityState>,
+    state: ConnectivityState,
     last_error: Option<Status>,
     timer_armed: bool,
 }
@@ -237,7 +237,7 @@ impl WeightedRoundRobin {
                 scheduler: Mutex::new(Edf::new(&weights)),
                 error_utilization_penalty: self.config.error_utilization_penalty,
             };
-            self.state = Some(ConnectivityState::Ready);
+            self.state = ConnectivityState::Ready;
             helper.update_picker(ConnectivityState::Ready, Arc::new(picker));
             if !self.timer_armed {
                 self.timer_armed = true;
@@ -249,21 +249,8 @@ impl WeightedRoundRobin {
             .endpoints
             .iter()
             .all(|e| e.state == ConnectivityState::TransientFailure);
-        // TRANSIENT_FAILURE is sticky: it lasts until a subchannel is READY.
-        if all_failed || self.state == Some(ConnectivityState::TransientFailure) {
-            let error = self
-                .last_error
-                .clone()
-                .unwrap_or_else(|| Status::unavailable("no address is reachable"));
-            self.state = Some(ConnectivityState::TransientFailure);
-            helper.update_picker(
-                ConnectivityState::TransientFailure,
-                Arc::new(FailPicker(error)),
-            );
-        } else if self.state != Some(ConnectivityState::Connecting) {
-            self.state = Some(ConnectivityState::Connecting);
-            helper.update_picker(ConnectivityState::Connecting, Arc::new(QueuePicker));
-        }
+        self.state =
+            super::publish_not_ready(helper, self.state, all_failed, self.last_error.as_ref());
     }
 }
 
@@ -302,7 +289,7 @@ impl Balancer for WeightedRoundRobin {
         }
         if self.endpoints.is_empty() {
             self.last_error = Some(Status::unavailable("the resolver returned no addresses"));
-            self.state = Some(ConnectivityState::TransientFailure);
+            self.state = ConnectivityState::TransientFailure;
         }
         self.publish(helper);
     }
@@ -310,7 +297,7 @@ impl Balancer for WeightedRoundRobin {
     fn resolver_error(&mut self, error: &Status, helper: &mut Helper<'_>) {
         if self.endpoints.is_empty() {
             self.last_error = Some(error.clone());
-            self.state = Some(ConnectivityState::TransientFailure);
+            self.state = ConnectivityState::TransientFailure;
             self.publish(helper);
         }
     }
@@ -357,7 +344,7 @@ impl Balancer for WeightedRoundRobin {
     fn wake(&mut self, token: u64, helper: &mut Helper<'_>) {
         if token == UPDATE_WEIGHTS {
             self.timer_armed = false;
-            if self.state == Some(ConnectivityState::Ready) {
+            if self.state == ConnectivityState::Ready {
                 self.publish(helper);
             }
         }
