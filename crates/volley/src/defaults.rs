@@ -76,3 +76,16 @@ pub const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The shortest interval between client pings a server accepts (gRFC A8's
 /// `permit_keepalive_time`): 5 minutes.
 pub const MIN_CLIENT_PING_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// The most attempts a call makes under a retry or hedging policy, whatever the policy says
+/// (gRFC A6's client-side maximum, so that a service config from DNS cannot multiply load).
+pub const MAX_CALL_ATTEMPTS: u32 = 5;
+
+/// The request bytes one call buffers for replay by retries or hedges (gRFC A6's
+/// `per_rpc_buffer_limit_in_bytes`; grpc-go's default): past it, the call commits to its
+/// current attempt.
+pub const PER_CALL_RETRY_BUFFER: usize = 256 * 1024;
+
+/// The request bytes a channel's calls buffer for replay together (gRFC A6's
+/// `retry_buffer_size_in_bytes`, gRPC C++'s default): past it, a call commits.
+pub const CHANNEL_RETRY_BUFFER: usize = 16 * 1024 * 1024;

@@ -4,11 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use volley::{Channel, Code, MetadataMap, Request, Response, Status};
+use volley::{Channel, Code, MetadataMap, Request, Response, Status, Streaming};
 use volley_examples::helloworld::{
     Greeter, GreeterClient, GreeterServer, HelloReply, HelloRequest,
 };
-use volley_integration_tests::echo::{EchoClient, EchoRequest};
+use volley_integration_tests::echo::{Echo, EchoClient, EchoReply, EchoRequest, EchoServer};
 use volley_integration_tests::{Event, TestServer, bounded};
 
 /// How the flaky greeter answers.
@@ -219,4 +219,304 @@ async fn a_server_streaming_call_is_retried_until_its_headers_arrive() {
         assert_eq!(started, 4);
     })
     .await;
+}
+
+/// An attempt's `grpc-previous-rpc-attempts` and the request messages it received.
+type Attempt = (Option<String>, Vec<String>);
+
+/// An echo service whose first `fail_first` attempts of each call fail with UNAVAILABLE,
+/// recording what every attempt received.
+#[derive(Clone, Default)]
+struct FlakyEcho {
+    fail_first: Arc<Mutex<usize>>,
+    /// Each attempt's `grpc-previous-rpc-attempts` and the request messages it received.
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    /// Told when an attempt has failed.
+    failed: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<()>>>>,
+}
+
+impl FlakyEcho {
+    /// Records a new attempt; returns its index and whether it must fail.
+    fn attempt<T>(&self, request: &Request<T>) -> (usize, bool) {
+        let previous = request
+            .metadata()
+            .get("grpc-previous-rpc-attempts")
+            .map(str::to_owned);
+        let number = previous.as_deref().map_or(0, |p| p.parse().unwrap_or(99));
+        let mut attempts = self.attempts.lock().unwrap();
+        attempts.push((previous, Vec::new()));
+        (
+            attempts.len() - 1,
+            number < *self.fail_first.lock().unwrap(),
+        )
+    }
+
+    fn received(&self, index: usize, message: &EchoRequest) {
+        self.attempts.lock().unwrap()[index]
+            .1
+            .push(message.message.clone());
+    }
+
+    fn fail(&self) -> Status {
+        if let Some(tx) = &*self.failed.lock().unwrap() {
+            let _ = tx.send(());
+        }
+        Status::unavailable("not this time")
+    }
+
+    fn seen(&self) -> Vec<Attempt> {
+        std::mem::take(&mut *self.attempts.lock().unwrap())
+    }
+}
+
+type Replies = volley::BoxStream<EchoReply>;
+
+impl Echo for FlakyEcho {
+    async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let (index, fail) = self.attempt(&request);
+        self.received(index, request.get_ref());
+        if fail {
+            return Err(self.fail());
+        }
+        Ok(Response::new(EchoReply {
+            message: request.into_inner().message,
+            ..Default::default()
+        }))
+    }
+
+    type ServerStreamStream = Replies;
+
+    /// Sends one reply (so the response headers go out), then fails.
+    async fn server_stream(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<Replies>, Status> {
+        self.attempt(&request);
+        let reply = EchoReply {
+            message: "first".into(),
+            ..Default::default()
+        };
+        let failure = self.fail();
+        let stream = tokio_stream::iter([Ok(reply), Err(failure)]);
+        Ok(Response::new(Box::pin(stream) as Replies))
+    }
+
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<EchoReply>, Status> {
+        let (index, fail) = self.attempt(&request);
+        let mut messages = request.into_inner();
+        let mut joined = String::new();
+        while let Some(message) = messages.message().await? {
+            self.received(index, &message);
+            joined.push_str(&message.message);
+        }
+        if fail {
+            return Err(self.fail());
+        }
+        Ok(Response::new(EchoReply {
+            message: joined,
+            ..Default::default()
+        }))
+    }
+
+    type BidiStream = Replies;
+
+    /// A failing attempt reads two messages and fails before any response; the others echo
+    /// each message as it comes.
+    async fn bidi(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Replies>, Status> {
+        let (index, fail) = self.attempt(&request);
+        let mut messages = request.into_inner();
+        if fail {
+            for _ in 0..2 {
+                if let Some(message) = messages.message().await? {
+                    self.received(index, &message);
+                }
+            }
+            return Err(self.fail());
+        }
+        let this = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = messages.message().await {
+                this.received(index, &message);
+                let reply = EchoReply {
+                    message: message.message,
+                    ..Default::default()
+                };
+                if tx.send(Ok(reply)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream) as Replies))
+    }
+
+    async fn connect(&self, _: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+}
+
+const ECHO_RETRY: &str = r#"{"methodConfig": [{"name": [{"service": "volley.test.Echo"}],
+  "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.05s",
+    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#;
+
+/// A flaky echo server, and a client under `ECHO_RETRY` configured by `configure`.
+async fn flaky_echo(
+    fail_first: usize,
+    configure: impl FnOnce(volley::ChannelBuilder) -> volley::ChannelBuilder,
+) -> (EchoClient, FlakyEcho, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = FlakyEcho::default();
+    *service.fail_first.lock().unwrap() = fail_first;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        volley::Server::builder()
+            .add_service(EchoServer::new(service.clone()))
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let builder = Channel::builder(&format!("http://{addr}")).default_service_config(ECHO_RETRY);
+    let channel = configure(builder).build().unwrap();
+    (EchoClient::new(channel), service, stop)
+}
+
+fn said(text: &str, payload: usize) -> EchoRequest {
+    EchoRequest {
+        message: text.into(),
+        payload: vec![b'p'; payload],
+        ..Default::default()
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_client_streaming_call_replays_its_messages_on_each_attempt() {
+    let (client, service, _stop) = flaky_echo(2, |b| b).await;
+    let messages = tokio_stream::iter([said("a", 0), said("b", 0), said("c", 0)]);
+    let reply = bounded(10, client.client_stream(messages)).await.unwrap();
+    assert_eq!(reply.into_inner().message, "abc");
+    let abc = strings(&["a", "b", "c"]);
+    assert_eq!(
+        service.seen(),
+        [
+            (None, abc.clone()),
+            (Some("1".into()), abc.clone()),
+            (Some("2".into()), abc)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bidi_call_replays_what_it_sent_and_goes_on_live() {
+    let (client, service, _stop) = flaky_echo(1, |b| b).await;
+    let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
+    *service.failed.lock().unwrap() = Some(failed_tx);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    bounded(10, async {
+        let mut replies = client
+            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        tx.send(said("a", 0)).await.unwrap();
+        tx.send(said("b", 0)).await.unwrap();
+        // The first attempt read both and failed; "c" goes out after, on the retry.
+        failed.recv().await.unwrap();
+        tx.send(said("c", 0)).await.unwrap();
+        drop(tx);
+        let mut echoed = Vec::new();
+        while let Some(reply) = replies.message().await.unwrap() {
+            echoed.push(reply.message);
+        }
+        assert_eq!(echoed, ["a", "b", "c"]);
+    })
+    .await;
+    assert_eq!(
+        service.seen(),
+        [
+            (None, strings(&["a", "b"])),
+            (Some("1".into()), strings(&["a", "b", "c"]))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_call_past_the_buffer_limit_commits_and_is_not_retried() {
+    // Every attempt fails; the call's buffer holds 1000 bytes.
+    let (client, service, _stop) = flaky_echo(usize::MAX, |b| b.per_call_retry_buffer(1000)).await;
+    bounded(10, async {
+        // Small messages fit: four attempts.
+        let small = tokio_stream::iter([said("a", 100), said("b", 100)]);
+        let status = client.client_stream(small).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(service.seen().len(), 4);
+        // The third 600-byte message outgrows it: the call commits to its attempt, which
+        // still gets every message, and is not retried.
+        let large = tokio_stream::iter([said("a", 600), said("b", 600), said("c", 600)]);
+        let status = client.client_stream(large).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(service.seen(), [(None, strings(&["a", "b", "c"]))]);
+        // A unary request larger than the buffer goes out once.
+        let status = client.unary(said("u", 2000)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(service.seen().len(), 1);
+        let status = client.unary(said("u", 10)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(service.seen().len(), 4);
+    })
+    .await;
+
+    // The channel's buffer, shared by its calls, limits them the same way.
+    let (client, service, _stop) = flaky_echo(usize::MAX, |b| b.retry_buffer_size(1000)).await;
+    let status = bounded(10, client.unary(said("u", 2000)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(service.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn response_headers_commit_the_call() {
+    let (client, service, _stop) = flaky_echo(usize::MAX, |b| b).await;
+    bounded(10, async {
+        // The server sends its headers and a message, then fails with a retryable code:
+        // too late to retry.
+        let mut replies = client
+            .server_stream(said("x", 0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(replies.message().await.unwrap().unwrap().message, "first");
+        let status = replies.message().await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+    })
+    .await;
+    assert_eq!(service.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn retries_can_be_turned_off_on_the_channel() {
+    let (client, service, _stop) = flaky_echo(usize::MAX, |b| b.retries(false)).await;
+    let status = bounded(10, client.unary(said("u", 0))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(service.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn the_channel_caps_the_policys_attempts() {
+    let (client, service, _stop) = flaky_echo(usize::MAX, |b| b.max_call_attempts(2)).await;
+    let status = bounded(10, client.unary(said("u", 0))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(service.seen().len(), 2, "the policy allows 4");
 }

@@ -2,9 +2,8 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -12,10 +11,13 @@ use http::HeaderValue;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::attempts::{
+    Answer, AttemptParams, Attempts, Committed, OpenAttempt, OpenFuture, Policy,
+};
 use super::balancer::CallDone;
 use super::channel::{Channel, MAX_TRANSPARENT_RETRIES};
-use super::method_config::{MethodConfig, RetryPolicy};
-use super::retry::{Pushback, RetryBackoff, Throttle};
+use super::method_config::MethodConfig;
+use super::retry::{Reservation, Throttle};
 use crate::codec::{
     self, CallCompression, CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_MESSAGE_SIZE, MessageCompressed, SendCompression,
@@ -77,7 +79,7 @@ impl Grpc {
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.deadline, opening.encoding);
+        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>();
         let data = codec::encode(
             &message,
@@ -117,7 +119,7 @@ impl Grpc {
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.deadline, opening.encoding);
+        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>();
         let data = codec::encode(
             &message,
@@ -153,14 +155,37 @@ impl Grpc {
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.deadline, opening.encoding);
+        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
+        let control = head.extensions.get::<SendCompression>().cloned();
         let mut done = CallDone::default();
+        let mut committed = true;
         let result = {
             let call = async {
-                let (response, send) = self.start(&opening, 0, &mut done).await?;
-                let control = head.extensions.get::<SendCompression>().cloned();
-                let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
-                let response = await_headers(response, &guard).await?;
+                let (response, guard) = if opening.policy().is_some() {
+                    let (guard, committed_to) =
+                        self.spawn_attempts(&opening, message, control, encoding);
+                    let answer = match committed_to.await {
+                        Ok(Ok((answer, attempt_done))) => {
+                            done = attempt_done;
+                            answer
+                        }
+                        Ok(Err(status)) => {
+                            committed = false;
+                            return Err(status);
+                        }
+                        Err(_) => return Err(Status::cancelled("the call was cancelled")),
+                    };
+                    let response = match answer {
+                        Answer::Headers(response) => response,
+                        Answer::Pending(response) => await_headers(response, &guard).await?,
+                    };
+                    (response, guard)
+                } else {
+                    let (response, send) = self.start_once(&opening, &mut done).await?;
+                    let guard =
+                        self.spawn_sender(send, message, control, encoding, opening.max_send);
+                    (await_headers(response, &guard).await?, guard)
+                };
                 let (headers, mut stream) =
                     self.read_response::<Resp>(response, opening.max_recv, None, guard)?;
                 single_response(headers, &mut stream).await
@@ -170,7 +195,7 @@ impl Grpc {
         finish(&mut done, &result);
         account(
             &opening,
-            true,
+            committed,
             result.as_ref().map_or_else(Status::code, |_| Code::Ok),
         );
         result
@@ -195,12 +220,15 @@ impl Grpc {
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.deadline, opening.encoding);
+        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
+        let control = head.extensions.get::<SendCompression>().cloned();
+        if opening.policy().is_some() {
+            return Ok(self.streaming_with_policy(&opening, message, control, encoding));
+        }
         let mut done = CallDone::default();
         let result = {
             let call = async {
-                let (response, send) = self.start(&opening, 0, &mut done).await?;
-                let control = head.extensions.get::<SendCompression>().cloned();
+                let (response, send) = self.start_once(&opening, &mut done).await?;
                 let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
                 let headers: PendingHeaders = Box::pin(async move {
@@ -222,6 +250,59 @@ impl Grpc {
             with_deadline(deadline, pin!(call)).await
         };
         streaming_result(done, result, &opening, true)
+    }
+
+    /// A bidirectional-streaming call under a retry or hedging policy: its attempts run in
+    /// their own task until one commits; the response stream reads the committed attempt.
+    fn streaming_with_policy<S, Req, Resp>(
+        &self,
+        opening: &Opening<'_>,
+        messages: S,
+        control: Option<SendCompression>,
+        encoding: Option<CompressionEncoding>,
+    ) -> Response<Streaming<Resp>>
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        Req: prost::Message + 'static,
+        Resp: prost::Message + Default,
+    {
+        let (guard, committed_to) = self.spawn_attempts(opening, messages, control, encoding);
+        let failure = guard.as_ref().map(|g| g.failure.clone());
+        // The committed attempt's balancer callback, once there is one: the call's end is
+        // reported (and counted by the throttle) only for a committed call; the failures
+        // of attempts before the commit were reported and counted as they happened.
+        let slot: Arc<Mutex<Option<CallDone>>> = Arc::default();
+        let filled = slot.clone();
+        let headers: PendingHeaders = Box::pin(async move {
+            let answer = match committed_to.await {
+                Ok(Ok((answer, done))) => {
+                    *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
+                    answer
+                }
+                Ok(Err(status)) => return Err(status),
+                Err(_) => return Err(Status::cancelled("the call was cancelled")),
+            };
+            let response = match answer {
+                Answer::Headers(response) => response,
+                Answer::Pending(response) => response.await.map_err(|e| {
+                    failure
+                        .as_ref()
+                        .and_then(|f| f.get().cloned())
+                        .unwrap_or_else(|| e.to_status())
+                })?,
+            };
+            open_response(response)
+        });
+        let (throttle, method) = (opening.throttle.clone(), opening.method.clone());
+        let stream = Streaming::pending(headers, opening.max_recv, opening.head.deadline, guard)
+            .with_done(OnEnd::new(move |status, trailers| {
+                let done = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(mut done) = done {
+                    throttle_outcome(throttle.as_deref(), method.as_deref(), status.code());
+                    done.finish(status, trailers);
+                }
+            }));
+        Response::from_parts(MetadataMap::new(), stream, MetadataMap::new())
     }
 
     /// What opening the call's stream takes: its path, metadata, deadline (the request's
@@ -250,11 +331,13 @@ impl Grpc {
             .unwrap_or(self.channel.config().wait_for_ready);
         let limit = |own: usize, configured: Option<usize>| configured.map_or(own, |c| c.min(own));
         Opening {
-            path,
-            metadata,
-            deadline: timeout.map(timeout::deadline_after),
-            wait_for_ready,
-            encoding: self.encoding(extensions),
+            head: AttemptHead {
+                path,
+                metadata,
+                deadline: timeout.map(timeout::deadline_after),
+                wait_for_ready,
+                encoding: self.encoding(extensions),
+            },
             max_send: limit(
                 self.max_send_message_size,
                 method.and_then(|m| m.max_request_message_bytes),
@@ -264,6 +347,7 @@ impl Grpc {
                 method.and_then(|m| m.max_response_message_bytes),
             ),
             throttle,
+            retries: self.channel.config().retry.enabled,
             method: method_config,
         }
     }
@@ -281,75 +365,221 @@ impl Grpc {
         }
     }
 
-    /// Sends a request whose one message is `data`, and waits for the response headers.
-    /// A stream the server did not process (refused, or cut off by GOAWAY) is sent again on
-    /// a new pick: gRPC's transparent retry. With a `retryPolicy` (gRFC A6), an attempt that
-    /// fails with a retryable status before the response headers (a Trailers-Only answer, or
-    /// a failed stream) is tried again after the policy's backoff or the server's pushback,
-    /// while attempts remain and the channel's throttle allows; the response headers commit
-    /// the call. The caller's deadline covers every attempt.
+    /// Sends a request whose one message is `data`, and waits for the response headers (or
+    /// the Trailers-Only answer). Under a retry or hedging policy the attempts run in
+    /// [`Attempts`] until one commits; a message too large for the retry buffer goes out
+    /// once, without a policy.
     async fn send_single(
         &self,
         opening: &Opening<'_>,
         data: Bytes,
         done: &mut CallDone,
     ) -> Result<(http::Response<RecvBody>, SendBody), Status> {
-        let policy = opening
-            .method
-            .as_ref()
-            .and_then(|m| m.retry_policy.as_ref());
-        let mut backoff = policy.map(RetryBackoff::new);
+        let Some(policy) = opening.policy() else {
+            return self.send_once(opening, data, done).await;
+        };
+        let limits = &self.channel.config().retry;
+        let attempts = Attempts::new(
+            policy,
+            limits.max_call_attempts,
+            opening.throttle.as_deref(),
+            Reservation::new(limits.pool.clone(), limits.per_call_buffer),
+            self.opener(opening),
+        );
+        let attempts = match attempts.with_message(data) {
+            Ok(attempts) => attempts,
+            Err(data) => {
+                tracing::debug!("request too large to buffer for retries; sent once");
+                return self.send_once(opening, data, done).await;
+            }
+        };
+        // The one message is in the buffer already: no more to read.
+        let mut no_more = |_: &mut std::task::Context<'_>| Poll::Ready(None);
+        let Committed {
+            answer,
+            send,
+            done: committed,
+            ..
+        } = attempts
+            .run(&mut no_more, pin!(std::future::pending::<()>()))
+            .await?;
+        *done = committed;
+        let response = match answer {
+            Answer::Headers(response) => response,
+            Answer::Pending(response) => response.await.map_err(|e| e.to_status())?,
+        };
+        Ok((response, send))
+    }
+
+    /// Sends a request whose one message is `data` once (with gRPC's transparent retry of a
+    /// stream the server did not process: refused, or cut off by GOAWAY), and waits for the
+    /// response headers.
+    async fn send_once(
+        &self,
+        opening: &Opening<'_>,
+        data: Bytes,
+        done: &mut CallDone,
+    ) -> Result<(http::Response<RecvBody>, SendBody), Status> {
         let mut transparent = 0;
-        let mut previous_attempts = 0;
         loop {
-            let (response, mut send) = self.start(opening, previous_attempts, done).await?;
+            let params = AttemptParams {
+                previous: 0,
+                transparent,
+                attempted: None,
+            };
+            let (response, mut send, picked_done) = self.start(&opening.head, &params).await?;
+            *done = picked_done;
             // An error here means the server already answered; the response says why.
             let _ = send.send_data(data.clone(), true);
-            let failed = match response.await {
-                Ok(response) => match (policy, unanswered(&response)) {
-                    (Some(policy), Some(status))
-                        if policy.retryable_status_codes.contains(&status.code()) =>
-                    {
-                        status
-                    }
-                    _ => return Ok((response, send)),
-                },
-                Err(e) if e.is_unprocessed() && transparent < MAX_TRANSPARENT_RETRIES => {
+            match response.await {
+                Ok(response) => return Ok((response, send)),
+                Err(e)
+                    if e.is_unprocessed() && (transparent as usize) < MAX_TRANSPARENT_RETRIES =>
+                {
                     tracing::debug!(error = %e, "stream not processed by the server; retrying");
                     transparent += 1;
                     done.finish_with(&e.to_status());
-                    continue;
                 }
-                Err(e) => e.to_status(),
-            };
-            previous_attempts += 1;
-            let (Some(policy), Some(backoff)) = (policy, backoff.as_mut()) else {
-                return Err(failed);
-            };
-            let delay = retry_delay(policy, backoff, opening, previous_attempts, &failed)
-                .ok_or(failed.clone())?;
-            tracing::debug!(status = %failed, ?delay, attempt = previous_attempts, "retrying");
-            done.finish_with(&failed);
-            tokio::time::sleep(delay).await;
+                Err(e) => return Err(e.to_status()),
+            }
         }
     }
 
-    /// Sends the request headers and opens the stream (`previous_attempts` of it were
-    /// made, gRFC A6); `done` takes the balancer's callback for the call's end.
-    async fn start(
+    /// Opens a streaming call's one attempt (no policy).
+    async fn start_once(
         &self,
         opening: &Opening<'_>,
-        previous_attempts: u32,
         done: &mut CallDone,
     ) -> Result<(ResponseFuture, SendBody), Status> {
-        let Opening {
+        let params = AttemptParams {
+            previous: 0,
+            transparent: 0,
+            attempted: None,
+        };
+        let (response, send, picked_done) = self.start(&opening.head, &params).await?;
+        *done = picked_done;
+        Ok((response, send))
+    }
+
+    /// How [`Attempts`] opens each attempt: from its own copy of the call's head, so that
+    /// the attempts may outlive the caller's borrow (a streaming call's run in a task).
+    fn opener(
+        &self,
+        opening: &Opening<'_>,
+    ) -> impl Fn(AttemptParams) -> OpenFuture + Send + 'static {
+        let head = Arc::new(OwnedHead::from(&opening.head));
+        let grpc = self.clone();
+        move |params: AttemptParams| -> OpenFuture {
+            let (grpc, head) = (grpc.clone(), head.clone());
+            Box::pin(async move {
+                let (response, send, done) = grpc.start(&head.borrowed(), &params).await?;
+                Ok(OpenAttempt {
+                    response,
+                    send,
+                    done,
+                })
+            })
+        }
+    }
+
+    /// Runs a streaming call's attempts under its policy in a task of their own, which reads
+    /// the request stream, sends each message on every attempt in flight, and once an
+    /// attempt is committed sends the remaining messages on it alone (under flow control).
+    /// Returns the link that stops the task (and cancels the attempts) when dropped, and the
+    /// committed attempt's answer and balancer callback (or why the call failed first).
+    #[allow(clippy::type_complexity)]
+    fn spawn_attempts<S, Req>(
+        &self,
+        opening: &Opening<'_>,
+        messages: S,
+        control: Option<SendCompression>,
+        encoding: Option<CompressionEncoding>,
+    ) -> (
+        DropGuard,
+        oneshot::Receiver<Result<(Answer, CallDone), Status>>,
+    )
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        Req: prost::Message + 'static,
+    {
+        let (stop, mut cancelled) = oneshot::channel::<()>();
+        let (committed_tx, committed_rx) = oneshot::channel();
+        let failure = Arc::new(OnceLock::new());
+        let failed = failure.clone();
+        let open = self.opener(opening);
+        let (method, throttle) = (opening.method.clone(), opening.throttle.clone());
+        let limits = &self.channel.config().retry;
+        let (max_attempts, per_call, pool) = (
+            limits.max_call_attempts,
+            limits.per_call_buffer,
+            limits.pool.clone(),
+        );
+        let max = opening.max_send;
+        tokio::spawn(async move {
+            let Some(policy) = method.as_deref().and_then(Policy::of) else {
+                return;
+            };
+            let attempts = Attempts::new(
+                policy,
+                max_attempts,
+                throttle.as_deref(),
+                Reservation::new(pool, per_call),
+                open,
+            );
+            let mut messages = pin!(tokio_stream_ok(messages));
+            let mut stop = pin!(&mut cancelled);
+            let compression = SendCompression::apply(control.as_ref(), encoding);
+            let outcome = {
+                let mut next = |cx: &mut std::task::Context<'_>| {
+                    messages
+                        .as_mut()
+                        .poll_next(cx)
+                        .map(|m| m.map(|m| m.and_then(|m| codec::encode(&m, compression, max))))
+                };
+                attempts.run(&mut next, stop.as_mut()).await
+            };
+            let Committed {
+                answer,
+                mut send,
+                done,
+                input_ended,
+            } = match outcome {
+                Ok(committed) => committed,
+                Err(status) => {
+                    let _ = failed.set(status.clone());
+                    let _ = committed_tx.send(Err(status));
+                    return;
+                }
+            };
+            let _ = committed_tx.send(Ok((answer, done)));
+            if input_ended {
+                return;
+            }
+            pump_rest(&mut send, messages, control, encoding, max, stop, &failed).await;
+        });
+        (
+            Some(OutboundLink {
+                _stop: stop,
+                failure,
+            }),
+            committed_rx,
+        )
+    }
+
+    /// Sends the request headers and opens the stream of one attempt; returns the balancer's
+    /// callback for the attempt's end.
+    async fn start(
+        &self,
+        head: &AttemptHead<'_>,
+        params: &AttemptParams,
+    ) -> Result<(ResponseFuture, SendBody, CallDone), Status> {
+        let AttemptHead {
             path,
             metadata,
             deadline,
             wait_for_ready,
             encoding,
-            ..
-        } = *opening;
+        } = *head;
         let make = || {
             let mut req = http::Request::new(());
             *req.method_mut() = http::Method::POST;
@@ -369,10 +599,16 @@ impl Grpc {
             if let Some(enc) = encoding {
                 headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));
             }
-            if previous_attempts > 0 {
+            if params.previous > 0 {
                 headers.insert(
                     GRPC_PREVIOUS_RPC_ATTEMPTS,
-                    HeaderValue::from(previous_attempts),
+                    HeaderValue::from(params.previous),
+                );
+            }
+            if params.transparent > 0 {
+                headers.insert(
+                    GRPC_TRANSPARENT_RETRY_ATTEMPTS,
+                    HeaderValue::from(params.transparent),
                 );
             }
             if let Some(d) = deadline {
@@ -383,12 +619,15 @@ impl Grpc {
             }
             req
         };
-        let (response, send, picked_done) = self
-            .channel
-            .open_stream(path, metadata, make, false, wait_for_ready)
-            .await?;
-        *done = picked_done;
-        Ok((response, send))
+        self.channel
+            .open_stream(
+                path,
+                metadata,
+                make,
+                wait_for_ready,
+                params.attempted.as_deref(),
+            )
+            .await
     }
 
     /// Checks the response headers (see [`open_response`]) and makes the response stream.
@@ -436,28 +675,7 @@ impl Grpc {
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));
             let stop = pin!(&mut cancelled);
-            match send_messages(
-                &mut send,
-                messages,
-                encoding,
-                control.as_ref(),
-                max,
-                Panics::Propagate,
-                stop,
-            )
-            .await
-            {
-                Pumped::Ended => {
-                    let _ = send.send_data(Bytes::new(), true);
-                }
-                Pumped::Failed(status) => {
-                    tracing::debug!(%status, "request message not sent; ending the call");
-                    let _ = failed.set(status);
-                    send.cancel();
-                }
-                Pumped::Stopped => send.cancel(),
-                Pumped::Reset => {}
-            }
+            pump_rest(&mut send, messages, control, encoding, max, stop, &failed).await;
         });
         Some(OutboundLink {
             _stop: stop,
@@ -466,61 +684,117 @@ impl Grpc {
     }
 }
 
-/// What opening a call's stream takes.
-struct Opening<'a> {
+/// What opening one attempt of a call takes.
+#[derive(Clone, Copy)]
+struct AttemptHead<'a> {
     path: &'static str,
     metadata: &'a MetadataMap,
     deadline: Option<Instant>,
     wait_for_ready: bool,
     encoding: Option<CompressionEncoding>,
+}
+
+/// An [`AttemptHead`] of its own, for attempts that outlive the caller's borrow.
+struct OwnedHead {
+    path: &'static str,
+    metadata: MetadataMap,
+    deadline: Option<Instant>,
+    wait_for_ready: bool,
+    encoding: Option<CompressionEncoding>,
+}
+
+impl OwnedHead {
+    fn from(head: &AttemptHead<'_>) -> OwnedHead {
+        OwnedHead {
+            path: head.path,
+            metadata: head.metadata.clone(),
+            deadline: head.deadline,
+            wait_for_ready: head.wait_for_ready,
+            encoding: head.encoding,
+        }
+    }
+
+    fn borrowed(&self) -> AttemptHead<'_> {
+        AttemptHead {
+            path: self.path,
+            metadata: &self.metadata,
+            deadline: self.deadline,
+            wait_for_ready: self.wait_for_ready,
+            encoding: self.encoding,
+        }
+    }
+}
+
+/// What a call takes: how to open its attempts, its limits and its service config.
+struct Opening<'a> {
+    head: AttemptHead<'a>,
     /// The largest request and response messages.
     max_send: usize,
     max_recv: usize,
     /// The channel's retry throttle, when the service config sets one.
     throttle: Option<Arc<Throttle>>,
+    /// Whether the channel follows retry and hedging policies.
+    retries: bool,
     /// The service config's settings for the method.
     method: Option<Arc<MethodConfig>>,
+}
+
+impl Opening<'_> {
+    /// The retry or hedging policy the call runs under, if any.
+    fn policy(&self) -> Option<Policy<'_>> {
+        self.method
+            .as_deref()
+            .filter(|_| self.retries)
+            .and_then(Policy::of)
+    }
 }
 
 /// Tells the server how many attempts preceded this one (gRFC A6).
 const GRPC_PREVIOUS_RPC_ATTEMPTS: http::HeaderName =
     http::HeaderName::from_static("grpc-previous-rpc-attempts");
 
-/// The non-OK status of a response that ends the call without a message (Trailers-Only, or
-/// an HTTP error), which does not commit the call.
-fn unanswered(response: &http::Response<RecvBody>) -> Option<Status> {
-    if response.status() != http::StatusCode::OK {
-        return Some(
-            Status::from_trailers(response.headers())
-                .filter(|s| s.code() != Code::Ok)
-                .unwrap_or_else(|| Status::from_http_status(response.status())),
-        );
-    }
-    Status::from_trailers(response.headers()).filter(|s| s.code() != Code::Ok)
-}
+/// Tells the server how many times the call was sent again because an earlier stream was
+/// not processed (refused, or cut off by GOAWAY): gRFC A6's transparent retries.
+const GRPC_TRANSPARENT_RETRY_ATTEMPTS: http::HeaderName =
+    http::HeaderName::from_static("grpc-transparent-retry-attempts");
 
-/// The delay before another attempt after `failed` (a retryable status), or `None` when
-/// the call must end with it: attempts used up, the server's pushback says no, or the
-/// channel's throttle holds half its tokens or fewer. Counts the failure in the throttle.
-fn retry_delay(
-    policy: &RetryPolicy,
-    backoff: &mut RetryBackoff,
-    opening: &Opening<'_>,
-    previous_attempts: u32,
-    failed: &Status,
-) -> Option<Duration> {
-    if let Some(throttle) = &opening.throttle {
-        throttle.failure();
+/// Sends the rest of a request stream on the one stream left (the no-policy sender, or a
+/// committed attempt), under flow control, and ends it.
+async fn pump_rest<S, M, F>(
+    send: &mut SendBody,
+    messages: Pin<&mut S>,
+    control: Option<SendCompression>,
+    encoding: Option<CompressionEncoding>,
+    max: usize,
+    stop: Pin<&mut F>,
+    failed: &OnceLock<Status>,
+) where
+    S: Stream<Item = Result<M, Status>> + ?Sized,
+    M: prost::Message,
+    F: Future,
+{
+    match send_messages(
+        send,
+        messages,
+        encoding,
+        control.as_ref(),
+        max,
+        Panics::Propagate,
+        stop,
+    )
+    .await
+    {
+        Pumped::Ended => {
+            let _ = send.send_data(Bytes::new(), true);
+        }
+        Pumped::Failed(status) => {
+            tracing::debug!(%status, "request message not sent; ending the call");
+            let _ = failed.set(status);
+            send.cancel();
+        }
+        Pumped::Stopped => send.cancel(),
+        Pumped::Reset => {}
     }
-    let pushback = Pushback::read(failed.metadata());
-    if pushback == Pushback::Stop || previous_attempts >= policy.max_attempts {
-        return None;
-    }
-    if opening.throttle.as_ref().is_some_and(|t| !t.allows()) {
-        tracing::debug!("retry throttled");
-        return None;
-    }
-    Some(backoff.next(policy, pushback))
 }
 
 /// Checks a call's response headers: HTTP status, Trailers-Only, content-type and message
@@ -571,11 +845,7 @@ fn open_response(response: http::Response<RecvBody>) -> Result<Opened, Status> {
 /// `tokenRatio`, a failure with a code the method retries (or hedges past) takes one. A
 /// failure that ended a retried call before it was committed was counted by the retry loop.
 fn account(opening: &Opening<'_>, committed: bool, code: Code) {
-    let retries = opening
-        .method
-        .as_deref()
-        .is_some_and(|m| m.retry_policy.is_some());
-    if committed || !retries || code == Code::Ok {
+    if committed || opening.policy().is_none() || code == Code::Ok {
         throttle_outcome(opening.throttle.as_deref(), opening.method.as_deref(), code);
     }
 }

@@ -14,8 +14,8 @@ use super::config::{ChannelConfig, ClientKeepalive};
 use super::connectivity::ConnectivityState;
 use super::control::{self, Activity, ControlEvent, ControlSetup, PickerState};
 use super::method_config::MethodConfig;
-use super::resolver::{self, ResolverBuilder, Target};
-use super::retry::Throttle;
+use super::resolver::{self, Address, ResolverBuilder, Target};
+use super::retry::{RetryLimits, Throttle};
 use super::service_config::ServiceConfig;
 use super::subchannel::Subchannel;
 use crate::defaults;
@@ -109,6 +109,7 @@ impl Channel {
                 default_service_config: None,
                 connector: None,
                 keepalive: None,
+                retry: RetryLimits::new(defaults::CHANNEL_RETRY_BUFFER),
             },
             tls: None,
             default_service_config: None,
@@ -252,10 +253,11 @@ impl Channel {
         path: &str,
         metadata: &MetadataMap,
         wait_for_ready: bool,
+        attempted: &[Address],
     ) -> Result<Picked, Status> {
         self.start();
         self.inner.activity.touch();
-        let info = PickInfo::with_metadata(path, metadata);
+        let info = PickInfo::with_metadata(path, metadata).after_attempts(attempted);
         // The common case reads the current picker in place: no receiver to clone, no
         // reference count to touch on the shared state.
         let first = self.inner.picker.borrow().picker.pick(&info);
@@ -289,16 +291,18 @@ impl Channel {
         }
     }
 
-    /// Opens a stream for `request` on a picked subchannel. A connection that refuses the new
-    /// stream (it received GOAWAY, or closed) leaves READY and the request goes to the next
-    /// pick: the server never saw it.
+    /// Opens a stream for `request` on a picked subchannel: for an attempt of a call under a
+    /// retry or hedging policy, one not among `attempted` if the balancer can, which is then
+    /// added to them. A connection that refuses the new stream (it
+    /// received GOAWAY, or closed) leaves READY and the request goes to the next pick: the
+    /// server never saw it.
     pub(crate) async fn open_stream(
         &self,
         path: &str,
         metadata: &MetadataMap,
         mut make_request: impl FnMut() -> http::Request<()>,
-        end_of_stream: bool,
         wait_for_ready: bool,
+        attempted: Option<&Mutex<Vec<Address>>>,
     ) -> Result<(ResponseFuture, SendBody, CallDone), Status> {
         let mut last_error = None;
         for _ in 0..MAX_TRANSPARENT_RETRIES {
@@ -307,8 +311,23 @@ impl Channel {
                 sender,
                 generation,
                 mut done,
-            } = self.pick(path, metadata, wait_for_ready).await?;
-            match sender.open(make_request(), end_of_stream).await {
+            } = match attempted {
+                None => self.pick(path, metadata, wait_for_ready, &[]).await?,
+                Some(attempted) => {
+                    let before = attempted
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    let picked = self.pick(path, metadata, wait_for_ready, &before).await?;
+                    let address = picked.subchannel.address();
+                    let mut attempted = attempted.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !attempted.contains(address) {
+                        attempted.push(address.clone());
+                    }
+                    picked
+                }
+            };
+            match sender.open(make_request(), false).await {
                 Ok((response, send)) => return Ok((response, send, done)),
                 Err(e) => {
                     tracing::debug!(error = %e, "connection refused a new stream; picking again");
@@ -460,6 +479,39 @@ impl ChannelBuilder {
     /// Default: none.
     pub fn default_service_config(mut self, json: &str) -> ChannelBuilder {
         self.default_service_config = Some(json.to_owned());
+        self
+    }
+
+    /// Whether calls follow the service config's `retryPolicy` and `hedgingPolicy` (gRFC A6;
+    /// off for code that retries by itself, as grpc-go's `WithDisableRetry`). Transparent
+    /// retries of streams the server never processed happen either way. Default: true.
+    pub fn retries(mut self, enabled: bool) -> ChannelBuilder {
+        self.config.retry.enabled = enabled;
+        self
+    }
+
+    /// The most attempts one call makes under a retry or hedging policy, whatever the
+    /// policy's `maxAttempts` says (A6's client-side limit, so that a service config from a
+    /// resolver cannot multiply the load unboundedly); at least 1 (no retries).
+    /// Default: 5.
+    pub fn max_call_attempts(mut self, attempts: u32) -> ChannelBuilder {
+        self.config.retry.max_call_attempts = attempts.max(1);
+        self
+    }
+
+    /// The request bytes one call keeps for replay by retries and hedges; a call whose
+    /// request messages outgrow it commits to its current attempt and is no longer retried.
+    /// Default: 256 KiB (A6's `per_rpc_buffer_limit_in_bytes`, grpc-go's value).
+    pub fn per_call_retry_buffer(mut self, bytes: usize) -> ChannelBuilder {
+        self.config.retry.per_call_buffer = bytes;
+        self
+    }
+
+    /// The request bytes all of the channel's calls keep for replay together; a call that
+    /// would pass it commits (a new call whose request does not fit is not retried).
+    /// Default: 16 MiB (A6's `retry_buffer_size_in_bytes`, gRPC C++'s value).
+    pub fn retry_buffer_size(mut self, bytes: usize) -> ChannelBuilder {
+        self.config.retry.pool = Arc::new(super::retry::BufferPool::new(bytes));
         self
     }
 

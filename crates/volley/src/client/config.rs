@@ -31,6 +31,8 @@ pub(crate) struct ChannelConfig {
     pub(crate) connector: Option<std::sync::Arc<dyn super::connector::Connector>>,
     /// Keepalive pings, when enabled.
     pub(crate) keepalive: Option<ClientKeepalive>,
+    /// Limits on configured retries and hedging.
+    pub(crate) retry: super::retry::RetryLimits,
 }
 
 /// A channel's keepalive (gRFC A8), shared by its subchannels.
@@ -77,6 +79,7 @@ impl std::fmt::Debug for ChannelConfig {
             .field("tls", &self.tls.is_some())
             .field("connector", &self.connector.is_some())
             .field("keepalive", &self.keepalive)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }

@@ -34,7 +34,8 @@ pub struct MethodConfig {
 /// is committed is tried again after an exponential, jittered backoff.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included: 2 to 5 (larger values are lowered to 5).
+    /// Attempts in all, the first included: at least 2. A call makes at most the channel's
+    /// `max_call_attempts` (default 5), whatever the policy says.
     pub max_attempts: u32,
     /// The first backoff's upper bound (each backoff is random in [0, bound]).
     pub initial_backoff: Duration,
@@ -50,7 +51,8 @@ pub struct RetryPolicy {
 /// `hedging_delay`; the first response wins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HedgingPolicy {
-    /// Attempts in all: 2 to 5 (larger values are lowered to 5).
+    /// Attempts in all: at least 2. A call makes at most the channel's
+    /// `max_call_attempts` (default 5), whatever the policy says.
     pub max_attempts: u32,
     /// The delay between attempts (0: all at once).
     pub hedging_delay: Duration,
@@ -67,9 +69,6 @@ pub struct RetryThrottling {
     /// What a success puts back (failures take 1), over 0, to three decimals.
     pub token_ratio: f64,
 }
-
-/// The most attempts a retry or hedging policy may make (A6: larger values are lowered).
-pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
 /// The method configs of a service config, found by a call's path.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -189,7 +188,7 @@ fn attempts(value: Option<&Value>, at: &str) -> Result<u32, Error> {
     if n < 2 {
         return Err(invalid(at, "must be at least 2"));
     }
-    Ok(n.min(u64::from(MAX_ATTEMPTS)) as u32)
+    Ok(n.min(u64::from(u32::MAX)) as u32)
 }
 
 /// A list of status codes, by name (`"UNAVAILABLE"`) or number.
@@ -389,7 +388,7 @@ mod tests {
         )
         .unwrap();
         let p = c.find("/a.S/M").unwrap().retry_policy.clone().unwrap();
-        assert_eq!(p.max_attempts, 5);
+        assert_eq!(p.max_attempts, 9, "capped per call, by the channel");
         assert_eq!(p.initial_backoff, Duration::from_millis(100));
         assert_eq!(p.max_backoff, Duration::from_millis(1500));
         assert_eq!(p.retryable_status_codes, [Code::Unavailable, Code::Aborted]);

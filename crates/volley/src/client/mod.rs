@@ -1,6 +1,7 @@
 //! The client: a [`Channel`] to a target (resolver, balancer, subchannels) and [`Grpc`], the
 //! four RPC kinds over it.
 
+mod attempts;
 mod backoff;
 pub mod balancer;
 mod call;

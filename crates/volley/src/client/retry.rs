@@ -1,6 +1,7 @@
 //! Configured retries (gRFC A6): the per-channel throttle and the backoff between attempts.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::method_config::{RetryPolicy, RetryThrottling};
@@ -115,6 +116,96 @@ impl RetryBackoff {
     }
 }
 
+/// A channel's limits on configured retries and hedging, from its builder.
+#[derive(Debug)]
+pub(crate) struct RetryLimits {
+    /// Retries and hedging from the service config apply (transparent retries always do).
+    pub(crate) enabled: bool,
+    /// The most attempts a call makes, whatever its policy says (A6's client-side maximum).
+    pub(crate) max_call_attempts: u32,
+    /// The most request bytes one call buffers for replay before it commits.
+    pub(crate) per_call_buffer: usize,
+    /// The request bytes all of the channel's uncommitted calls buffer together.
+    pub(crate) pool: Arc<BufferPool>,
+}
+
+impl RetryLimits {
+    pub(crate) fn new(channel_buffer: usize) -> RetryLimits {
+        RetryLimits {
+            enabled: true,
+            max_call_attempts: crate::defaults::MAX_CALL_ATTEMPTS,
+            per_call_buffer: crate::defaults::PER_CALL_RETRY_BUFFER,
+            pool: Arc::new(BufferPool::new(channel_buffer)),
+        }
+    }
+}
+
+/// The bytes a channel's uncommitted calls hold for replay, against a limit.
+#[derive(Debug)]
+pub(crate) struct BufferPool {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl BufferPool {
+    pub(crate) fn new(limit: usize) -> BufferPool {
+        BufferPool {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// The bytes held now (for tests).
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// One call's share of its channel's [`BufferPool`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    pool: Arc<BufferPool>,
+    per_call: usize,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub(crate) fn new(pool: Arc<BufferPool>, per_call: usize) -> Reservation {
+        Reservation {
+            pool,
+            per_call,
+            bytes: 0,
+        }
+    }
+
+    /// Takes `more` bytes, unless the call's or the channel's limit would be passed (then
+    /// nothing is taken and the call must commit).
+    pub(crate) fn grow(&mut self, more: usize) -> bool {
+        let Some(total) = self.bytes.checked_add(more).filter(|t| *t <= self.per_call) else {
+            return false;
+        };
+        let limit = self.pool.limit;
+        let taken = self
+            .pool
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(more).filter(|u| *u <= limit)
+            });
+        if taken.is_err() {
+            return false;
+        }
+        self.bytes = total;
+        true
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.pool.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +285,23 @@ mod tests {
         for stop in ["-1", "007", "soon", "99999999999", "+5", ""] {
             assert_eq!(read(stop), Pushback::Stop, "{stop:?}");
         }
+    }
+
+    #[test]
+    fn reservations_stop_at_the_call_and_the_channel_limit_and_give_back_on_drop() {
+        let pool = Arc::new(BufferPool::new(100));
+        let mut a = Reservation::new(pool.clone(), 60);
+        assert!(a.grow(50));
+        assert!(!a.grow(11), "past the call's limit");
+        assert!(a.grow(10));
+        let mut b = Reservation::new(pool.clone(), 60);
+        assert!(b.grow(40));
+        assert!(!b.grow(1), "past the channel's limit");
+        assert_eq!(pool.used(), 100);
+        drop(a);
+        assert_eq!(pool.used(), 40);
+        assert!(b.grow(20));
+        drop(b);
+        assert_eq!(pool.used(), 0);
     }
 }

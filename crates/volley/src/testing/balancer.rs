@@ -234,6 +234,15 @@ impl FakeChannel {
         }
     }
 
+    /// What the last published picker answers for a later attempt of a call to `path`
+    /// (a retry or hedge) whose earlier attempts went to `attempted`.
+    pub fn pick_after(&self, path: &str, attempted: &[Address]) -> PickResult {
+        match &self.published {
+            Some((_, picker)) => picker.pick(&PickInfo::new(path).after_attempts(attempted)),
+            None => PickResult::Queue,
+        }
+    }
+
     /// How many times the balancer asked for re-resolution.
     pub fn resolve_now_requests(&self) -> usize {
         self.resolve_now

@@ -147,6 +147,7 @@ impl Picker for FailPicker {
 pub struct PickInfo<'a> {
     path: &'a str,
     metadata: Option<&'a MetadataMap>,
+    attempted: &'a [Address],
 }
 
 impl<'a> PickInfo<'a> {
@@ -155,6 +156,15 @@ impl<'a> PickInfo<'a> {
         PickInfo {
             path,
             metadata: None,
+            attempted: &[],
+        }
+    }
+
+    /// The same call, after attempts that went to `addresses` (for pickers' tests).
+    pub fn after_attempts(self, addresses: &'a [Address]) -> PickInfo<'a> {
+        PickInfo {
+            attempted: addresses,
+            ..self
         }
     }
 
@@ -162,6 +172,7 @@ impl<'a> PickInfo<'a> {
         PickInfo {
             path,
             metadata: Some(metadata),
+            attempted: &[],
         }
     }
 
@@ -173,6 +184,18 @@ impl<'a> PickInfo<'a> {
     /// The call's request metadata (after the channel's interceptors), if any.
     pub fn metadata(&self) -> Option<&MetadataMap> {
         self.metadata
+    }
+
+    /// The backends that earlier attempts of this call went to: hedged attempts, and
+    /// retries (gRFC A6). A picker with other READY backends should prefer them; empty for
+    /// a call's first attempt.
+    pub fn attempted(&self) -> &[Address] {
+        self.attempted
+    }
+
+    /// Whether `subchannel`'s backend was already tried by this call.
+    pub fn was_attempted(&self, subchannel: &Subchannel) -> bool {
+        !self.attempted.is_empty() && self.attempted.contains(subchannel.address())
     }
 }
 

@@ -123,17 +123,25 @@ struct LeastLoaded {
 }
 
 impl Picker for LeastLoaded {
-    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult {
         let draw = || {
             let i = (crate::random::next_u64() % self.ready.len() as u64) as usize;
             &self.ready[i]
         };
         let mut best = draw();
+        if info.was_attempted(&best.0) {
+            // A hedge or retry: another backend, if one is left (a few draws, then in order).
+            best = (0..4)
+                .map(|_| draw())
+                .chain(self.ready.iter())
+                .find(|c| !info.was_attempted(&c.0))
+                .unwrap_or(best);
+        }
         let mut best_load = best.1.load(Ordering::Relaxed);
         for _ in 1..self.choice_count {
             let candidate = draw();
             let load = candidate.1.load(Ordering::Relaxed);
-            if load < best_load {
+            if load < best_load && !info.was_attempted(&candidate.0) {
                 (best, best_load) = (candidate, load);
             }
         }
@@ -152,9 +160,18 @@ struct Rotation {
 }
 
 impl Picker for Rotation {
-    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        PickResult::pick(self.ready[i % self.ready.len()].clone())
+        let n = self.ready.len();
+        let mut picked = &self.ready[i % n];
+        if info.was_attempted(picked) {
+            // A hedge or retry: the next backend in the rotation not yet tried, if any.
+            picked = (1..n)
+                .map(|k| &self.ready[(i + k) % n])
+                .find(|s| !info.was_attempted(s))
+                .unwrap_or(picked);
+        }
+        PickResult::pick(picked.clone())
     }
 }
 
@@ -324,6 +341,37 @@ mod tests {
             }
         }
         Some(counts)
+    }
+
+    #[test]
+    fn later_attempts_of_a_call_go_to_backends_it_has_not_tried() {
+        for builder in [
+            Box::new(RoundRobinBuilder) as Box<dyn BalancerBuilder>,
+            Box::new(LeastRequestBuilder::named("least_request")),
+        ] {
+            let mut ch = FakeChannel::new();
+            let mut lb = builder.build();
+            ch.update(&mut *lb, &addresses(3));
+            let scs = ch.subchannels();
+            for sc in &scs {
+                ch.set_state(&mut *lb, sc, ConnectivityState::Ready, None);
+            }
+            for _ in 0..20 {
+                let mut tried = Vec::new();
+                for _ in 0..3 {
+                    let PickResult::Pick(p) = ch.pick_after("/a.B/C", &tried) else {
+                        panic!("no pick");
+                    };
+                    assert!(!tried.contains(p.subchannel.address()), "{tried:?}");
+                    tried.push(p.subchannel.address().clone());
+                }
+                // All tried: any backend will do.
+                assert!(matches!(
+                    ch.pick_after("/a.B/C", &tried),
+                    PickResult::Pick(_)
+                ));
+            }
+        }
     }
 
     #[test]

@@ -360,12 +360,20 @@ struct WrrPicker {
 }
 
 impl Picker for WrrPicker {
-    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
-        let i = self
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult {
+        let mut scheduler = self
             .scheduler
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next();
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut i = scheduler.next();
+        // A hedge or retry: the scheduler's next backend not yet tried, if any.
+        for _ in 1..self.subchannels.len() {
+            match self.subchannels.get(i) {
+                Some(s) if info.was_attempted(s) => i = scheduler.next(),
+                _ => break,
+            }
+        }
+        drop(scheduler);
         let (Some(subchannel), Some(weight)) = (self.subchannels.get(i), self.weights.get(i))
         else {
             return PickResult::Queue;
