@@ -95,11 +95,11 @@ def body_file(name_len):
 
 
 class Server:
-    def __init__(self, impl):
+    def __init__(self, impl, extra=()):
         self.impl = impl
         self.port = free_port()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", SERVER, "--impl", impl, "--port", str(self.port)],
+            ["taskset", "-c", "0", SERVER, "--impl", impl, "--port", str(self.port), *extra],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -239,6 +239,34 @@ def run_client(server_impl, client_impl, args):
     raise RuntimeError("unreachable")
 
 
+HEDGING_TITLE = "hedging: one backend of three stalls 200 ms on 5 % of its calls"
+HEDGING_CALLS = 1000 if QUICK else 4000
+HEDGING_DELAY_MS = 10
+
+
+def run_hedging():
+    """Volley's unary latency over a round_robin channel to three backends, one of which
+    answers every 20th call after 200 ms: without hedging, then hedged (two attempts,
+    hedgingDelay 10 ms). The three servers share core 0; the client runs on core 1."""
+    servers = [Server("volley-stalling", ["--every", "20", "--stall-ms", "200"]),
+               Server("volley"), Server("volley")]
+    try:
+        ports = ",".join(str(s.port) for s in servers)
+        out = {}
+        for mode, extra in [("plain", []), ("hedged", ["--hedging-delay-ms", str(HEDGING_DELAY_MS)])]:
+            command = [CLIENT, "hedging", "--ports", ports, "--calls", str(HEDGING_CALLS),
+                       "--concurrency", "8", *extra]
+            run = subprocess.run(["taskset", "-c", "1"] + command, capture_output=True, text=True)
+            if run.returncode != 0:
+                raise RuntimeError(f"bench-client hedging failed: {run.stderr[-2000:]}")
+            words = dict(w.split("=") for w in run.stdout.split())
+            out[mode] = {k: float(v) for k, v in words.items()}
+        return out
+    finally:
+        for s in servers:
+            s.stop()
+
+
 H2LOAD_SCENARIOS = [
     ("unary latency, 1 B name (-c 1 -m 1)", 1, 1, 1),
     ("unary latency, 1 KiB name (-c 1 -m 1)", 1, 1, 1024),
@@ -296,6 +324,9 @@ def main():
             r["calls_s"] = r["calls"] / r["seconds"]
             r["client_us_per_call"] = r["cpu_seconds"] / r["calls"] * 1e6
             results.setdefault(title, {}).setdefault(impl, []).append(r)
+        log(f"  {HEDGING_TITLE}")
+        for mode, r in run_hedging().items():
+            results.setdefault(HEDGING_TITLE, {}).setdefault(mode, []).append(r)
     with open(os.path.join(WORK, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     write_report(results)
@@ -408,6 +439,32 @@ def write_report(results):
                     spread(r["volley"], r["tonic"], "client_us_per_call"),
                     paired_median(r["volley"], r["tonic"], "client_us_per_call") <= 0.7, "–"))
 
+    hedging = results.get(HEDGING_TITLE)
+    hedging_lines = []
+    if hedging:
+        plain = {k: median_of(hedging["plain"], k) for k in hedging["plain"][0]}
+        hedged = {k: median_of(hedging["hedged"], k) for k in hedging["hedged"][0]}
+        hedging_lines = [
+            "",
+            "## Hedging (gRFC A6)",
+            "",
+            "Volley only (tonic neither retries nor hedges). Three Volley servers on core 0, one of",
+            "which answers every 20th call after 200 ms (5 %), the others at once; Volley's client on",
+            f"core 1 makes {HEDGING_CALLS} unary calls from 8 tasks over one `round_robin` channel, first",
+            f"without a policy, then with `hedgingPolicy` (`maxAttempts` 2, `hedgingDelay` {HEDGING_DELAY_MS} ms).",
+            "Medians of the repetitions.",
+            "",
+            "| latency | without hedging | with hedging | without / with |",
+            "|---|---|---|---|",
+        ]
+        for name, key in [("p50", "p50_ms"), ("p90", "p90_ms"), ("p99", "p99_ms"),
+                          ("p99.9", "p999_ms"), ("max", "max_ms")]:
+            hedging_lines.append(
+                f"| {name} | {fmt(plain.get(key), ' ms')} | {fmt(hedged.get(key), ' ms')} |"
+                f" {ratio(paired_median(hedging['plain'], hedging['hedged'], key))} |")
+        targets.append(("(hedging) p99 latency without / with hedging", "–",
+                        spread(hedging["plain"], hedging["hedged"], "p99_ms"), None, "–"))
+
     cpu, cores, kernel, rustc, h2load = machine()
     lines = [
         "# Benchmarks",
@@ -452,6 +509,7 @@ def write_report(results):
     ]
     for row in rows:
         lines.append("| " + " | ".join(row) + " |")
+    lines += hedging_lines
     lines += ["", "Raw results: `results.json` in the run's work directory"
               f" (`{WORK}` for this run).", ""]
     # The committed BENCHMARKS.md is the reference run: a run rewrites it only when asked to

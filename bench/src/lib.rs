@@ -378,3 +378,115 @@ pub async fn unary_load(
     }
     Ok(total)
 }
+
+// ---------------------------------------------------------------------------------------
+// Hedging (gRFC A6): a backend that stalls now and then, with and without hedged calls.
+
+/// A Volley greeter that answers every `every`-th call after `delay`, the others at once.
+#[derive(Debug)]
+pub struct StallingGreeter {
+    calls: std::sync::atomic::AtomicU64,
+    every: u64,
+    delay: Duration,
+}
+
+impl volley_gen::Greeter for StallingGreeter {
+    async fn say_hello(
+        &self,
+        request: volley::Request<volley_gen::HelloRequest>,
+    ) -> Result<volley::Response<volley_gen::HelloReply>, volley::Status> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.every > 0 && n % self.every == self.every - 1 {
+            tokio::time::sleep(self.delay).await;
+        }
+        Ok(volley::Response::new(volley_gen::HelloReply {
+            message: request.into_inner().name,
+        }))
+    }
+
+    type SayHelloBidiStream = VolleyStream;
+
+    async fn say_hello_bidi(
+        &self,
+        _: volley::Request<volley::Streaming<volley_gen::HelloRequest>>,
+    ) -> Result<volley::Response<Self::SayHelloBidiStream>, volley::Status> {
+        Err(volley::Status::unimplemented("unary only"))
+    }
+
+    type SayHelloStreamStream = VolleyStream;
+
+    async fn say_hello_stream(
+        &self,
+        _: volley::Request<volley_gen::HelloRequest>,
+    ) -> Result<volley::Response<Self::SayHelloStreamStream>, volley::Status> {
+        Err(volley::Status::unimplemented("unary only"))
+    }
+}
+
+/// Serves a [`StallingGreeter`] that stalls `delay` on every `every`-th call.
+pub async fn serve_volley_stalling(listener: TcpListener, every: u64, delay: Duration) {
+    let greeter = StallingGreeter {
+        calls: std::sync::atomic::AtomicU64::new(0),
+        every,
+        delay,
+    };
+    let _ = volley::Server::builder()
+        .add_service(volley_gen::GreeterServer::new(greeter))
+        .serve_with_listener(listener, std::future::pending())
+        .await;
+}
+
+/// The latency of each of `calls` unary calls made by `concurrency` tasks over one
+/// round_robin channel to `ports`, hedged (two attempts, `hedging_delay` apart) or not.
+pub async fn hedging_latencies(
+    ports: &[u16],
+    hedging_delay: Option<Duration>,
+    calls: usize,
+    concurrency: usize,
+) -> Result<Vec<Duration>, String> {
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let method_config = match hedging_delay {
+        Some(delay) => format!(
+            r#", "methodConfig": [{{"name": [{{"service": "helloworld.Greeter"}}],
+                "hedgingPolicy": {{"maxAttempts": 2, "hedgingDelay": "{}s",
+                  "nonFatalStatusCodes": ["UNAVAILABLE"]}}}}]"#,
+            delay.as_secs_f64()
+        ),
+        None => String::new(),
+    };
+    let config = format!(r#"{{"loadBalancingConfig": [{{"round_robin": {{}}}}]{method_config}}}"#);
+    let channel = volley::Channel::builder(&format!("ipv4:{}", addresses.join(",")))
+        .default_service_config(&config)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = volley_gen::GreeterClient::new(channel);
+    // Every backend connected before measuring.
+    for _ in 0..ports.len() * 20 {
+        let request = volley::Request::new(volley_gen::HelloRequest { name: "w".into() })
+            .with_wait_for_ready(true);
+        client.say_hello(request).await.map_err(|s| s.to_string())?;
+    }
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < calls {
+                let start = Instant::now();
+                let request = volley_gen::HelloRequest { name: "x".into() };
+                client.say_hello(request).await.map_err(|s| s.to_string())?;
+                latencies.push(start.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        });
+    }
+    let mut all = Vec::with_capacity(calls);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.map_err(|e| e.to_string())??);
+    }
+    all.sort();
+    Ok(all)
+}

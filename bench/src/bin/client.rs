@@ -1,7 +1,10 @@
 //! The benchmark's own clients, on a current-thread runtime:
 //! - `bench-client check --port P`: a real gRPC call proves the server answers correctly;
 //! - `bench-client stream --impl volley|volley-reuse|tonic --mode bidi|server --port P --seconds S`;
-//! - `bench-client unary --impl volley|tonic --port P --seconds S --concurrency C`.
+//! - `bench-client unary --impl volley|tonic --port P --seconds S --concurrency C`;
+//! - `bench-client hedging --ports P1,P2,P3 --calls N --concurrency C [--hedging-delay-ms D]`:
+//!   Volley's unary latency over a round_robin channel, hedged when D is given
+//!   (`p50_ms`, `p90_ms`, `p99_ms`, `p999_ms`, `max_ms`).
 //!
 //! Results are printed as `key=value` words: `messages`, `calls`, `seconds`, `cpu_seconds`.
 
@@ -37,6 +40,38 @@ fn main() {
                 volley_bench::stream_rate(&impl_, port, bidi, duration)
                     .await
                     .map(|n| format!("messages={n}"))
+            }
+            "hedging" => {
+                let ports: Vec<u16> = arg("--ports")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                let calls = arg("--calls").and_then(|s| s.parse().ok()).unwrap_or(4000);
+                let delay = arg("--hedging-delay-ms")
+                    .and_then(|s| s.parse().ok())
+                    .map(Duration::from_millis);
+                volley_bench::hedging_latencies(&ports, delay, calls, concurrency)
+                    .await
+                    .and_then(|l| match l.is_empty() {
+                        true => Err("no calls were made".to_owned()),
+                        false => Ok(l),
+                    })
+                    .map(|l| {
+                        let at = |q: f64| {
+                            let i = ((l.len() as f64 * q).ceil() as usize).clamp(1, l.len()) - 1;
+                            l[i].as_secs_f64() * 1e3
+                        };
+                        format!(
+                            "calls={} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={:.3}",
+                            l.len(),
+                            at(0.5),
+                            at(0.9),
+                            at(0.99),
+                            at(0.999),
+                            at(1.0)
+                        )
+                    })
             }
             "unary" => volley_bench::unary_load(&impl_, port, concurrency, duration)
                 .await

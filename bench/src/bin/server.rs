@@ -1,5 +1,7 @@
 //! `bench-server --impl volley|tonic|h2 --port P`: one server on a current-thread runtime
 //! (run.sh pins it to one core with taskset). Prints `ready` once listening.
+//! `--impl volley-stalling --every N --stall-ms MS`: a Volley server that answers every N-th
+//! call after MS milliseconds (the hedging scenario's slow backend).
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -24,6 +26,14 @@ fn main() {
             "volley" => volley_bench::serve_volley(listener).await,
             "tonic" => volley_bench::serve_tonic(listener).await,
             "h2" => volley_bench::serve_h2(listener).await,
+            "volley-stalling" => {
+                let every = arg("--every").and_then(|v| v.parse().ok()).unwrap_or(20);
+                let stall = arg("--stall-ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(200);
+                let stall = std::time::Duration::from_millis(stall);
+                volley_bench::serve_volley_stalling(listener, every, stall).await
+            }
             other => panic!("unknown server {other}"),
         }
     });
