@@ -19,6 +19,7 @@ mod error;
 mod fuzz_tests;
 mod interceptor;
 mod metadata;
+pub mod middleware;
 pub mod orca;
 mod random;
 mod request;

@@ -24,6 +24,27 @@ pub struct Request<T> {
 }
 
 impl<T> Request<T> {
+    /// What a middleware sees of the request as its call starts.
+    pub(crate) fn call_start<'a>(
+        &'a mut self,
+        side: crate::middleware::Side,
+        kind: crate::middleware::RpcKind,
+        path: &'a str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> crate::middleware::CallStart<'a> {
+        crate::middleware::CallStart::new(
+            side,
+            kind,
+            path,
+            &mut self.metadata,
+            &mut self.extensions,
+            deadline,
+            self.remote_addr,
+        )
+    }
+}
+
+impl<T> Request<T> {
     /// A request with no metadata and no timeout.
     pub fn new(message: T) -> Request<T> {
         Request {

@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 
 use crate::codec::{self, BufferQuota, CompressionEncoding, FrameDecoder};
 use crate::metadata::MetadataMap;
+use crate::middleware::{Direction, Observers};
 use crate::transport::{RecvBody, StreamError};
 use crate::{Code, Status};
 
@@ -111,6 +112,8 @@ struct ClientExtras {
     headers: Option<MetadataMap>,
     /// Runs at the call's end (the balancer's done callback, the retry throttle).
     done: OnEnd,
+    /// The call's middleware observers, when one of them wants to see messages.
+    observers: Option<Observers>,
 }
 
 /// The part of a stream that does not depend on the message type.
@@ -267,10 +270,22 @@ impl<T> Streaming<T> {
     }
 }
 
-impl<T: prost::Message + Default> Streaming<T> {
+impl<T> Streaming<T> {
+    /// Shows each message to the call's middleware observers (which want messages).
+    pub(crate) fn observed_by(mut self, observers: Observers) -> Streaming<T> {
+        self.inner.extras().observers = Some(observers);
+        self
+    }
+}
+
+impl<T: prost::Message + Default + 'static> Streaming<T> {
     /// The next message; `Ok(None)` at the end of the stream.
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
-        self.next_decoded(codec::decode::<T>).await
+        let message = self.next_decoded(codec::decode::<T>).await?;
+        if let Some(message) = &message {
+            self.inner.observe(message);
+        }
+        Ok(message)
     }
 
     /// Receives the next message into `msg`, reusing its allocations (its strings', bytes'
@@ -285,6 +300,9 @@ impl<T: prost::Message + Default> Streaming<T> {
         let decoded = self
             .next_decoded(|bytes| codec::decode_into(msg, bytes))
             .await?;
+        if decoded.is_some() {
+            self.inner.observe(&*msg);
+        }
         Ok(decoded.is_some())
     }
 
@@ -306,6 +324,18 @@ impl<T: prost::Message + Default> Streaming<T> {
 }
 
 impl Inner {
+    /// Shows `message` to the call's middleware observers, if they want messages.
+    #[inline(always)]
+    fn observe<T: prost::Message + 'static>(&self, message: &T) {
+        if let Some(observers) = self.client.as_ref().and_then(|c| c.observers.as_ref()) {
+            let direction = match self.side {
+                Side::Server => Direction::Request,
+                Side::Client => Direction::Response,
+            };
+            observers.message(direction, message, message.encoded_len());
+        }
+    }
+
     fn fail<X>(&mut self, status: Status) -> Poll<Option<Result<X, Status>>> {
         Poll::Ready(Some(Err(self.end(status))))
     }
@@ -511,10 +541,15 @@ impl Inner {
     }
 }
 
-impl<T: prost::Message + Default> Stream for Streaming<T> {
+impl<T: prost::Message + Default + 'static> Stream for Streaming<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.poll_frame(cx, &mut codec::decode::<T>)
+        let inner = &mut self.get_mut().inner;
+        let polled = inner.poll_frame(cx, &mut codec::decode::<T>);
+        if let Poll::Ready(Some(Ok(message))) = &polled {
+            inner.observe(message);
+        }
+        polled
     }
 }

@@ -74,8 +74,8 @@ impl Grpc {
         path: &'static str,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: prost::Message,
-        Resp: prost::Message + Default,
+        Req: prost::Message + 'static,
+        Resp: prost::Message + Default + 'static,
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
@@ -114,8 +114,8 @@ impl Grpc {
         path: &'static str,
     ) -> Result<Response<Streaming<Resp>>, Status>
     where
-        Req: prost::Message,
-        Resp: prost::Message + Default,
+        Req: prost::Message + 'static,
+        Resp: prost::Message + Default + 'static,
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
@@ -151,7 +151,7 @@ impl Grpc {
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
-        Resp: prost::Message + Default,
+        Resp: prost::Message + Default + 'static,
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
@@ -216,7 +216,7 @@ impl Grpc {
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
-        Resp: prost::Message + Default,
+        Resp: prost::Message + Default + 'static,
     {
         let (head, message) = self.intercept(request)?.into_parts();
         let opening = self.opening(path, &head);
@@ -264,7 +264,7 @@ impl Grpc {
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
-        Resp: prost::Message + Default,
+        Resp: prost::Message + Default + 'static,
     {
         let (guard, committed_to) = self.spawn_attempts(opening, messages, control, encoding);
         let failure = guard.as_ref().map(|g| g.failure.clone());
@@ -770,7 +770,7 @@ async fn pump_rest<S, M, F>(
     failed: &OnceLock<Status>,
 ) where
     S: Stream<Item = Result<M, Status>> + ?Sized,
-    M: prost::Message,
+    M: prost::Message + 'static,
     F: Future,
 {
     match send_messages(
@@ -781,6 +781,7 @@ async fn pump_rest<S, M, F>(
         max,
         Panics::Propagate,
         stop,
+        None,
     )
     .await
     {
@@ -920,7 +921,7 @@ async fn await_headers(
 }
 
 /// Reads the one message of a unary or client-streaming response, then its trailers.
-async fn single_response<Resp: prost::Message + Default>(
+async fn single_response<Resp: prost::Message + Default + 'static>(
     headers: MetadataMap,
     stream: &mut Streaming<Resp>,
 ) -> Result<Response<Resp>, Status> {

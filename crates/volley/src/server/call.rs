@@ -20,6 +20,7 @@ use crate::codec::{
     compression,
 };
 use crate::metadata::MetadataMap;
+use crate::middleware::{Direction, Middlewares, Observers, RpcKind, Side as CallSide};
 use crate::orca::CallMetricsRecorder;
 use crate::streaming::{Side, Streaming};
 use crate::transport::server::Respond;
@@ -58,11 +59,59 @@ struct Responder {
     /// The algorithms the client's `grpc-accept-encoding` lists (a bit per
     /// [`CompressionEncoding::ALL`] entry), read only when the server compresses at all.
     accepted: u8,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// What only some calls need (compression control, load reports, middleware), boxed so
+    /// that a call without them stays small: every call's future moves its `ServerCall`.
+    extras: Option<Box<ResponderExtras>>,
+}
+
+/// The parts of a [`Responder`] that only some calls use.
+#[derive(Default)]
+struct ResponderExtras {
     /// The handler's per-message switch over `response_encoding` (only when there is one).
     send_compression: Option<SendCompression>,
     /// The call's load report, when the server sends them.
     call_metrics: Option<CallMetricsRecorder>,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The server's middlewares, then the service's, and the call's `:path` (until the call
+    /// starts).
+    middlewares: Option<(Middlewares, String)>,
+    /// The call's middleware observers, once it has started with middlewares.
+    observers: Option<Observers>,
+}
+
+/// A call's middlewares and their observers.
+struct CallLayer {
+    middlewares: Middlewares,
+    path: String,
+    observers: Observers,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl CallLayer {
+    /// Starts every middleware on `request`; an error is the call's status. Boxed, so that
+    /// the handler's future stays as small as it is without middleware.
+    fn start<'a, T: Send>(
+        &'a self,
+        kind: RpcKind,
+        request: &'a mut Request<T>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut start = request.call_start(CallSide::Server, kind, &self.path, self.deadline);
+            let started = self.middlewares.start(&mut start, &self.observers).await;
+            if let Err(status) = &started {
+                tracing::debug!(%status, "a middleware rejected the call");
+            }
+            started
+        })
+    }
+
+    /// Shows the one request message of a unary or server-streaming call.
+    fn request_message<T: prost::Message + 'static>(&self, message: &T) {
+        if self.observers.wants_messages() {
+            self.observers
+                .message(Direction::Request, message, message.encoded_len());
+        }
+    }
 }
 
 /// What a finished `guard` saw.
@@ -89,9 +138,8 @@ impl ServerCall {
             config,
             response_encoding: None,
             accepted: 0,
-            send_compression: None,
-            call_metrics: None,
             deadline: None,
+            extras: None,
         };
         if parts.method != http::Method::POST {
             tracing::debug!(method = %parts.method, "rejecting non-POST request with 405");
@@ -163,6 +211,10 @@ impl ServerCall {
                 responder.response_encoding = Some(enc);
             }
         }
+        if !responder.config.middlewares.is_empty() {
+            let middlewares = responder.config.middlewares.clone();
+            responder.extras_mut().middlewares = Some((middlewares, path.path().to_owned()));
+        }
         Some((
             ServerCall {
                 headers: parts.headers,
@@ -175,6 +227,19 @@ impl ServerCall {
             },
             path,
         ))
+    }
+
+    /// Adds a service's middlewares (after the server's), for its method `method`.
+    pub(crate) fn add_middlewares(&mut self, more: &Middlewares, service: &str, method: &str) {
+        if more.is_empty() {
+            return;
+        }
+        self.responder
+            .extras_mut()
+            .middlewares
+            .get_or_insert_with(|| (Middlewares::default(), format!("/{service}/{method}")))
+            .0
+            .extend(more);
     }
 
     /// Answers a call to a method that `service` does not have: Trailers-Only UNIMPLEMENTED.
@@ -192,11 +257,24 @@ impl ServerCall {
 
     /// The request (metadata, message stream, timeout, peer) and the response half, after the
     /// server's interceptors; `None` when an interceptor rejected the call (already answered).
-    fn into_parts<Req>(self) -> Option<(Request<Streaming<Req>>, Responder)> {
+    #[allow(clippy::type_complexity)]
+    fn into_parts<Req>(
+        self,
+    ) -> Option<(Request<Streaming<Req>>, Responder, Option<Box<CallLayer>>)> {
+        let mut responder = self.responder;
+        let layered = responder.extras.as_mut().and_then(|e| e.middlewares.take());
+        let layer = layered.map(|(middlewares, path)| {
+            Box::new(CallLayer {
+                middlewares,
+                path,
+                observers: Observers::new(),
+                deadline: responder.deadline(),
+            })
+        });
         let stream = Streaming::new(
             self.body,
             Side::Server,
-            self.responder.config.max_recv_message_size,
+            responder.config.max_recv_message_size,
             self.request_encoding,
             None,
             None,
@@ -208,19 +286,21 @@ impl ServerCall {
             self.timeout,
             self.remote_addr,
         );
-        let mut responder = self.responder;
+        if let Some(layer) = &layer {
+            responder.extras_mut().observers = Some(layer.observers.clone());
+        }
         if responder.response_encoding.is_some() {
             let control = SendCompression::default();
             request.extensions_mut().insert(control.clone());
-            responder.send_compression = Some(control);
+            responder.extras_mut().send_compression = Some(control);
         }
         if responder.config.call_metrics.is_some() {
             let recorder = CallMetricsRecorder::default();
             request.extensions_mut().insert(recorder.clone());
-            responder.call_metrics = Some(recorder);
+            responder.extras_mut().call_metrics = Some(recorder);
         }
         match responder.config.interceptors.run(request) {
-            Ok(request) => Some((request, responder)),
+            Ok(request) => Some((request, responder, layer)),
             Err(status) => {
                 tracing::debug!(%status, "an interceptor rejected the call");
                 responder.send_error(status);
@@ -232,57 +312,79 @@ impl ServerCall {
     /// Runs a unary handler: one request message in, one response message out.
     pub async fn unary<Req, Resp, F, Fut>(self, handler: F)
     where
-        Req: prost::Message + Default,
-        Resp: prost::Message,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let Some((mut request, mut responder)) = self.into_parts::<Req>() else {
+        let Some((mut request, mut responder, layer)) = self.into_parts::<Req>() else {
             return;
         };
         let work = pin!(async move {
+            if let Some(layer) = &layer {
+                layer.start(RpcKind::Unary, &mut request).await?;
+            }
             let message = read_single(&mut request).await?;
+            if let Some(layer) = &layer {
+                layer.request_message(&message);
+            }
             handler(single_request(request, message)).await
         });
-        if let Guarded::Done(result) = responder.guard(work).await {
-            responder.send_unary(result);
+        match responder.guard(work).await {
+            Guarded::Done(result) => responder.send_unary(result),
+            Guarded::Cancelled => responder.cancelled(),
         }
     }
 
     /// Runs a server-streaming handler: one request message in, a stream of responses out.
     pub async fn server_streaming<Req, Resp, S, F, Fut>(self, handler: F)
     where
-        Req: prost::Message + Default,
-        Resp: prost::Message,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
         S: Stream<Item = Result<Resp, Status>>,
         F: FnOnce(Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let Some((mut request, mut responder)) = self.into_parts::<Req>() else {
+        let Some((mut request, mut responder, layer)) = self.into_parts::<Req>() else {
             return;
         };
         let work = pin!(async move {
+            if let Some(layer) = &layer {
+                layer.start(RpcKind::ServerStreaming, &mut request).await?;
+            }
             let message = read_single(&mut request).await?;
+            if let Some(layer) = &layer {
+                layer.request_message(&message);
+            }
             handler(single_request(request, message)).await
         });
-        if let Guarded::Done(result) = responder.guard(work).await {
-            responder.send_stream(result).await;
+        match responder.guard(work).await {
+            Guarded::Done(result) => responder.send_stream(result).await,
+            Guarded::Cancelled => responder.cancelled(),
         }
     }
 
     /// Runs a client-streaming handler: a stream of requests in, one response out.
     pub async fn client_streaming<Req, Resp, F, Fut>(self, handler: F)
     where
-        Req: prost::Message + Default,
-        Resp: prost::Message,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
         F: FnOnce(Request<Streaming<Req>>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+        let Some((mut request, mut responder, layer)) = self.into_parts::<Req>() else {
             return;
         };
-        if let Guarded::Done(result) = responder.guard(pin!(handler(request))).await {
-            responder.send_unary(result);
+        let work = pin!(async move {
+            if let Some(layer) = &layer {
+                layer.start(RpcKind::ClientStreaming, &mut request).await?;
+                request = observe_requests(request, layer);
+            }
+            handler(request).await
+        });
+        match responder.guard(work).await {
+            Guarded::Done(result) => responder.send_unary(result),
+            Guarded::Cancelled => responder.cancelled(),
         }
     }
 
@@ -290,26 +392,46 @@ impl ServerCall {
     /// responses out.
     pub async fn streaming<Req, Resp, S, F, Fut>(self, handler: F)
     where
-        Req: prost::Message + Default,
-        Resp: prost::Message,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
         S: Stream<Item = Result<Resp, Status>>,
         F: FnOnce(Request<Streaming<Req>>) -> Fut,
         Fut: Future<Output = Result<Response<S>, Status>>,
     {
-        let Some((request, mut responder)) = self.into_parts::<Req>() else {
+        let Some((mut request, mut responder, layer)) = self.into_parts::<Req>() else {
             return;
         };
-        if let Guarded::Done(result) = responder.guard(pin!(handler(request))).await {
-            responder.send_stream(result).await;
+        let work = pin!(async move {
+            if let Some(layer) = &layer {
+                layer.start(RpcKind::BidiStreaming, &mut request).await?;
+                request = observe_requests(request, layer);
+            }
+            handler(request).await
+        });
+        match responder.guard(work).await {
+            Guarded::Done(result) => responder.send_stream(result).await,
+            Guarded::Cancelled => responder.cancelled(),
         }
     }
+}
+
+/// A streaming request whose messages the call's observers see, if one wants them.
+fn observe_requests<Req>(
+    request: Request<Streaming<Req>>,
+    layer: &CallLayer,
+) -> Request<Streaming<Req>> {
+    if !layer.observers.wants_messages() {
+        return request;
+    }
+    let observers = layer.observers.clone();
+    request.map(|stream| stream.observed_by(observers))
 }
 
 /// Reads the one request message of a unary or server-streaming call, and the end of the
 /// request stream after it: a second message is INTERNAL (grpc-go's cardinality violation),
 /// not silently dropped. The request is read in place (by reference), so that the call's
 /// future holds it once.
-async fn read_single<Req: prost::Message + Default>(
+async fn read_single<Req: prost::Message + Default + 'static>(
     request: &mut Request<Streaming<Req>>,
 ) -> Result<Req, Status> {
     let stream = request.get_mut();
@@ -336,6 +458,32 @@ fn single_request<Req>(request: Request<Streaming<Req>>, message: Req) -> Reques
 }
 
 impl Responder {
+    fn extras_mut(&mut self) -> &mut ResponderExtras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn observers(&self) -> Option<&Observers> {
+        self.extras.as_deref()?.observers.as_ref()
+    }
+
+    fn send_compression(&self) -> Option<&SendCompression> {
+        self.extras.as_deref()?.send_compression.as_ref()
+    }
+
+    fn call_metrics(&self) -> Option<&CallMetricsRecorder> {
+        self.extras.as_deref()?.call_metrics.as_ref()
+    }
+
+    /// When the call's deadline passes, if it has one.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline.as_ref().map(|d| d.deadline())
+    }
+
+    /// The client reset the stream: the observers see the call end CANCELLED.
+    fn cancelled(&self) {
+        end_cancelled(self.observers());
+    }
+
     /// Runs `work` until it finishes, the deadline passes, or the client resets the stream.
     /// On a deadline or a reset the work (the handler future) is dropped.
     ///
@@ -380,6 +528,9 @@ impl Responder {
     }
 
     fn send_error_with(&mut self, status: Status, extra: HeaderMap) {
+        if let Some(observers) = self.observers() {
+            observers.end(&status, status.metadata());
+        }
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
         *headers = extra;
@@ -390,6 +541,9 @@ impl Responder {
     }
 
     fn send_headers(&mut self, metadata: MetadataMap) -> Option<SendBody> {
+        if let Some(observers) = self.observers() {
+            observers.response_headers(&metadata);
+        }
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
         *headers = metadata.into_headers();
@@ -401,8 +555,7 @@ impl Responder {
     }
 
     fn encode<M: prost::Message>(&self, msg: &M) -> Result<Bytes, Status> {
-        let encoding =
-            SendCompression::apply(self.send_compression.as_ref(), self.response_encoding);
+        let encoding = SendCompression::apply(self.send_compression(), self.response_encoding);
         codec::encode(msg, encoding, self.config.max_send_message_size)
     }
 
@@ -415,7 +568,10 @@ impl Responder {
         }
     }
 
-    fn send_unary<Resp: prost::Message>(&mut self, result: Result<Response<Resp>, Status>) {
+    fn send_unary<Resp: prost::Message + 'static>(
+        &mut self,
+        result: Result<Response<Resp>, Status>,
+    ) {
         if let Ok(response) = &result {
             self.choose_compression(response);
         }
@@ -431,8 +587,13 @@ impl Responder {
             }
         };
         let Some(mut stream) = self.send_headers(metadata) else {
+            self.cancelled();
             return;
         };
+        if let Some(observers) = self.observers() {
+            observers.message(Direction::Response, &message, message.encoded_len());
+            observers.end_ok(&trailers);
+        }
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
             let _ = stream.send_trailers(self.ok_trailers(trailers));
@@ -441,7 +602,7 @@ impl Responder {
 
     async fn send_stream<Resp, S>(&mut self, result: Result<Response<S>, Status>)
     where
-        Resp: prost::Message,
+        Resp: prost::Message + 'static,
         S: Stream<Item = Result<Resp, Status>>,
     {
         if let Ok(response) = &result {
@@ -453,12 +614,18 @@ impl Responder {
         };
         let messages = pin!(messages);
         let Some(mut stream) = self.send_headers(metadata) else {
+            self.cancelled();
             return;
         };
         let compression = self.response_encoding;
         let max = self.config.max_send_message_size;
         let stop = pin!(deadline_passed(&mut self.deadline));
-        let control = self.send_compression.as_ref();
+        let extras = self.extras.as_deref();
+        let control = extras.and_then(|e| e.send_compression.as_ref());
+        let observers = extras.and_then(|e| e.observers.as_ref());
+        let observe = observers
+            .filter(|o| o.wants_messages())
+            .map(|o| (o, Direction::Response));
         let status = match send_messages(
             &mut stream,
             messages,
@@ -467,35 +634,56 @@ impl Responder {
             max,
             Panics::Catch,
             stop,
+            observe,
         )
         .await
         {
             Pumped::Ended => {
-                let metrics = self.call_metrics.as_ref();
+                if let Some(observers) = observers {
+                    observers.end_ok(&trailers);
+                }
+                let metrics = extras.and_then(|e| e.call_metrics.as_ref());
                 let _ = stream.send_trailers(ok_trailers(trailers, metrics, &self.config));
                 return;
             }
             Pumped::Failed(status) => status,
-            Pumped::Reset => return,
+            Pumped::Reset => {
+                end_cancelled(observers);
+                return;
+            }
             Pumped::Stopped => {
                 Status::deadline_exceeded("deadline exceeded while the handler was streaming")
             }
         };
+        if let Some(observers) = observers {
+            observers.end(&status, status.metadata());
+        }
         let mut trailers = HeaderMap::new();
         status.write_to(&mut trailers);
-        add_call_metrics(&mut trailers, self.call_metrics.as_ref(), &self.config);
+        let metrics = extras.and_then(|e| e.call_metrics.as_ref());
+        add_call_metrics(&mut trailers, metrics, &self.config);
         let _ = stream.send_trailers(trailers);
     }
 
     /// The trailers of a successful call: `grpc-status: 0` and the handler's trailing
     /// metadata (built in place: success allocates no `Status`).
     fn ok_trailers(&self, metadata: MetadataMap) -> HeaderMap {
-        ok_trailers(metadata, self.call_metrics.as_ref(), &self.config)
+        ok_trailers(metadata, self.call_metrics(), &self.config)
     }
 
     /// Adds the call's load report, when the server sends them.
     fn add_call_metrics(&self, trailers: &mut HeaderMap) {
-        add_call_metrics(trailers, self.call_metrics.as_ref(), &self.config);
+        add_call_metrics(trailers, self.call_metrics(), &self.config);
+    }
+}
+
+/// The client reset the stream: `observers` see the call end CANCELLED.
+fn end_cancelled(observers: Option<&Observers>) {
+    if let Some(observers) = observers {
+        observers.end(
+            &Status::cancelled("the client cancelled the call"),
+            &MetadataMap::new(),
+        );
     }
 }
 

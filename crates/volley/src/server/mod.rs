@@ -24,6 +24,7 @@ use crate::codec::{
 };
 use crate::defaults;
 use crate::interceptor::Interceptors;
+use crate::middleware::{Middleware, Middlewares};
 use crate::timeout::capped;
 use crate::transport::keepalive::KeepaliveParams;
 use crate::transport::server::ServerSettings;
@@ -43,6 +44,63 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, method: &str, call: ServerCall) -> Option<BoxFuture<()>>;
 }
 
+/// A service whose calls run these middlewares, after the server's own
+/// ([`ServerBuilder::middleware`]), in the order added.
+///
+/// ```
+/// # use volley::middleware::{CallStart, Middleware, StartFuture};
+/// # struct Audit;
+/// # impl Middleware for Audit {
+/// #     fn start<'a>(&'a self, _: &'a mut CallStart<'_>) -> StartFuture<'a> {
+/// #         Box::pin(async { Ok(None) })
+/// #     }
+/// # }
+/// # fn demo(service: impl volley::server::Service) {
+/// use volley::server::WithMiddleware;
+/// let _server = volley::Server::builder().add_service(WithMiddleware::new(service).middleware(Audit));
+/// # }
+/// ```
+pub struct WithMiddleware<S> {
+    inner: S,
+    middlewares: Middlewares,
+}
+
+impl<S: Service> WithMiddleware<S> {
+    /// `service`, with no middleware of its own yet.
+    pub fn new(service: S) -> WithMiddleware<S> {
+        WithMiddleware {
+            inner: service,
+            middlewares: Middlewares::default(),
+        }
+    }
+
+    /// Adds `middleware`, after those added before.
+    #[must_use]
+    pub fn middleware(mut self, middleware: impl Middleware) -> WithMiddleware<S> {
+        self.middlewares.push(middleware);
+        self
+    }
+}
+
+impl<S> std::fmt::Debug for WithMiddleware<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithMiddleware")
+            .field("middlewares", &self.middlewares)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Service> Service for WithMiddleware<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn call(&self, method: &str, mut call: ServerCall) -> Option<BoxFuture<()>> {
+        call.add_middlewares(&self.middlewares, self.inner.name(), method);
+        self.inner.call(method, call)
+    }
+}
+
 /// Options shared by every call of a server.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
@@ -51,6 +109,8 @@ pub(crate) struct ServerConfig {
     pub(crate) accept_compressed: Vec<CompressionEncoding>,
     pub(crate) send_compressed: Option<CompressionEncoding>,
     pub(crate) interceptors: Interceptors,
+    /// Every call's middleware, before its service's.
+    pub(crate) middlewares: Middlewares,
     /// Per-call load reports (ORCA), with these server-wide values, when enabled.
     pub(crate) call_metrics: Option<crate::orca::ServerMetricsRecorder>,
 }
@@ -85,6 +145,7 @@ impl Server {
                 accept_compressed: CompressionEncoding::ALL.to_vec(),
                 send_compressed: None,
                 interceptors: Interceptors::default(),
+                middlewares: Middlewares::default(),
                 call_metrics: None,
             },
             connection: ConnectionConfig {
@@ -180,6 +241,15 @@ impl ServerBuilder {
     /// in the order added. Default: none.
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> ServerBuilder {
         self.config.interceptors.push(interceptor);
+        self
+    }
+
+    /// Adds a middleware that wraps every call (see [`crate::middleware`]): it may await,
+    /// change the metadata or reject the call before the handler, and follow the call to
+    /// its end. Middlewares run in the order added, after the interceptors and before a
+    /// service's own ([`WithMiddleware`]). Default: none (and no cost).
+    pub fn middleware(mut self, middleware: impl Middleware) -> ServerBuilder {
+        self.config.middlewares.push(middleware);
         self
     }
 

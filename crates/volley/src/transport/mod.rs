@@ -22,6 +22,7 @@ use futures_core::Stream;
 
 use crate::Status;
 use crate::codec::{self, CompressionEncoding};
+use crate::middleware::{Direction, Observers};
 
 /// HTTP/2's largest flow-control window (2^31-1).
 const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;
@@ -94,6 +95,7 @@ enum Event {
 /// Encodes and sends every message of `messages`, batching the ones that are ready together,
 /// under flow control. Returns when the messages end, fail, the peer resets the stream, or
 /// `stop` fires.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send_messages<S, M, F>(
     stream: &mut SendBody,
     mut messages: Pin<&mut S>,
@@ -102,10 +104,11 @@ pub(crate) async fn send_messages<S, M, F>(
     max_len: usize,
     panics: Panics,
     mut stop: Pin<&mut F>,
+    observe: Option<(&Observers, Direction)>,
 ) -> Pumped
 where
     S: Stream<Item = Result<M, Status>> + ?Sized,
-    M: prost::Message,
+    M: prost::Message + 'static,
     F: Future,
 {
     let mut batch = BytesMut::new();
@@ -124,6 +127,7 @@ where
                     max_len,
                     &mut batch,
                     &mut sealed,
+                    observe,
                 )
             };
             let filled = match panics {
@@ -178,6 +182,7 @@ where
 /// (`None`), the batch is full (`Flush`), or the stream ends or fails; `sealed` is the batch's
 /// length after the last whole message.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn fill_batch<S, M>(
     mut messages: Pin<&mut S>,
     cx: &mut std::task::Context<'_>,
@@ -186,14 +191,18 @@ fn fill_batch<S, M>(
     max_len: usize,
     batch: &mut BytesMut,
     sealed: &mut usize,
+    observe: Option<(&Observers, Direction)>,
 ) -> Option<Event>
 where
     S: Stream<Item = Result<M, Status>> + ?Sized,
-    M: prost::Message,
+    M: prost::Message + 'static,
 {
     loop {
         match messages.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(msg))) => {
+                if let Some((observers, direction)) = observe {
+                    observers.message(direction, &msg, msg.encoded_len());
+                }
                 if batch.capacity() == 0 {
                     // A whole batch at once, rather than doubling up to it.
                     batch.reserve(MAX_BATCH + 1024);
