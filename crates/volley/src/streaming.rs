@@ -112,8 +112,37 @@ struct ClientExtras {
     headers: Option<MetadataMap>,
     /// Runs at the call's end (the balancer's done callback, the retry throttle).
     done: OnEnd,
-    /// The call's middleware observers, when one of them wants to see messages.
+    /// The call's middleware observers, when they follow this stream.
     observers: Option<Observers>,
+    /// Whether they see its messages.
+    observe_messages: bool,
+    /// Whether the stream's end is the call's (a client call's response stream handed to
+    /// the caller): the observers see it, or CANCELLED if the stream is dropped first.
+    ends_call: bool,
+}
+
+impl Drop for ClientExtras {
+    fn drop(&mut self) {
+        if self.ends_call
+            && let Some(observers) = &self.observers
+        {
+            observers.end(
+                &Status::cancelled("the call was cancelled"),
+                &MetadataMap::new(),
+            );
+        }
+    }
+}
+
+impl ClientExtras {
+    /// The call ended: its observers see it, if this stream's end is the call's.
+    fn end_observers(&mut self, status: &Status, trailers: &MetadataMap) {
+        if self.ends_call
+            && let Some(observers) = &self.observers
+        {
+            observers.end(status, trailers);
+        }
+    }
 }
 
 /// The part of a stream that does not depend on the message type.
@@ -184,11 +213,12 @@ impl<T> Streaming<T> {
     ) -> Streaming<T> {
         Streaming {
             inner: Inner {
-                client: Some(Box::new(ClientExtras {
-                    pending: Some(headers),
-                    max_len,
-                    ..ClientExtras::default()
-                })),
+                client: Some({
+                    let mut extras = Box::<ClientExtras>::default();
+                    extras.pending = Some(headers);
+                    extras.max_len = max_len;
+                    extras
+                }),
                 body: None,
                 decoder: FrameDecoder::new(max_len, None),
                 side: Side::Client,
@@ -271,9 +301,20 @@ impl<T> Streaming<T> {
 }
 
 impl<T> Streaming<T> {
-    /// Shows each message to the call's middleware observers (which want messages).
-    pub(crate) fn observed_by(mut self, observers: Observers) -> Streaming<T> {
-        self.inner.extras().observers = Some(observers);
+    /// Shows the stream to the call's middleware observers: each message if they want
+    /// messages; on a client, the response headers if they are still to come; and the end
+    /// of the stream if it `ends_call`.
+    pub(crate) fn observed_by(mut self, observers: Observers, ends_call: bool) -> Streaming<T> {
+        if ends_call && matches!(self.inner.state, State::Done) {
+            // A Trailers-Only OK response: the call is already over.
+            let trailers = self.inner.trailers.clone().unwrap_or_default();
+            observers.end_ok(&trailers);
+            return self;
+        }
+        let extras = self.inner.extras();
+        extras.observe_messages = observers.wants_messages();
+        extras.observers = Some(observers);
+        extras.ends_call = ends_call;
         self
     }
 }
@@ -327,7 +368,12 @@ impl Inner {
     /// Shows `message` to the call's middleware observers, if they want messages.
     #[inline(always)]
     fn observe<T: prost::Message + 'static>(&self, message: &T) {
-        if let Some(observers) = self.client.as_ref().and_then(|c| c.observers.as_ref()) {
+        if let Some(observers) = self
+            .client
+            .as_ref()
+            .filter(|c| c.observe_messages)
+            .and_then(|c| c.observers.as_ref())
+        {
             let direction = match self.side {
                 Side::Server => Direction::Request,
                 Side::Client => Direction::Response,
@@ -350,6 +396,7 @@ impl Inner {
         if let Some(client) = self.client.as_mut() {
             client.pending = None;
             client.done.finish_with(&status);
+            client.end_observers(&status, status.metadata());
         }
         status
     }
@@ -363,6 +410,7 @@ impl Inner {
     fn finish(&mut self, status: &Status, trailers: &MetadataMap) {
         if let Some(client) = self.client.as_mut() {
             client.done.finish(status, trailers);
+            client.end_observers(status, trailers);
         }
     }
 
@@ -388,6 +436,9 @@ impl Inner {
                 body,
                 encoding,
             }) => {
+                if let Some(observers) = &self.extras().observers {
+                    observers.response_headers(&headers);
+                }
                 self.extras().headers = Some(headers);
                 self.body = Some(body);
                 self.decoder = FrameDecoder::new(max_len, encoding);

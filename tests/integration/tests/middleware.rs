@@ -1,8 +1,6 @@
 //! Server middleware over loopback: awaiting, changing metadata, rejecting, following calls
 //! of all four kinds to their end, ordering, cancellation and deadlines.
 
-use std::time::Duration;
-
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use volley::middleware::{
@@ -11,7 +9,9 @@ use volley::middleware::{
 use volley::server::WithMiddleware;
 use volley::{Code, MetadataMap, Request, Status};
 use volley_integration_tests::echo::{EchoClient, EchoRequest, EchoServer};
-use volley_integration_tests::{EchoService, Event, TestServer, bounded};
+use volley_integration_tests::{
+    EchoService, Event, GRPC_HEADERS, TestServer, bounded, frame, raw_unary,
+};
 
 /// What the recording middleware saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,7 @@ enum Seen {
 struct Recorder {
     name: &'static str,
     seen: mpsc::UnboundedSender<Seen>,
+    side: Side,
 }
 
 struct RecordCall {
@@ -38,7 +39,10 @@ struct RecordCall {
 impl Middleware for Recorder {
     fn start<'a>(&'a self, call: &'a mut CallStart<'_>) -> StartFuture<'a> {
         Box::pin(async move {
-            assert_eq!(call.side(), Side::Server);
+            assert_eq!(call.side(), self.side);
+            if self.side == Side::Client {
+                call.metadata_mut().insert("x-echo-by", self.name).unwrap();
+            }
             let _ = self
                 .seen
                 .send(Seen::Start(self.name, call.kind(), call.path().to_owned()));
@@ -123,6 +127,7 @@ async fn an_observer_follows_calls_of_all_four_kinds() {
         b.middleware(Recorder {
             name: "m",
             seen: tx,
+            side: Side::Server,
         })
     })
     .await;
@@ -298,6 +303,7 @@ async fn server_middleware_runs_before_the_services_and_ends_after() {
         WithMiddleware::new(EchoServer::new(EchoService::new(events))).middleware(Recorder {
             name: "service",
             seen: tx.clone(),
+            side: Side::Server,
         });
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(
@@ -305,6 +311,7 @@ async fn server_middleware_runs_before_the_services_and_ends_after() {
             .middleware(Recorder {
                 name: "server",
                 seen: tx,
+                side: Side::Server,
             })
             .add_service(service)
             .serve_with_listener(listener, async {
@@ -357,6 +364,7 @@ async fn cancelled_and_expired_calls_end_so() {
         b.middleware(Recorder {
             name: "m",
             seen: tx,
+            side: Side::Server,
         })
     })
     .await;
@@ -376,16 +384,141 @@ async fn cancelled_and_expired_calls_end_so() {
         let events = until_end(&mut seen, "m").await;
         assert_eq!(events.last(), Some(&Seen::End("m", Code::Cancelled)));
 
-        // The deadline passes while the handler runs.
-        let slow = Request::new(EchoRequest {
+        // The deadline passes while the handler runs (a raw client, which does not cancel
+        // at its end of the deadline).
+        let mut headers = GRPC_HEADERS.to_vec();
+        headers.push(("grpc-timeout", "50m"));
+        let late = EchoRequest {
             sleep_ms: 10_000,
             ..say("late")
-        })
-        .with_timeout(Duration::from_millis(50));
-        let status = client.unary(slow).await.unwrap_err();
-        assert_eq!(status.code(), Code::DeadlineExceeded);
+        };
+        let response = raw_unary(server.addr, &headers, frame(&late)).await;
+        assert_eq!(response.grpc_status(), Some(Code::DeadlineExceeded as i32));
         let events = until_end(&mut seen, "m").await;
         assert_eq!(events.last(), Some(&Seen::End("m", Code::DeadlineExceeded)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_middleware_follows_calls_of_all_four_kinds() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut server = TestServer::start().await;
+    let channel = volley::Channel::builder(&server.target())
+        .middleware(Recorder {
+            name: "c",
+            seen: tx,
+            side: Side::Client,
+        })
+        .build()
+        .unwrap();
+    let client = EchoClient::new(channel);
+    bounded(10, async {
+        // The middleware's metadata reaches the server (which echoes x-echo-*).
+        let reply = client.unary(say("u")).await.unwrap();
+        assert_eq!(reply.metadata().get("x-echo-by"), Some("c"));
+        assert_eq!(
+            until_end(&mut seen, "c").await,
+            [
+                Seen::Start("c", RpcKind::Unary, "/volley.test.Echo/Unary".into()),
+                Seen::Request("c", "u".into()),
+                Seen::Headers("c"),
+                Seen::Response("c", "u".into()),
+                Seen::End("c", Code::Ok),
+            ]
+        );
+
+        let request = EchoRequest {
+            count: 2,
+            ..say("s")
+        };
+        let mut replies = client.server_stream(request).await.unwrap().into_inner();
+        while replies.message().await.unwrap().is_some() {}
+        assert_eq!(
+            until_end(&mut seen, "c").await,
+            [
+                Seen::Start(
+                    "c",
+                    RpcKind::ServerStreaming,
+                    "/volley.test.Echo/ServerStream".into()
+                ),
+                Seen::Request("c", "s".into()),
+                Seen::Headers("c"),
+                Seen::Response("c", "s".into()),
+                Seen::Response("c", "s".into()),
+                Seen::End("c", Code::Ok),
+            ]
+        );
+
+        let messages = tokio_stream::iter([say("a"), say("b")]);
+        client.client_stream(messages).await.unwrap();
+        assert_eq!(
+            until_end(&mut seen, "c").await,
+            [
+                Seen::Start(
+                    "c",
+                    RpcKind::ClientStreaming,
+                    "/volley.test.Echo/ClientStream".into()
+                ),
+                Seen::Request("c", "a".into()),
+                Seen::Request("c", "b".into()),
+                Seen::Headers("c"),
+                Seen::Response("c", "ab".into()),
+                Seen::End("c", Code::Ok),
+            ]
+        );
+
+        let (tx, rx) = mpsc::channel(4);
+        let mut replies = client
+            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        tx.send(say("x")).await.unwrap();
+        assert_eq!(replies.message().await.unwrap().unwrap().message, "x");
+        drop(tx);
+        assert!(replies.message().await.unwrap().is_none());
+        assert_eq!(
+            until_end(&mut seen, "c").await,
+            [
+                Seen::Start("c", RpcKind::BidiStreaming, "/volley.test.Echo/Bidi".into()),
+                Seen::Request("c", "x".into()),
+                Seen::Headers("c"),
+                Seen::Response("c", "x".into()),
+                Seen::End("c", Code::Ok),
+            ]
+        );
+
+        // A bidi call dropped before its end ends CANCELLED.
+        let (tx, rx) = mpsc::channel(4);
+        let replies = client
+            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap();
+        drop(replies);
+        drop(tx);
+        assert_eq!(
+            until_end(&mut seen, "c").await.last(),
+            Some(&Seen::End("c", Code::Cancelled))
+        );
+
+        // A rejection ends the call before anything is sent.
+        while server.events.try_recv().is_ok() {}
+        let mut request = Request::new(say("no"));
+        request.metadata_mut().insert("x-reject", "c").unwrap();
+        let status = client.unary(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        // The rejecting middleware has no observer to end; it saw the start.
+        assert_eq!(
+            drain(&mut seen),
+            [Seen::Start(
+                "c",
+                RpcKind::Unary,
+                "/volley.test.Echo/Unary".into()
+            )]
+        );
+        client.unary(say("next")).await.unwrap();
+        assert_eq!(server.next_event().await, Event::Started("next".into()));
     })
     .await;
 }

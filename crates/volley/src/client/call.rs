@@ -23,6 +23,7 @@ use crate::codec::{
     DEFAULT_MAX_SEND_MESSAGE_SIZE, MessageCompressed, SendCompression,
 };
 use crate::metadata::MetadataMap;
+use crate::middleware::{CallStart, Direction, Observers, RpcKind, Side as CallSide};
 use crate::request::CallHead;
 use crate::streaming::{DropGuard, OnEnd, Opened, OutboundLink, PendingHeaders, Side, Streaming};
 use crate::transport::client::ResponseFuture;
@@ -77,23 +78,32 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default + 'static,
     {
-        let (head, message) = self.intercept(request)?.into_parts();
+        let (mut head, message) = self.intercept(request)?.into_parts();
+        let layer = match self.channel.config().middlewares.is_empty() {
+            true => None,
+            false => Some(self.start_layer(path, RpcKind::Unary, &mut head).await?),
+        };
+        observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>();
-        let data = codec::encode(
+        let data = match codec::encode(
             &message,
             SendCompression::apply(control, encoding),
             opening.max_send,
-        )?;
+        ) {
+            Ok(data) => data,
+            Err(status) => return Err(end_layer(layer.as_ref(), status)),
+        };
         let mut done = CallDone::default();
         let mut committed = false;
         let result = {
             let call = async {
                 let (response, _send) = self.send_single(&opening, data, &mut done).await?;
                 committed = true;
-                let (headers, mut stream) =
+                let (headers, stream) =
                     self.read_response::<Resp>(response, opening.max_recv, None, None)?;
+                let mut stream = observe_response(layer.as_ref(), &headers, stream, false);
                 single_response(headers, &mut stream).await
             };
             with_deadline(deadline, pin!(call)).await
@@ -104,6 +114,7 @@ impl Grpc {
             committed,
             result.as_ref().map_or_else(Status::code, |_| Code::Ok),
         );
+        finish_layer(layer.as_ref(), &result);
         result
     }
 
@@ -117,15 +128,26 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default + 'static,
     {
-        let (head, message) = self.intercept(request)?.into_parts();
+        let (mut head, message) = self.intercept(request)?.into_parts();
+        let layer = match self.channel.config().middlewares.is_empty() {
+            true => None,
+            false => Some(
+                self.start_layer(path, RpcKind::ServerStreaming, &mut head)
+                    .await?,
+            ),
+        };
+        observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>();
-        let data = codec::encode(
+        let data = match codec::encode(
             &message,
             SendCompression::apply(control, encoding),
             opening.max_send,
-        )?;
+        ) {
+            Ok(data) => data,
+            Err(status) => return Err(end_layer(layer.as_ref(), status)),
+        };
         let mut done = CallDone::default();
         let mut committed = false;
         let result = {
@@ -134,11 +156,13 @@ impl Grpc {
                 committed = true;
                 let (headers, stream) =
                     self.read_response::<Resp>(response, opening.max_recv, deadline, None)?;
+                let stream = observe_response(layer.as_ref(), &headers, stream, true);
                 let stream = stream.with_headers(headers.clone());
                 Ok(Response::from_parts(headers, stream, MetadataMap::new()))
             };
             with_deadline(deadline, pin!(call)).await
         };
+        let result = result.map_err(|status| end_layer(layer.as_ref(), status));
         streaming_result(done, result, &opening, committed)
     }
 
@@ -153,7 +177,14 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default + 'static,
     {
-        let (head, message) = self.intercept(request)?.into_parts();
+        let (mut head, message) = self.intercept(request)?.into_parts();
+        let layer = match self.channel.config().middlewares.is_empty() {
+            true => None,
+            false => Some(
+                self.start_layer(path, RpcKind::ClientStreaming, &mut head)
+                    .await?,
+            ),
+        };
         let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>().cloned();
@@ -161,9 +192,9 @@ impl Grpc {
         let mut committed = true;
         let result = {
             let call = async {
+                let sent = Outbound::new(message, control, encoding, layer.as_ref());
                 let (response, guard) = if opening.policy().is_some() {
-                    let (guard, committed_to) =
-                        self.spawn_attempts(&opening, message, control, encoding);
+                    let (guard, committed_to) = self.spawn_attempts(&opening, sent);
                     let answer = match committed_to.await {
                         Ok(Ok((answer, attempt_done))) => {
                             done = attempt_done;
@@ -182,12 +213,12 @@ impl Grpc {
                     (response, guard)
                 } else {
                     let (response, send) = self.start_once(&opening, &mut done).await?;
-                    let guard =
-                        self.spawn_sender(send, message, control, encoding, opening.max_send);
+                    let guard = self.spawn_sender(send, sent, opening.max_send);
                     (await_headers(response, &guard).await?, guard)
                 };
-                let (headers, mut stream) =
+                let (headers, stream) =
                     self.read_response::<Resp>(response, opening.max_recv, None, guard)?;
+                let mut stream = observe_response(layer.as_ref(), &headers, stream, false);
                 single_response(headers, &mut stream).await
             };
             with_deadline(deadline, pin!(call)).await
@@ -198,6 +229,7 @@ impl Grpc {
             committed,
             result.as_ref().map_or_else(Status::code, |_| Code::Ok),
         );
+        finish_layer(layer.as_ref(), &result);
         result
     }
 
@@ -218,18 +250,27 @@ impl Grpc {
         Req: prost::Message + 'static,
         Resp: prost::Message + Default + 'static,
     {
-        let (head, message) = self.intercept(request)?.into_parts();
+        let (mut head, message) = self.intercept(request)?.into_parts();
+        let layer = match self.channel.config().middlewares.is_empty() {
+            true => None,
+            false => Some(
+                self.start_layer(path, RpcKind::BidiStreaming, &mut head)
+                    .await?,
+            ),
+        };
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
+        let deadline = opening.head.deadline;
         let control = head.extensions.get::<SendCompression>().cloned();
+        let sent = Outbound::new(message, control, opening.head.encoding, layer.as_ref());
         if opening.policy().is_some() {
-            return Ok(self.streaming_with_policy(&opening, message, control, encoding));
+            let response = self.streaming_with_policy::<_, _, Resp>(&opening, sent);
+            return Ok(response.map(|stream| observe_stream(layer, stream)));
         }
         let mut done = CallDone::default();
         let result = {
             let call = async {
                 let (response, send) = self.start_once(&opening, &mut done).await?;
-                let guard = self.spawn_sender(send, message, control, encoding, opening.max_send);
+                let guard = self.spawn_sender(send, sent, opening.max_send);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
                 let headers: PendingHeaders = Box::pin(async move {
                     let response = response.await.map_err(|e| {
@@ -249,6 +290,10 @@ impl Grpc {
             };
             with_deadline(deadline, pin!(call)).await
         };
+        let result = match result {
+            Ok(response) => Ok(response.map(|stream| observe_stream(layer, stream))),
+            Err(status) => Err(end_layer(layer.as_ref(), status)),
+        };
         streaming_result(done, result, &opening, true)
     }
 
@@ -257,16 +302,14 @@ impl Grpc {
     fn streaming_with_policy<S, Req, Resp>(
         &self,
         opening: &Opening<'_>,
-        messages: S,
-        control: Option<SendCompression>,
-        encoding: Option<CompressionEncoding>,
+        sent: Outbound<S>,
     ) -> Response<Streaming<Resp>>
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
         Resp: prost::Message + Default + 'static,
     {
-        let (guard, committed_to) = self.spawn_attempts(opening, messages, control, encoding);
+        let (guard, committed_to) = self.spawn_attempts(opening, sent);
         let failure = guard.as_ref().map(|g| g.failure.clone());
         // The committed attempt's balancer callback, once there is one: the call's end is
         // reported (and counted by the throttle) only for a committed call; the failures
@@ -350,6 +393,38 @@ impl Grpc {
             retries: self.channel.config().retry.enabled,
             method: method_config,
         }
+    }
+
+    /// Starts the channel's middlewares on the call's head (boxed, so that calls without
+    /// middleware keep small futures); a rejection ends the call before anything is sent,
+    /// and the observers started so far see it.
+    fn start_layer<'a>(
+        &'a self,
+        path: &'static str,
+        kind: RpcKind,
+        head: &'a mut CallHead,
+    ) -> Pin<Box<dyn Future<Output = Result<Observers, Status>> + Send + 'a>> {
+        Box::pin(async move {
+            let observers = Observers::new();
+            let timeout = head.timeout.or(self.channel.config().timeout);
+            let mut start = CallStart::new(
+                CallSide::Client,
+                kind,
+                path,
+                &mut head.metadata,
+                &mut head.extensions,
+                timeout.map(timeout::deadline_after),
+                None,
+            );
+            let middlewares = &self.channel.config().middlewares;
+            match middlewares.start(&mut start, &observers).await {
+                Ok(()) => Ok(observers),
+                Err(status) => {
+                    tracing::debug!(%status, "a middleware rejected the call");
+                    Err(end_layer(Some(&observers), status))
+                }
+            }
+        })
     }
 
     /// Runs the channel's interceptors; a rejection ends the call before anything is sent.
@@ -491,9 +566,7 @@ impl Grpc {
     fn spawn_attempts<S, Req>(
         &self,
         opening: &Opening<'_>,
-        messages: S,
-        control: Option<SendCompression>,
-        encoding: Option<CompressionEncoding>,
+        sent: Outbound<S>,
     ) -> (
         DropGuard,
         oneshot::Receiver<Result<(Answer, CallDone), Status>>,
@@ -515,6 +588,12 @@ impl Grpc {
             limits.pool.clone(),
         );
         let max = opening.max_send;
+        let Outbound {
+            messages,
+            control,
+            encoding,
+            observers,
+        } = sent;
         tokio::spawn(async move {
             let Some(policy) = method.as_deref().and_then(Policy::of) else {
                 return;
@@ -555,7 +634,11 @@ impl Grpc {
             if input_ended {
                 return;
             }
-            pump_rest(&mut send, messages, control, encoding, max, stop, &failed).await;
+            let observe = observers.as_ref().map(|o| (o, Direction::Request));
+            pump_rest(
+                &mut send, messages, control, encoding, max, stop, &failed, observe,
+            )
+            .await;
         });
         (
             Some(OutboundLink {
@@ -657,14 +740,7 @@ impl Grpc {
     /// Sends the request stream from its own task, so that responses can be read meanwhile.
     /// The returned link stops the task (with RST_STREAM CANCEL) when dropped, and carries the
     /// task's failure back to the response side.
-    fn spawn_sender<S, Req>(
-        &self,
-        mut send: SendBody,
-        messages: S,
-        control: Option<SendCompression>,
-        encoding: Option<CompressionEncoding>,
-        max: usize,
-    ) -> DropGuard
+    fn spawn_sender<S, Req>(&self, mut send: SendBody, sent: Outbound<S>, max: usize) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
@@ -672,15 +748,100 @@ impl Grpc {
         let (stop, mut cancelled) = oneshot::channel::<()>();
         let failure = Arc::new(OnceLock::new());
         let failed = failure.clone();
+        let Outbound {
+            messages,
+            control,
+            encoding,
+            observers,
+        } = sent;
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));
             let stop = pin!(&mut cancelled);
-            pump_rest(&mut send, messages, control, encoding, max, stop, &failed).await;
+            let observe = observers.as_ref().map(|o| (o, Direction::Request));
+            pump_rest(
+                &mut send, messages, control, encoding, max, stop, &failed, observe,
+            )
+            .await;
         });
         Some(OutboundLink {
             _stop: stop,
             failure,
         })
+    }
+}
+
+/// A call's request stream, with what sending it takes.
+struct Outbound<S> {
+    messages: S,
+    control: Option<SendCompression>,
+    encoding: Option<CompressionEncoding>,
+    /// The call's middleware observers, when one of them wants messages.
+    observers: Option<Observers>,
+}
+
+impl<S> Outbound<S> {
+    fn new(
+        messages: S,
+        control: Option<SendCompression>,
+        encoding: Option<CompressionEncoding>,
+        layer: Option<&Observers>,
+    ) -> Outbound<S> {
+        Outbound {
+            messages,
+            control,
+            encoding,
+            observers: layer.filter(|o| o.wants_messages()).cloned(),
+        }
+    }
+}
+
+/// Shows a request message to the call's observers (if they want messages).
+fn observe_request<M: prost::Message + 'static>(layer: Option<&Observers>, message: &M) {
+    if let Some(observers) = layer {
+        observers.message(Direction::Request, message, message.encoded_len());
+    }
+}
+
+/// Shows the response headers to the call's observers and has them follow its messages (and,
+/// if `ends_call`, the stream's end).
+fn observe_response<Resp>(
+    layer: Option<&Observers>,
+    headers: &MetadataMap,
+    stream: Streaming<Resp>,
+    ends_call: bool,
+) -> Streaming<Resp> {
+    match layer {
+        None => stream,
+        Some(observers) => {
+            observers.response_headers(headers);
+            stream.observed_by(observers.clone(), ends_call)
+        }
+    }
+}
+
+/// A bidi call's response stream, which its observers follow (headers, messages, end).
+fn observe_stream<Resp>(layer: Option<Observers>, stream: Streaming<Resp>) -> Streaming<Resp> {
+    match layer {
+        None => stream,
+        Some(observers) => stream.observed_by(observers, true),
+    }
+}
+
+/// The call failed with `status` before a response stream: its observers see the end.
+fn end_layer(layer: Option<&Observers>, status: Status) -> Status {
+    if let Some(observers) = layer {
+        observers.end(&status, status.metadata());
+    }
+    status
+}
+
+/// A call with one response ended: its observers see how.
+fn finish_layer<T>(layer: Option<&Observers>, result: &Result<Response<T>, Status>) {
+    if let Some(observers) = layer {
+        match result {
+            Ok(response) => observers.end_ok(response.trailers()),
+            Err(status) => observers.end(status, status.metadata()),
+        }
     }
 }
 
@@ -760,6 +921,7 @@ const GRPC_TRANSPARENT_RETRY_ATTEMPTS: http::HeaderName =
 
 /// Sends the rest of a request stream on the one stream left (the no-policy sender, or a
 /// committed attempt), under flow control, and ends it.
+#[allow(clippy::too_many_arguments)]
 async fn pump_rest<S, M, F>(
     send: &mut SendBody,
     messages: Pin<&mut S>,
@@ -768,6 +930,7 @@ async fn pump_rest<S, M, F>(
     max: usize,
     stop: Pin<&mut F>,
     failed: &OnceLock<Status>,
+    observe: Option<(&Observers, Direction)>,
 ) where
     S: Stream<Item = Result<M, Status>> + ?Sized,
     M: prost::Message + 'static,
@@ -781,7 +944,7 @@ async fn pump_rest<S, M, F>(
         max,
         Panics::Propagate,
         stop,
-        None,
+        observe,
     )
     .await
     {

@@ -110,6 +110,7 @@ impl Channel {
                 connector: None,
                 keepalive: None,
                 retry: RetryLimits::new(defaults::CHANNEL_RETRY_BUFFER),
+                middlewares: crate::middleware::Middlewares::default(),
             },
             tls: None,
             default_service_config: None,
@@ -479,6 +480,15 @@ impl ChannelBuilder {
     /// Default: none.
     pub fn default_service_config(mut self, json: &str) -> ChannelBuilder {
         self.default_service_config = Some(json.to_owned());
+        self
+    }
+
+    /// Adds a middleware that wraps every call of the channel (see [`crate::middleware`]): it
+    /// may await, change the metadata or reject the call before anything is sent, and follow
+    /// the call to its end. Middlewares run in the order added, after the interceptors; they
+    /// run once per call, around its retries and hedges. Default: none (and no cost).
+    pub fn middleware(mut self, middleware: impl crate::middleware::Middleware) -> ChannelBuilder {
+        self.config.middlewares.push(middleware);
         self
     }
 

@@ -33,6 +33,8 @@ pub(crate) struct ChannelConfig {
     pub(crate) keepalive: Option<ClientKeepalive>,
     /// Limits on configured retries and hedging.
     pub(crate) retry: super::retry::RetryLimits,
+    /// Every call's middleware, in order.
+    pub(crate) middlewares: crate::middleware::Middlewares,
 }
 
 /// A channel's keepalive (gRFC A8), shared by its subchannels.

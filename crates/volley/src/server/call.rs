@@ -424,7 +424,7 @@ fn observe_requests<Req>(
         return request;
     }
     let observers = layer.observers.clone();
-    request.map(|stream| stream.observed_by(observers))
+    request.map(|stream| stream.observed_by(observers, false))
 }
 
 /// Reads the one request message of a unary or server-streaming call, and the end of the
