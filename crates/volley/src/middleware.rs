@@ -166,10 +166,24 @@ impl<'a> CallStart<'a> {
     }
 }
 
+/// The service of a `/package.Service/Method` path.
+pub(crate) fn service_of(path: &str) -> &str {
+    split_path(path).0
+}
+
+/// The method of a `/package.Service/Method` path.
+pub(crate) fn method_of(path: &str) -> &str {
+    split_path(path).1
+}
+
 /// `/package.Service/Method` as (`package.Service`, `Method`).
 fn split_path(path: &str) -> (&str, &str) {
     let name = path.strip_prefix('/').unwrap_or(path);
-    name.rsplit_once('/').unwrap_or((name, ""))
+    // By bytes: `/` is ASCII, so both halves are valid UTF-8.
+    match name.bytes().rposition(|b| b == b'/') {
+        Some(at) => (&name[..at], &name[at + 1..]),
+        None => (name, ""),
+    }
 }
 
 /// What [`Middleware::start`] returns: after it, the call goes on (with the observer, if

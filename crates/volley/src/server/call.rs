@@ -77,6 +77,47 @@ struct ResponderExtras {
     middlewares: Option<(Middlewares, String)>,
     /// The call's middleware observers, once it has started with middlewares.
     observers: Option<Observers>,
+    /// The call's `grpc.server` span, when tracing records it.
+    span: Option<tracing::Span>,
+}
+
+impl ResponderExtras {
+    /// The call ended with `status`: its span and its observers see it.
+    fn end(&self, status: &Status, trailers: &MetadataMap) {
+        if let Some(span) = &self.span {
+            span.record("rpc.grpc.status_code", status.code() as i32);
+        }
+        if let Some(observers) = &self.observers {
+            observers.end(status, trailers);
+        }
+    }
+
+    /// The call ended with OK.
+    fn end_ok(&self, trailers: &MetadataMap) {
+        if let Some(span) = &self.span {
+            span.record("rpc.grpc.status_code", 0);
+        }
+        if let Some(observers) = &self.observers {
+            observers.end_ok(trailers);
+        }
+    }
+}
+
+/// The call's `grpc.server` span (OpenTelemetry's RPC conventions), or a disabled span (a
+/// check of the callsite's interest, nothing more) when tracing does not record it.
+fn server_span(path: &str, remote_addr: Option<SocketAddr>) -> tracing::Span {
+    tracing::info_span!(
+        target: "volley::server",
+        "grpc.server",
+        otel.name = path.strip_prefix('/').unwrap_or(path),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = crate::middleware::service_of(path),
+        rpc.method = crate::middleware::method_of(path),
+        rpc.grpc.status_code = tracing::field::Empty,
+        network.peer.address = remote_addr.map(|a| tracing::field::display(a.ip())),
+        network.peer.port = remote_addr.map(|a| a.port()),
+    )
 }
 
 /// A call's middlewares and their observers.
@@ -215,6 +256,14 @@ impl ServerCall {
             let middlewares = responder.config.middlewares.clone();
             responder.extras_mut().middlewares = Some((middlewares, path.path().to_owned()));
         }
+        // Without any subscriber ever installed, one atomic load; with one, the callsite's
+        // cached interest decides.
+        if tracing::dispatcher::has_been_set() {
+            let span = server_span(path.path(), remote_addr);
+            if !span.is_disabled() {
+                responder.extras_mut().span = Some(span);
+            }
+        }
         Some((
             ServerCall {
                 headers: parts.headers,
@@ -227,6 +276,11 @@ impl ServerCall {
             },
             path,
         ))
+    }
+
+    /// The call's `grpc.server` span, when tracing records it: the call runs inside it.
+    pub(crate) fn span(&self) -> Option<tracing::Span> {
+        self.responder.extras.as_deref()?.span.clone()
     }
 
     /// Adds a service's middlewares (after the server's), for its method `method`.
@@ -481,7 +535,7 @@ impl Responder {
 
     /// The client reset the stream: the observers see the call end CANCELLED.
     fn cancelled(&self) {
-        end_cancelled(self.observers());
+        end_cancelled(self.extras.as_deref());
     }
 
     /// Runs `work` until it finishes, the deadline passes, or the client resets the stream.
@@ -528,8 +582,8 @@ impl Responder {
     }
 
     fn send_error_with(&mut self, status: Status, extra: HeaderMap) {
-        if let Some(observers) = self.observers() {
-            observers.end(&status, status.metadata());
+        if let Some(extras) = self.extras.as_deref() {
+            extras.end(&status, status.metadata());
         }
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
@@ -590,9 +644,11 @@ impl Responder {
             self.cancelled();
             return;
         };
-        if let Some(observers) = self.observers() {
-            observers.message(Direction::Response, &message, message.encoded_len());
-            observers.end_ok(&trailers);
+        if let Some(extras) = self.extras.as_deref() {
+            if let Some(observers) = &extras.observers {
+                observers.message(Direction::Response, &message, message.encoded_len());
+            }
+            extras.end_ok(&trailers);
         }
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
@@ -639,8 +695,8 @@ impl Responder {
         .await
         {
             Pumped::Ended => {
-                if let Some(observers) = observers {
-                    observers.end_ok(&trailers);
+                if let Some(extras) = extras {
+                    extras.end_ok(&trailers);
                 }
                 let metrics = extras.and_then(|e| e.call_metrics.as_ref());
                 let _ = stream.send_trailers(ok_trailers(trailers, metrics, &self.config));
@@ -648,15 +704,15 @@ impl Responder {
             }
             Pumped::Failed(status) => status,
             Pumped::Reset => {
-                end_cancelled(observers);
+                end_cancelled(extras);
                 return;
             }
             Pumped::Stopped => {
                 Status::deadline_exceeded("deadline exceeded while the handler was streaming")
             }
         };
-        if let Some(observers) = observers {
-            observers.end(&status, status.metadata());
+        if let Some(extras) = extras {
+            extras.end(&status, status.metadata());
         }
         let mut trailers = HeaderMap::new();
         status.write_to(&mut trailers);
@@ -677,10 +733,10 @@ impl Responder {
     }
 }
 
-/// The client reset the stream: `observers` see the call end CANCELLED.
-fn end_cancelled(observers: Option<&Observers>) {
-    if let Some(observers) = observers {
-        observers.end(
+/// The client reset the stream: the call's span and observers see it end CANCELLED.
+fn end_cancelled(extras: Option<&ResponderExtras>) {
+    if let Some(extras) = extras {
+        extras.end(
             &Status::cancelled("the client cancelled the call"),
             &MetadataMap::new(),
         );

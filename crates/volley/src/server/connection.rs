@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
 use super::call::ServerCall;
 use super::router::Router;
@@ -120,16 +121,23 @@ pub(crate) async fn serve_connection<T>(
                 Some(Ok((request, respond))) => {
                     if let Some((call, path)) =
                         ServerCall::accept(request, respond, shared.config.clone(), remote, &quota)
-                        && let Some(fut) = shared.router.route(path.path(), call)
                     {
-                        // A call is a task of its own, not tied to this one: when the
-                        // connection ends (dropping `conn`), h2 ends every stream and
-                        // each call, woken by its reset, drops its handler.
-                        let open = activity.call_opened();
-                        tokio::spawn(async move {
-                            fut.await;
-                            drop(open);
-                        });
+                        let span = call.span();
+                        if let Some(fut) = shared.router.route(path.path(), call) {
+                            // A call is a task of its own, not tied to this one: when the
+                            // connection ends (dropping `conn`), h2 ends every stream and
+                            // each call, woken by its reset, drops its handler.
+                            let open = activity.call_opened();
+                            let call = async move {
+                                fut.await;
+                                drop(open);
+                            };
+                            // Inside its span only when tracing records it.
+                            match span {
+                                None => drop(tokio::spawn(call)),
+                                Some(span) => drop(tokio::spawn(call.instrument(span))),
+                            }
+                        }
                     }
                 }
                 Some(Err(e)) => {
