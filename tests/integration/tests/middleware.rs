@@ -113,6 +113,20 @@ async fn until_end(rx: &mut mpsc::UnboundedReceiver<Seen>, name: &str) -> Vec<Se
     out
 }
 
+/// An echo server whose calls a `Recorder` named "m" follows.
+async fn recorded_server() -> (TestServer, mpsc::UnboundedReceiver<Seen>) {
+    let (tx, seen) = mpsc::unbounded_channel();
+    let recorder = Recorder {
+        name: "m",
+        seen: tx,
+        side: Side::Server,
+    };
+    (
+        TestServer::start_with(|b| b.middleware(recorder)).await,
+        seen,
+    )
+}
+
 fn say(message: &str) -> EchoRequest {
     EchoRequest {
         message: message.into(),
@@ -120,82 +134,85 @@ fn say(message: &str) -> EchoRequest {
     }
 }
 
+/// Makes a call of each kind; checks what `name` saw of the unary, server-streaming and
+/// client-streaming ones (the same on either side), and returns what it saw of the bidi one
+/// (whose order differs: a server sends its headers before reading).
+async fn four_kinds(
+    client: &EchoClient,
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    name: &'static str,
+) -> Vec<Seen> {
+    client.unary(say("u")).await.unwrap();
+    assert_eq!(
+        until_end(seen, name).await,
+        [
+            Seen::Start(name, RpcKind::Unary, "/volley.test.Echo/Unary".into()),
+            Seen::Request(name, "u".into()),
+            Seen::Headers(name),
+            Seen::Response(name, "u".into()),
+            Seen::End(name, Code::Ok),
+        ]
+    );
+
+    let request = EchoRequest {
+        count: 2,
+        ..say("s")
+    };
+    let mut replies = client.server_stream(request).await.unwrap().into_inner();
+    while replies.message().await.unwrap().is_some() {}
+    assert_eq!(
+        until_end(seen, name).await,
+        [
+            Seen::Start(
+                name,
+                RpcKind::ServerStreaming,
+                "/volley.test.Echo/ServerStream".into()
+            ),
+            Seen::Request(name, "s".into()),
+            Seen::Headers(name),
+            Seen::Response(name, "s".into()),
+            Seen::Response(name, "s".into()),
+            Seen::End(name, Code::Ok),
+        ]
+    );
+
+    let messages = tokio_stream::iter([say("a"), say("b")]);
+    client.client_stream(messages).await.unwrap();
+    assert_eq!(
+        until_end(seen, name).await,
+        [
+            Seen::Start(
+                name,
+                RpcKind::ClientStreaming,
+                "/volley.test.Echo/ClientStream".into()
+            ),
+            Seen::Request(name, "a".into()),
+            Seen::Request(name, "b".into()),
+            Seen::Headers(name),
+            Seen::Response(name, "ab".into()),
+            Seen::End(name, Code::Ok),
+        ]
+    );
+
+    let (tx, rx) = mpsc::channel(4);
+    let mut replies = client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(say("x")).await.unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().message, "x");
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    until_end(seen, name).await
+}
+
 #[tokio::test]
 async fn an_observer_follows_calls_of_all_four_kinds() {
-    let (tx, mut seen) = mpsc::unbounded_channel();
-    let server = TestServer::start_with(|b| {
-        b.middleware(Recorder {
-            name: "m",
-            seen: tx,
-            side: Side::Server,
-        })
-    })
-    .await;
+    let (server, mut seen) = recorded_server().await;
     let client = server.client();
     bounded(10, async {
-        client.unary(say("u")).await.unwrap();
-        assert_eq!(
-            until_end(&mut seen, "m").await,
-            [
-                Seen::Start("m", RpcKind::Unary, "/volley.test.Echo/Unary".into()),
-                Seen::Request("m", "u".into()),
-                Seen::Headers("m"),
-                Seen::Response("m", "u".into()),
-                Seen::End("m", Code::Ok),
-            ]
-        );
-
-        let request = EchoRequest {
-            count: 2,
-            ..say("s")
-        };
-        let mut replies = client.server_stream(request).await.unwrap().into_inner();
-        while replies.message().await.unwrap().is_some() {}
-        assert_eq!(
-            until_end(&mut seen, "m").await,
-            [
-                Seen::Start(
-                    "m",
-                    RpcKind::ServerStreaming,
-                    "/volley.test.Echo/ServerStream".into()
-                ),
-                Seen::Request("m", "s".into()),
-                Seen::Headers("m"),
-                Seen::Response("m", "s".into()),
-                Seen::Response("m", "s".into()),
-                Seen::End("m", Code::Ok),
-            ]
-        );
-
-        let messages = tokio_stream::iter([say("a"), say("b")]);
-        client.client_stream(messages).await.unwrap();
-        assert_eq!(
-            until_end(&mut seen, "m").await,
-            [
-                Seen::Start(
-                    "m",
-                    RpcKind::ClientStreaming,
-                    "/volley.test.Echo/ClientStream".into()
-                ),
-                Seen::Request("m", "a".into()),
-                Seen::Request("m", "b".into()),
-                Seen::Headers("m"),
-                Seen::Response("m", "ab".into()),
-                Seen::End("m", Code::Ok),
-            ]
-        );
-
-        let (tx, rx) = mpsc::channel(4);
-        let mut replies = client
-            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        tx.send(say("x")).await.unwrap();
-        assert_eq!(replies.message().await.unwrap().unwrap().message, "x");
-        drop(tx);
-        assert!(replies.message().await.unwrap().is_none());
-        let events = until_end(&mut seen, "m").await;
+        let events = four_kinds(&client, &mut seen, "m").await;
         assert_eq!(
             events[0],
             Seen::Start("m", RpcKind::BidiStreaming, "/volley.test.Echo/Bidi".into())
@@ -359,15 +376,7 @@ async fn server_middleware_runs_before_the_services_and_ends_after() {
 
 #[tokio::test]
 async fn cancelled_and_expired_calls_end_so() {
-    let (tx, mut seen) = mpsc::unbounded_channel();
-    let server = TestServer::start_with(|b| {
-        b.middleware(Recorder {
-            name: "m",
-            seen: tx,
-            side: Side::Server,
-        })
-    })
-    .await;
+    let (server, mut seen) = recorded_server().await;
     let client = server.client();
     bounded(10, async {
         // The client goes away during the call.
@@ -417,69 +426,9 @@ async fn a_client_middleware_follows_calls_of_all_four_kinds() {
         // The middleware's metadata reaches the server (which echoes x-echo-*).
         let reply = client.unary(say("u")).await.unwrap();
         assert_eq!(reply.metadata().get("x-echo-by"), Some("c"));
+        until_end(&mut seen, "c").await;
         assert_eq!(
-            until_end(&mut seen, "c").await,
-            [
-                Seen::Start("c", RpcKind::Unary, "/volley.test.Echo/Unary".into()),
-                Seen::Request("c", "u".into()),
-                Seen::Headers("c"),
-                Seen::Response("c", "u".into()),
-                Seen::End("c", Code::Ok),
-            ]
-        );
-
-        let request = EchoRequest {
-            count: 2,
-            ..say("s")
-        };
-        let mut replies = client.server_stream(request).await.unwrap().into_inner();
-        while replies.message().await.unwrap().is_some() {}
-        assert_eq!(
-            until_end(&mut seen, "c").await,
-            [
-                Seen::Start(
-                    "c",
-                    RpcKind::ServerStreaming,
-                    "/volley.test.Echo/ServerStream".into()
-                ),
-                Seen::Request("c", "s".into()),
-                Seen::Headers("c"),
-                Seen::Response("c", "s".into()),
-                Seen::Response("c", "s".into()),
-                Seen::End("c", Code::Ok),
-            ]
-        );
-
-        let messages = tokio_stream::iter([say("a"), say("b")]);
-        client.client_stream(messages).await.unwrap();
-        assert_eq!(
-            until_end(&mut seen, "c").await,
-            [
-                Seen::Start(
-                    "c",
-                    RpcKind::ClientStreaming,
-                    "/volley.test.Echo/ClientStream".into()
-                ),
-                Seen::Request("c", "a".into()),
-                Seen::Request("c", "b".into()),
-                Seen::Headers("c"),
-                Seen::Response("c", "ab".into()),
-                Seen::End("c", Code::Ok),
-            ]
-        );
-
-        let (tx, rx) = mpsc::channel(4);
-        let mut replies = client
-            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        tx.send(say("x")).await.unwrap();
-        assert_eq!(replies.message().await.unwrap().unwrap().message, "x");
-        drop(tx);
-        assert!(replies.message().await.unwrap().is_none());
-        assert_eq!(
-            until_end(&mut seen, "c").await,
+            four_kinds(&client, &mut seen, "c").await,
             [
                 Seen::Start("c", RpcKind::BidiStreaming, "/volley.test.Echo/Bidi".into()),
                 Seen::Request("c", "x".into()),

@@ -79,10 +79,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let layer = match self.channel.config().middlewares.is_empty() {
-            true => None,
-            false => Some(self.start_layer(path, RpcKind::Unary, &mut head).await?),
-        };
+        let layer = self.layer(path, RpcKind::Unary, &mut head).await?;
         observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
@@ -129,13 +126,9 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let layer = match self.channel.config().middlewares.is_empty() {
-            true => None,
-            false => Some(
-                self.start_layer(path, RpcKind::ServerStreaming, &mut head)
-                    .await?,
-            ),
-        };
+        let layer = self
+            .layer(path, RpcKind::ServerStreaming, &mut head)
+            .await?;
         observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
@@ -178,13 +171,9 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let layer = match self.channel.config().middlewares.is_empty() {
-            true => None,
-            false => Some(
-                self.start_layer(path, RpcKind::ClientStreaming, &mut head)
-                    .await?,
-            ),
-        };
+        let layer = self
+            .layer(path, RpcKind::ClientStreaming, &mut head)
+            .await?;
         let opening = self.opening(path, &head);
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>().cloned();
@@ -192,7 +181,8 @@ impl Grpc {
         let mut committed = true;
         let result = {
             let call = async {
-                let sent = Outbound::new(message, control, encoding, layer.as_ref());
+                let sent =
+                    Outbound::new(message, control, encoding, opening.max_send, layer.as_ref());
                 let (response, guard) = if opening.policy().is_some() {
                     let (guard, committed_to) = self.spawn_attempts(&opening, sent);
                     let answer = match committed_to.await {
@@ -213,7 +203,7 @@ impl Grpc {
                     (response, guard)
                 } else {
                     let (response, send) = self.start_once(&opening, &mut done).await?;
-                    let guard = self.spawn_sender(send, sent, opening.max_send);
+                    let guard = self.spawn_sender(send, sent);
                     (await_headers(response, &guard).await?, guard)
                 };
                 let (headers, stream) =
@@ -251,17 +241,17 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let layer = match self.channel.config().middlewares.is_empty() {
-            true => None,
-            false => Some(
-                self.start_layer(path, RpcKind::BidiStreaming, &mut head)
-                    .await?,
-            ),
-        };
+        let layer = self.layer(path, RpcKind::BidiStreaming, &mut head).await?;
         let opening = self.opening(path, &head);
         let deadline = opening.head.deadline;
         let control = head.extensions.get::<SendCompression>().cloned();
-        let sent = Outbound::new(message, control, opening.head.encoding, layer.as_ref());
+        let sent = Outbound::new(
+            message,
+            control,
+            opening.head.encoding,
+            opening.max_send,
+            layer.as_ref(),
+        );
         if opening.policy().is_some() {
             let response = self.streaming_with_policy::<_, _, Resp>(&opening, sent);
             return Ok(response.map(|stream| observe_stream(layer, stream)));
@@ -270,7 +260,7 @@ impl Grpc {
         let result = {
             let call = async {
                 let (response, send) = self.start_once(&opening, &mut done).await?;
-                let guard = self.spawn_sender(send, sent, opening.max_send);
+                let guard = self.spawn_sender(send, sent);
                 let failure = guard.as_ref().map(|g| g.failure.clone());
                 let headers: PendingHeaders = Box::pin(async move {
                     let response = response.await.map_err(|e| {
@@ -393,6 +383,20 @@ impl Grpc {
             retries: self.channel.config().retry.enabled,
             method: method_config,
         }
+    }
+
+    /// The channel's middlewares, started on the call's head; `None` (at the cost of one
+    /// check) when the channel has none.
+    async fn layer(
+        &self,
+        path: &'static str,
+        kind: RpcKind,
+        head: &mut CallHead,
+    ) -> Result<Option<Observers>, Status> {
+        if self.channel.config().middlewares.is_empty() {
+            return Ok(None);
+        }
+        self.start_layer(path, kind, head).await.map(Some)
     }
 
     /// Starts the channel's middlewares on the call's head (boxed, so that calls without
@@ -587,13 +591,7 @@ impl Grpc {
             limits.per_call_buffer,
             limits.pool.clone(),
         );
-        let max = opening.max_send;
-        let Outbound {
-            messages,
-            control,
-            encoding,
-            observers,
-        } = sent;
+        let Outbound { messages, sending } = sent;
         tokio::spawn(async move {
             let Some(policy) = method.as_deref().and_then(Policy::of) else {
                 return;
@@ -607,7 +605,8 @@ impl Grpc {
             );
             let mut messages = pin!(tokio_stream_ok(messages));
             let mut stop = pin!(&mut cancelled);
-            let compression = SendCompression::apply(control.as_ref(), encoding);
+            let compression = SendCompression::apply(sending.control.as_ref(), sending.encoding);
+            let max = sending.max;
             let outcome = {
                 let mut next = |cx: &mut std::task::Context<'_>| {
                     messages
@@ -634,11 +633,7 @@ impl Grpc {
             if input_ended {
                 return;
             }
-            let observe = observers.as_ref().map(|o| (o, Direction::Request));
-            pump_rest(
-                &mut send, messages, control, encoding, max, stop, &failed, observe,
-            )
-            .await;
+            pump_rest(&mut send, messages, &sending, stop, &failed).await;
         });
         (
             Some(OutboundLink {
@@ -740,7 +735,7 @@ impl Grpc {
     /// Sends the request stream from its own task, so that responses can be read meanwhile.
     /// The returned link stops the task (with RST_STREAM CANCEL) when dropped, and carries the
     /// task's failure back to the response side.
-    fn spawn_sender<S, Req>(&self, mut send: SendBody, sent: Outbound<S>, max: usize) -> DropGuard
+    fn spawn_sender<S, Req>(&self, mut send: SendBody, sent: Outbound<S>) -> DropGuard
     where
         S: Stream<Item = Req> + Send + 'static,
         Req: prost::Message + 'static,
@@ -748,20 +743,11 @@ impl Grpc {
         let (stop, mut cancelled) = oneshot::channel::<()>();
         let failure = Arc::new(OnceLock::new());
         let failed = failure.clone();
-        let Outbound {
-            messages,
-            control,
-            encoding,
-            observers,
-        } = sent;
+        let Outbound { messages, sending } = sent;
         tokio::spawn(async move {
             let messages = pin!(tokio_stream_ok(messages));
             let stop = pin!(&mut cancelled);
-            let observe = observers.as_ref().map(|o| (o, Direction::Request));
-            pump_rest(
-                &mut send, messages, control, encoding, max, stop, &failed, observe,
-            )
-            .await;
+            pump_rest(&mut send, messages, &sending, stop, &failed).await;
         });
         Some(OutboundLink {
             _stop: stop,
@@ -773,8 +759,15 @@ impl Grpc {
 /// A call's request stream, with what sending it takes.
 struct Outbound<S> {
     messages: S,
+    sending: Sending,
+}
+
+/// How a call's request messages are sent.
+struct Sending {
     control: Option<SendCompression>,
     encoding: Option<CompressionEncoding>,
+    /// The largest request message.
+    max: usize,
     /// The call's middleware observers, when one of them wants messages.
     observers: Option<Observers>,
 }
@@ -784,13 +777,18 @@ impl<S> Outbound<S> {
         messages: S,
         control: Option<SendCompression>,
         encoding: Option<CompressionEncoding>,
+        max: usize,
         layer: Option<&Observers>,
     ) -> Outbound<S> {
+        let observers = layer.filter(|o| o.wants_messages()).cloned();
         Outbound {
             messages,
-            control,
-            encoding,
-            observers: layer.filter(|o| o.wants_messages()).cloned(),
+            sending: Sending {
+                control,
+                encoding,
+                max,
+                observers,
+            },
         }
     }
 }
@@ -921,27 +919,24 @@ const GRPC_TRANSPARENT_RETRY_ATTEMPTS: http::HeaderName =
 
 /// Sends the rest of a request stream on the one stream left (the no-policy sender, or a
 /// committed attempt), under flow control, and ends it.
-#[allow(clippy::too_many_arguments)]
 async fn pump_rest<S, M, F>(
     send: &mut SendBody,
     messages: Pin<&mut S>,
-    control: Option<SendCompression>,
-    encoding: Option<CompressionEncoding>,
-    max: usize,
+    sending: &Sending,
     stop: Pin<&mut F>,
     failed: &OnceLock<Status>,
-    observe: Option<(&Observers, Direction)>,
 ) where
     S: Stream<Item = Result<M, Status>> + ?Sized,
     M: prost::Message + 'static,
     F: Future,
 {
+    let observe = sending.observers.as_ref().map(|o| (o, Direction::Request));
     match send_messages(
         send,
         messages,
-        encoding,
-        control.as_ref(),
-        max,
+        sending.encoding,
+        sending.control.as_ref(),
+        sending.max,
         Panics::Propagate,
         stop,
         observe,
