@@ -119,10 +119,15 @@ struct ClientExtras {
     /// Whether the stream's end is the call's (a client call's response stream handed to
     /// the caller): the observers see it, or CANCELLED if the stream is dropped first.
     ends_call: bool,
+    /// The call's `grpc.client` span, which records the stream's final status.
+    span: Option<tracing::Span>,
 }
 
 impl Drop for ClientExtras {
     fn drop(&mut self) {
+        if let Some(span) = self.span.take() {
+            span.record("rpc.grpc.status_code", Code::Cancelled as i32);
+        }
         if self.ends_call
             && let Some(observers) = &self.observers
         {
@@ -137,6 +142,9 @@ impl Drop for ClientExtras {
 impl ClientExtras {
     /// The call ended: its observers see it, if this stream's end is the call's.
     fn end_observers(&mut self, status: &Status, trailers: &MetadataMap) {
+        if let Some(span) = self.span.take() {
+            span.record("rpc.grpc.status_code", status.code() as i32);
+        }
         if self.ends_call
             && let Some(observers) = &self.observers
         {
@@ -301,6 +309,17 @@ impl<T> Streaming<T> {
 }
 
 impl<T> Streaming<T> {
+    /// Has the call's span record the stream's final status.
+    pub(crate) fn traced(mut self, span: tracing::Span) -> Streaming<T> {
+        if matches!(self.inner.state, State::Done) {
+            // A Trailers-Only OK response: the call is already over.
+            span.record("rpc.grpc.status_code", Code::Ok as i32);
+        } else {
+            self.inner.extras().span = Some(span);
+        }
+        self
+    }
+
     /// Shows the stream to the call's middleware observers: each message if they want
     /// messages; on a client, the response headers if they are still to come; and the end
     /// of the stream if it `ends_call`.

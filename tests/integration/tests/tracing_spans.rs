@@ -134,3 +134,49 @@ async fn every_server_call_runs_in_a_span_with_the_rpc_fields() {
         assert_eq!(field("rpc.grpc.status_code"), Some(code), "{call:?}");
     }
 }
+
+#[tokio::test]
+async fn every_client_call_runs_in_a_span_that_ends_with_its_status() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(spans.clone());
+    let server = TestServer::start().await;
+    let client = server.client();
+    bounded(10, async {
+        let ok = EchoRequest {
+            message: "hi".into(),
+            ..Default::default()
+        };
+        client.unary(ok).await.unwrap();
+        // A stream's span records the status when the stream ends.
+        let two = EchoRequest {
+            message: "s".into(),
+            count: 2,
+            ..Default::default()
+        };
+        let mut replies = client.server_stream(two).await.unwrap().into_inner();
+        while replies.message().await.unwrap().is_some() {}
+        // A stream dropped before its end is CANCELLED.
+        let many = EchoRequest {
+            message: "d".into(),
+            count: 1000,
+            ..Default::default()
+        };
+        drop(client.server_stream(many).await.unwrap());
+    })
+    .await;
+    let calls = spans.named("grpc.client");
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    for (call, (method, code)) in
+        calls
+            .iter()
+            .zip([("Unary", "0"), ("ServerStream", "0"), ("ServerStream", "1")])
+    {
+        let field = |name: &str| call.fields.get(name).map(String::as_str);
+        assert_eq!(field("rpc.system"), Some("grpc"));
+        assert_eq!(field("otel.kind"), Some("client"));
+        assert_eq!(field("rpc.service"), Some("volley.test.Echo"));
+        assert_eq!(field("rpc.method"), Some(method));
+        assert_eq!(field("server.address"), Some(&*server.addr.to_string()));
+        assert_eq!(field("rpc.grpc.status_code"), Some(code), "{call:?}");
+    }
+}

@@ -10,6 +10,7 @@ use futures_core::Stream;
 use http::HeaderValue;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::attempts::{
     Answer, AttemptParams, Attempts, Committed, OpenAttempt, OpenFuture, Policy,
@@ -68,7 +69,32 @@ impl Grpc {
         self.max_send_message_size = bytes;
     }
 
+    /// The call's `grpc.client` span, when a subscriber records it (without any subscriber
+    /// installed, one atomic load).
+    fn span(&self, path: &str) -> Option<tracing::Span> {
+        if !tracing::dispatcher::has_been_set() {
+            return None;
+        }
+        let span = tracing::info_span!(
+            target: "volley::client",
+            "grpc.client",
+            otel.name = path.strip_prefix('/').unwrap_or(path),
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = crate::middleware::service_of(path),
+            rpc.method = crate::middleware::method_of(path),
+            rpc.grpc.status_code = tracing::field::Empty,
+            server.address = self.channel.authority(),
+        );
+        (!span.is_disabled()).then_some(span)
+    }
+
     /// A unary call: one request, one response.
+    ///
+    /// When a `tracing` subscriber wants it, the call runs in an INFO span `grpc.client`
+    /// (target `volley::client`) with OpenTelemetry's RPC fields and the final
+    /// `rpc.grpc.status_code`; so do the other kinds (a streaming response's span records
+    /// the status when the stream ends).
     pub async fn unary<Req, Resp>(
         &self,
         request: Request<Req>,
@@ -79,6 +105,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
+        let span = self.span(path);
         let layer = self.layer(path, RpcKind::Unary, &mut head).await?;
         observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
@@ -103,7 +130,10 @@ impl Grpc {
                 let mut stream = observe_response(layer.as_ref(), &headers, stream, false);
                 single_response(headers, &mut stream).await
             };
-            with_deadline(deadline, pin!(call)).await
+            match &span {
+                None => with_deadline(deadline, pin!(call)).await,
+                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
+            }
         };
         finish(&mut done, &result);
         account(
@@ -112,6 +142,9 @@ impl Grpc {
             result.as_ref().map_or_else(Status::code, |_| Code::Ok),
         );
         finish_layer(layer.as_ref(), &result);
+        if let Some(span) = &span {
+            record_status(span, &result);
+        }
         result
     }
 
@@ -126,6 +159,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
+        let span = self.span(path);
         let layer = self
             .layer(path, RpcKind::ServerStreaming, &mut head)
             .await?;
@@ -153,10 +187,13 @@ impl Grpc {
                 let stream = stream.with_headers(headers.clone());
                 Ok(Response::from_parts(headers, stream, MetadataMap::new()))
             };
-            with_deadline(deadline, pin!(call)).await
+            match &span {
+                None => with_deadline(deadline, pin!(call)).await,
+                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
+            }
         };
         let result = result.map_err(|status| end_layer(layer.as_ref(), status));
-        streaming_result(done, result, &opening, committed)
+        traced(span, streaming_result(done, result, &opening, committed))
     }
 
     /// A client-streaming call: a stream of requests, one response.
@@ -171,6 +208,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
+        let span = self.span(path);
         let layer = self
             .layer(path, RpcKind::ClientStreaming, &mut head)
             .await?;
@@ -211,7 +249,10 @@ impl Grpc {
                 let mut stream = observe_response(layer.as_ref(), &headers, stream, false);
                 single_response(headers, &mut stream).await
             };
-            with_deadline(deadline, pin!(call)).await
+            match &span {
+                None => with_deadline(deadline, pin!(call)).await,
+                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
+            }
         };
         finish(&mut done, &result);
         account(
@@ -220,6 +261,9 @@ impl Grpc {
             result.as_ref().map_or_else(Status::code, |_| Code::Ok),
         );
         finish_layer(layer.as_ref(), &result);
+        if let Some(span) = &span {
+            record_status(span, &result);
+        }
         result
     }
 
@@ -241,6 +285,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
+        let span = self.span(path);
         let layer = self.layer(path, RpcKind::BidiStreaming, &mut head).await?;
         let opening = self.opening(path, &head);
         let deadline = opening.head.deadline;
@@ -254,7 +299,10 @@ impl Grpc {
         );
         if opening.policy().is_some() {
             let response = self.streaming_with_policy::<_, _, Resp>(&opening, sent);
-            return Ok(response.map(|stream| observe_stream(layer, stream)));
+            return traced(
+                span,
+                Ok(response.map(|stream| observe_stream(layer, stream))),
+            );
         }
         let mut done = CallDone::default();
         let result = {
@@ -278,13 +326,16 @@ impl Grpc {
                     MetadataMap::new(),
                 ))
             };
-            with_deadline(deadline, pin!(call)).await
+            match &span {
+                None => with_deadline(deadline, pin!(call)).await,
+                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
+            }
         };
         let result = match result {
             Ok(response) => Ok(response.map(|stream| observe_stream(layer, stream))),
             Err(status) => Err(end_layer(layer.as_ref(), status)),
         };
-        streaming_result(done, result, &opening, true)
+        traced(span, streaming_result(done, result, &opening, true))
     }
 
     /// A bidirectional-streaming call under a retry or hedging policy: its attempts run in
@@ -753,6 +804,30 @@ impl Grpc {
             _stop: stop,
             failure,
         })
+    }
+}
+
+/// Records a call's final status in its span.
+fn record_status<T>(span: &tracing::Span, result: &Result<T, Status>) {
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    span.record("rpc.grpc.status_code", code as i32);
+}
+
+/// A streaming response whose end (status) its span, if any, records; a failed call's span
+/// records the failure now.
+fn traced<Resp>(
+    span: Option<tracing::Span>,
+    result: Result<Response<Streaming<Resp>>, Status>,
+) -> Result<Response<Streaming<Resp>>, Status> {
+    let Some(span) = span else {
+        return result;
+    };
+    match result {
+        Ok(response) => Ok(response.map(|stream| stream.traced(span))),
+        Err(status) => {
+            span.record("rpc.grpc.status_code", status.code() as i32);
+            Err(status)
+        }
     }
 }
 

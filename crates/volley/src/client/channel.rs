@@ -212,6 +212,11 @@ impl Channel {
         self.inner.service_config.borrow().clone()
     }
 
+    /// The `:authority` the channel's calls carry.
+    pub(crate) fn authority(&self) -> &str {
+        self.inner.authority.as_str()
+    }
+
     pub(crate) fn uri(&self, path: &'static str) -> http::Uri {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(if self.inner.config.tls.is_some() {
