@@ -19,6 +19,7 @@ mod error;
 mod fuzz_tests;
 mod interceptor;
 mod metadata;
+mod method_path;
 pub mod middleware;
 pub mod orca;
 mod random;

@@ -131,12 +131,12 @@ impl<'a> CallStart<'a> {
 
     /// The service's full name, `package.Service`.
     pub fn service(&self) -> &str {
-        split_path(self.path).0
+        crate::method_path::service(self.path)
     }
 
     /// The method's name, `Method`.
     pub fn method(&self) -> &str {
-        split_path(self.path).1
+        crate::method_path::method(self.path)
     }
 
     /// The request metadata.
@@ -163,26 +163,6 @@ impl<'a> CallStart<'a> {
     /// The peer's address: on the server, the client's (when the connection has one).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
-    }
-}
-
-/// The service of a `/package.Service/Method` path.
-pub(crate) fn service_of(path: &str) -> &str {
-    split_path(path).0
-}
-
-/// The method of a `/package.Service/Method` path.
-pub(crate) fn method_of(path: &str) -> &str {
-    split_path(path).1
-}
-
-/// `/package.Service/Method` as (`package.Service`, `Method`).
-fn split_path(path: &str) -> (&str, &str) {
-    let name = path.strip_prefix('/').unwrap_or(path);
-    // By bytes: `/` is ASCII, so both halves are valid UTF-8.
-    match name.bytes().rposition(|b| b == b'/') {
-        Some(at) => (&name[..at], &name[at + 1..]),
-        None => (name, ""),
     }
 }
 
@@ -408,13 +388,6 @@ pub(crate) enum Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_split_into_service_and_method() {
-        assert_eq!(split_path("/a.b.Svc/Do"), ("a.b.Svc", "Do"));
-        assert_eq!(split_path("/Svc/"), ("Svc", ""));
-        assert_eq!(split_path("odd"), ("odd", ""));
-    }
 
     struct Record(&'static str, Arc<Mutex<Vec<String>>>);
 

@@ -78,11 +78,11 @@ impl Grpc {
         let span = tracing::info_span!(
             target: "volley::client",
             "grpc.client",
-            otel.name = path.strip_prefix('/').unwrap_or(path),
+            otel.name = crate::method_path::name(path),
             otel.kind = "client",
             rpc.system = "grpc",
-            rpc.service = crate::middleware::service_of(path),
-            rpc.method = crate::middleware::method_of(path),
+            rpc.service = crate::method_path::service(path),
+            rpc.method = crate::method_path::method(path),
             rpc.grpc.status_code = tracing::field::Empty,
             server.address = self.channel.authority(),
         );

@@ -85,8 +85,8 @@ impl MethodConfigs {
     /// The config for a call to `/service/method`: the method's, else its service's, else
     /// the default.
     pub(crate) fn find(&self, path: &str) -> Option<&Arc<MethodConfig>> {
-        let name = path.strip_prefix('/').unwrap_or(path);
-        let service = name.rsplit_once('/').map_or("", |(s, _)| s);
+        let name = crate::method_path::name(path);
+        let service = crate::method_path::split_name(name).map_or("", |(s, _)| s);
         self.by_method
             .get(name)
             .or_else(|| self.by_service.get(service))

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::{BoxFuture, ServerCall, Service};
+use crate::method_path;
 use crate::untrusted::Quoted;
 
 /// Services by fully-qualified name.
@@ -27,7 +28,8 @@ impl Router {
 
     /// Starts the call at `path`, or answers UNIMPLEMENTED and returns `None`.
     pub(crate) fn route(&self, path: &str, call: ServerCall) -> Option<BoxFuture<()>> {
-        let Some((service, method)) = path.strip_prefix('/').and_then(split_last_slash) else {
+        let Some((service, method)) = path.strip_prefix('/').and_then(method_path::split_name)
+        else {
             call.unimplemented(format!("malformed method path {}", Quoted(path.as_bytes())));
             return None;
         };
@@ -37,11 +39,4 @@ impl Router {
         };
         svc.call(method, call)
     }
-}
-
-/// `service/method` split at its last `/`, by bytes (`/` is ASCII, so both halves are
-/// valid UTF-8): a plain byte scan, which the call path inlines.
-fn split_last_slash(name: &str) -> Option<(&str, &str)> {
-    let at = name.bytes().rposition(|b| b == b'/')?;
-    Some((&name[..at], &name[at + 1..]))
 }
