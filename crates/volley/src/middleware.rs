@@ -333,15 +333,16 @@ impl Observers {
         }
     }
 
-    /// A message going `direction`, if any observer wants messages.
-    pub(crate) fn message(&self, direction: Direction, message: &dyn Any, encoded_len: usize) {
+    /// A message going `direction`, if any observer wants messages (its size is only
+    /// computed then).
+    pub(crate) fn message<M: prost::Message + 'static>(&self, direction: Direction, message: &M) {
         let mut state = self.state();
         if !state.wants_messages {
             return;
         }
         let event = MessageEvent {
             message,
-            encoded_len,
+            encoded_len: message.encoded_len(),
         };
         for observer in state.observers.iter_mut().filter(|o| o.wants_messages()) {
             match direction {

@@ -397,7 +397,7 @@ impl Inner {
                 Side::Server => Direction::Request,
                 Side::Client => Direction::Response,
             };
-            observers.message(direction, message, message.encoded_len());
+            observers.message(direction, message);
         }
     }
 

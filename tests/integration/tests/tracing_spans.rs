@@ -99,23 +99,30 @@ impl Spans {
     }
 }
 
+/// A recording subscriber, the default while the guard lives, and an echo server. The tests'
+/// runtime is single-threaded, so the subscriber covers the server's tasks too.
+async fn traced_server() -> (Spans, tracing::subscriber::DefaultGuard, TestServer) {
+    let spans = Spans::default();
+    let guard = tracing::subscriber::set_default(spans.clone());
+    (spans, guard, TestServer::start().await)
+}
+
+fn say(message: &str) -> EchoRequest {
+    EchoRequest {
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn every_server_call_runs_in_a_span_with_the_rpc_fields() {
-    let spans = Spans::default();
-    // The test's runtime is single-threaded: the default subscriber covers the server too.
-    let _guard = tracing::subscriber::set_default(spans.clone());
-    let server = TestServer::start().await;
+    let (spans, _guard, server) = traced_server().await;
     let client = server.client();
     bounded(10, async {
-        let ok = EchoRequest {
-            message: "hi".into(),
-            ..Default::default()
-        };
-        client.unary(ok).await.unwrap();
+        client.unary(say("hi")).await.unwrap();
         let failing = EchoRequest {
-            message: "no".into(),
             status_code: Code::NotFound as i32,
-            ..Default::default()
+            ..say("no")
         };
         client.unary(failing).await.unwrap_err();
     })
@@ -137,29 +144,21 @@ async fn every_server_call_runs_in_a_span_with_the_rpc_fields() {
 
 #[tokio::test]
 async fn every_client_call_runs_in_a_span_that_ends_with_its_status() {
-    let spans = Spans::default();
-    let _guard = tracing::subscriber::set_default(spans.clone());
-    let server = TestServer::start().await;
+    let (spans, _guard, server) = traced_server().await;
     let client = server.client();
     bounded(10, async {
-        let ok = EchoRequest {
-            message: "hi".into(),
-            ..Default::default()
-        };
-        client.unary(ok).await.unwrap();
+        client.unary(say("hi")).await.unwrap();
         // A stream's span records the status when the stream ends.
         let two = EchoRequest {
-            message: "s".into(),
             count: 2,
-            ..Default::default()
+            ..say("s")
         };
         let mut replies = client.server_stream(two).await.unwrap().into_inner();
         while replies.message().await.unwrap().is_some() {}
         // A stream dropped before its end is CANCELLED.
         let many = EchoRequest {
-            message: "d".into(),
             count: 1000,
-            ..Default::default()
+            ..say("d")
         };
         drop(client.server_stream(many).await.unwrap());
     })

@@ -1,6 +1,6 @@
 //! `Grpc`: the four RPC kinds on the client, used by generated clients.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
@@ -10,7 +10,6 @@ use futures_core::Stream;
 use http::HeaderValue;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::attempts::{
     Answer, AttemptParams, Attempts, Committed, OpenAttempt, OpenFuture, Policy,
@@ -109,16 +108,9 @@ impl Grpc {
         let layer = self.layer(path, RpcKind::Unary, &mut head).await?;
         observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
-        let control = head.extensions.get::<SendCompression>();
-        let data = match codec::encode(
-            &message,
-            SendCompression::apply(control, encoding),
-            opening.max_send,
-        ) {
-            Ok(data) => data,
-            Err(status) => return Err(end_layer(layer.as_ref(), status)),
-        };
+        let deadline = opening.head.deadline;
+        let data = encode_single(&message, &head, &opening)
+            .map_err(|status| end_layer(layer.as_ref(), status))?;
         let mut done = CallDone::default();
         let mut committed = false;
         let result = {
@@ -130,21 +122,16 @@ impl Grpc {
                 let mut stream = observe_response(layer.as_ref(), &headers, stream, false);
                 single_response(headers, &mut stream).await
             };
-            match &span {
-                None => with_deadline(deadline, pin!(call)).await,
-                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
-            }
+            with_deadline(deadline, span.as_ref(), pin!(call)).await
         };
-        finish(&mut done, &result);
-        account(
+        end_single(
+            &mut done,
+            &result,
             &opening,
             committed,
-            result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+            layer.as_ref(),
+            span.as_ref(),
         );
-        finish_layer(layer.as_ref(), &result);
-        if let Some(span) = &span {
-            record_status(span, &result);
-        }
         result
     }
 
@@ -165,16 +152,9 @@ impl Grpc {
             .await?;
         observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head);
-        let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
-        let control = head.extensions.get::<SendCompression>();
-        let data = match codec::encode(
-            &message,
-            SendCompression::apply(control, encoding),
-            opening.max_send,
-        ) {
-            Ok(data) => data,
-            Err(status) => return Err(end_layer(layer.as_ref(), status)),
-        };
+        let deadline = opening.head.deadline;
+        let data = encode_single(&message, &head, &opening)
+            .map_err(|status| end_layer(layer.as_ref(), status))?;
         let mut done = CallDone::default();
         let mut committed = false;
         let result = {
@@ -187,10 +167,7 @@ impl Grpc {
                 let stream = stream.with_headers(headers.clone());
                 Ok(Response::from_parts(headers, stream, MetadataMap::new()))
             };
-            match &span {
-                None => with_deadline(deadline, pin!(call)).await,
-                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
-            }
+            with_deadline(deadline, span.as_ref(), pin!(call)).await
         };
         let result = result.map_err(|status| end_layer(layer.as_ref(), status));
         traced(span, streaming_result(done, result, &opening, committed))
@@ -249,21 +226,16 @@ impl Grpc {
                 let mut stream = observe_response(layer.as_ref(), &headers, stream, false);
                 single_response(headers, &mut stream).await
             };
-            match &span {
-                None => with_deadline(deadline, pin!(call)).await,
-                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
-            }
+            with_deadline(deadline, span.as_ref(), pin!(call)).await
         };
-        finish(&mut done, &result);
-        account(
+        end_single(
+            &mut done,
+            &result,
             &opening,
             committed,
-            result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+            layer.as_ref(),
+            span.as_ref(),
         );
-        finish_layer(layer.as_ref(), &result);
-        if let Some(span) = &span {
-            record_status(span, &result);
-        }
         result
     }
 
@@ -326,10 +298,7 @@ impl Grpc {
                     MetadataMap::new(),
                 ))
             };
-            match &span {
-                None => with_deadline(deadline, pin!(call)).await,
-                Some(span) => with_deadline(deadline, pin!(call.instrument(span.clone()))).await,
-            }
+            with_deadline(deadline, span.as_ref(), pin!(call)).await
         };
         let result = match result {
             Ok(response) => Ok(response.map(|stream| observe_stream(layer, stream))),
@@ -807,10 +776,35 @@ impl Grpc {
     }
 }
 
-/// Records a call's final status in its span.
-fn record_status<T>(span: &tracing::Span, result: &Result<T, Status>) {
+/// Encodes the one request message of a unary or server-streaming call, compressed as the
+/// request asks.
+fn encode_single<M: prost::Message>(
+    message: &M,
+    head: &CallHead,
+    opening: &Opening<'_>,
+) -> Result<Bytes, Status> {
+    let control = head.extensions.get::<SendCompression>();
+    let encoding = SendCompression::apply(control, opening.head.encoding);
+    codec::encode(message, encoding, opening.max_send)
+}
+
+/// A call with one response ended: the balancer's callback, the retry throttle, the
+/// middleware observers and the span see how.
+fn end_single<T>(
+    done: &mut CallDone,
+    result: &Result<Response<T>, Status>,
+    opening: &Opening<'_>,
+    committed: bool,
+    layer: Option<&Observers>,
+    span: Option<&tracing::Span>,
+) {
+    finish(done, result);
     let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-    span.record("rpc.grpc.status_code", code as i32);
+    account(opening, committed, code);
+    finish_layer(layer, result);
+    if let Some(span) = span {
+        span.record("rpc.grpc.status_code", code as i32);
+    }
 }
 
 /// A streaming response whose end (status) its span, if any, records; a failed call's span
@@ -871,7 +865,7 @@ impl<S> Outbound<S> {
 /// Shows a request message to the call's observers (if they want messages).
 fn observe_request<M: prost::Message + 'static>(layer: Option<&Observers>, message: &M) {
     if let Some(observers) = layer {
-        observers.message(Direction::Request, message, message.encoded_len());
+        observers.message(Direction::Request, message);
     }
 }
 
@@ -1176,14 +1170,20 @@ async fn single_response<Resp: prost::Message + Default + 'static>(
     Ok(response)
 }
 
-/// Runs `call` until `deadline`; past it the call is dropped (which resets its stream with
-/// CANCEL) and fails with DEADLINE_EXCEEDED.
+/// Runs `call` until `deadline`, inside the call's span if it has one (entered for each
+/// poll); past the deadline the call is dropped (which resets its stream with CANCEL) and
+/// fails with DEADLINE_EXCEEDED.
 ///
 /// `call` is pinned by the caller: taken by value, it would be stored twice in the future.
 async fn with_deadline<T>(
     deadline: Option<Instant>,
-    call: Pin<&mut impl Future<Output = Result<T, Status>>>,
+    span: Option<&tracing::Span>,
+    mut call: Pin<&mut impl Future<Output = Result<T, Status>>>,
 ) -> Result<T, Status> {
+    let call = poll_fn(|cx| {
+        let _entered = span.map(tracing::Span::enter);
+        call.as_mut().poll(cx)
+    });
     match deadline {
         None => call.await,
         Some(d) => tokio::time::timeout_at(d, call)

@@ -148,10 +148,7 @@ impl CallLayer {
 
     /// Shows the one request message of a unary or server-streaming call.
     fn request_message<T: prost::Message + 'static>(&self, message: &T) {
-        if self.observers.wants_messages() {
-            self.observers
-                .message(Direction::Request, message, message.encoded_len());
-        }
+        self.observers.message(Direction::Request, message);
     }
 }
 
@@ -646,7 +643,7 @@ impl Responder {
         };
         if let Some(extras) = self.extras.as_deref() {
             if let Some(observers) = &extras.observers {
-                observers.message(Direction::Response, &message, message.encoded_len());
+                observers.message(Direction::Response, &message);
             }
             extras.end_ok(&trailers);
         }

@@ -201,7 +201,7 @@ where
         match messages.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(msg))) => {
                 if let Some((observers, direction)) = observe {
-                    observers.message(direction, &msg, msg.encoded_len());
+                    observers.message(direction, &msg);
                 }
                 if batch.capacity() == 0 {
                     // A whole batch at once, rather than doubling up to it.
