@@ -1,19 +1,19 @@
 //! [`EtcdClient`]: the few etcd v3 operations discovery needs, over Volley's own generated
 //! client, with failover between endpoints and optional authentication.
 
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use volley::resolver::{Address, ManualResolver, ResolverUpdate};
-use volley::{Channel, Code, Request, Status, Streaming};
+use volley::{Channel, Request, Status, Streaming};
+
+use crate::auth::TokenAuth;
 
 use crate::proto::etcdserverpb::{
-    AuthClient, AuthenticateRequest, CompactionRequest, DeleteRangeRequest, KvClient, LeaseClient,
-    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
-    PutRequest, RangeRequest, WatchClient, WatchCreateRequest, WatchRequest, WatchResponse,
-    watch_request,
+    CompactionRequest, DeleteRangeRequest, KvClient, LeaseClient, LeaseGrantRequest,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, PutRequest, RangeRequest,
+    WatchClient, WatchCreateRequest, WatchRequest, WatchResponse, watch_request,
 };
 use crate::proto::mvccpb::KeyValue;
 
@@ -23,15 +23,17 @@ const ENDPOINTS_SCHEME: &str = "volley-etcd-endpoints";
 /// A client for an etcd cluster (v3 API). Cheap to clone; clones share the connection.
 ///
 /// The endpoints are balanced `pick_first`: the client talks to the first reachable one and
-/// fails over to the next when it goes away. With credentials, it authenticates first and
-/// sends the token with every call (and authenticates again when etcd says the token is no
-/// longer valid).
+/// fails over to the next when it goes away. With credentials, a client middleware
+/// ([`crate::auth`]) authenticates before the first call and sends the token with every call;
+/// when etcd answers that the token is no longer valid (it expired, or etcd restarted), that
+/// call fails and the token is forgotten, so the next call authenticates again. (The
+/// registrar and the resolver retry failed calls on their own.)
 #[derive(Clone)]
 pub struct EtcdClient {
     kv: KvClient,
     watch: WatchClient,
     lease: LeaseClient,
-    auth: Option<Arc<Auth>>,
+    authenticated: bool,
     timeout: Duration,
 }
 
@@ -39,16 +41,9 @@ impl std::fmt::Debug for EtcdClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdClient")
             .field("timeout", &self.timeout)
-            .field("authenticated", &self.auth.is_some())
+            .field("authenticated", &self.authenticated)
             .finish_non_exhaustive()
     }
-}
-
-struct Auth {
-    user: String,
-    password: String,
-    client: AuthClient,
-    token: Arc<RwLock<Option<String>>>,
 }
 
 /// Configures an [`EtcdClient`]. Every setter states its default. Its `Debug` never prints
@@ -94,39 +89,16 @@ impl EtcdClient {
         Request::new(message).with_timeout(self.timeout)
     }
 
-    /// Runs `call`, authenticating first when needed and once more when etcd rejects the
-    /// token (tokens expire, and etcd restarts forget them).
-    async fn authed<T, F, Fut>(&self, call: F) -> Result<T, Status>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>>,
-    {
-        let Some(auth) = &self.auth else {
-            return call().await;
-        };
-        if auth.token().is_none() {
-            auth.authenticate(self.timeout).await?;
-        }
-        match call().await {
-            Err(status) if is_bad_token(&status) => {
-                auth.authenticate(self.timeout).await?;
-                call().await
-            }
-            other => other,
-        }
-    }
-
     /// Every key-value pair whose key starts with `prefix`, and the store's revision at the
     /// read.
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<(Vec<KeyValue>, i64), Status> {
         let response = self
-            .authed(|| {
-                self.kv.range(self.request(RangeRequest {
-                    key: prefix.to_vec(),
-                    range_end: prefix_end(prefix),
-                    ..Default::default()
-                }))
-            })
+            .kv
+            .range(self.request(RangeRequest {
+                key: prefix.to_vec(),
+                range_end: prefix_end(prefix),
+                ..Default::default()
+            }))
             .await?
             .into_inner();
         let revision = response.header.map_or(0, |h| h.revision);
@@ -135,40 +107,37 @@ impl EtcdClient {
 
     /// Puts `key` = `value`, attached to `lease` (0 for none).
     pub async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(), Status> {
-        self.authed(|| {
-            self.kv.put(self.request(PutRequest {
+        self.kv
+            .put(self.request(PutRequest {
                 key: key.to_vec(),
                 value: value.to_vec(),
                 lease,
                 ..Default::default()
             }))
-        })
-        .await?;
+            .await?;
         Ok(())
     }
 
     /// Deletes `key`; returns how many keys were deleted (0 or 1).
     pub async fn delete(&self, key: &[u8]) -> Result<i64, Status> {
         let response = self
-            .authed(|| {
-                self.kv.delete_range(self.request(DeleteRangeRequest {
-                    key: key.to_vec(),
-                    ..Default::default()
-                }))
-            })
+            .kv
+            .delete_range(self.request(DeleteRangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            }))
             .await?;
         Ok(response.into_inner().deleted)
     }
 
     /// Compacts the event history up to `revision` (watchers from before it are cancelled).
     pub async fn compact(&self, revision: i64) -> Result<(), Status> {
-        self.authed(|| {
-            self.kv.compact(self.request(CompactionRequest {
+        self.kv
+            .compact(self.request(CompactionRequest {
                 revision,
                 physical: true,
             }))
-        })
-        .await?;
+            .await?;
         Ok(())
     }
 
@@ -177,12 +146,11 @@ impl EtcdClient {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<(i64, Duration), Status> {
         let seconds = ttl.as_secs().max(1) as i64;
         let response = self
-            .authed(|| {
-                self.lease.lease_grant(self.request(LeaseGrantRequest {
-                    ttl: seconds,
-                    id: 0,
-                }))
-            })
+            .lease
+            .lease_grant(self.request(LeaseGrantRequest {
+                ttl: seconds,
+                id: 0,
+            }))
             .await?
             .into_inner();
         if !response.error.is_empty() {
@@ -196,34 +164,29 @@ impl EtcdClient {
 
     /// Revokes lease `id`: its keys are deleted at once.
     pub async fn revoke_lease(&self, id: i64) -> Result<(), Status> {
-        self.authed(|| {
-            self.lease
-                .lease_revoke(self.request(LeaseRevokeRequest { id }))
-        })
-        .await?;
+        self.lease
+            .lease_revoke(self.request(LeaseRevokeRequest { id }))
+            .await?;
         Ok(())
     }
 
     /// Opens a keep-alive stream for lease `id`.
     pub async fn keep_alive(&self, id: i64) -> Result<KeepAlive, Status> {
-        self.authed(|| async {
-            let (tx, rx) = mpsc::channel(4);
-            // etcd answers each request; the first one goes with the call so that the
-            // response headers (sent with the first answer) arrive.
-            let _ = tx.try_send(LeaseKeepAliveRequest { id });
-            let responses = self
-                .lease
-                .lease_keep_alive(ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            Ok(KeepAlive {
-                id,
-                requests: tx,
-                responses,
-                first: true,
-            })
+        let (tx, rx) = mpsc::channel(4);
+        // etcd answers each request; the first one goes with the call so that the response
+        // headers (sent with the first answer) arrive.
+        let _ = tx.try_send(LeaseKeepAliveRequest { id });
+        let responses = self
+            .lease
+            .lease_keep_alive(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(KeepAlive {
+            id,
+            requests: tx,
+            responses,
+            first: true,
         })
-        .await
     }
 
     /// Watches every key starting with `prefix`, from `start_revision` (inclusive). The
@@ -234,33 +197,29 @@ impl EtcdClient {
         prefix: &[u8],
         start_revision: i64,
     ) -> Result<WatchStream, Status> {
-        self.authed(|| async {
-            let (tx, rx) = mpsc::channel(1);
-            let create = WatchRequest {
-                request_union: Some(watch_request::RequestUnion::CreateRequest(
-                    WatchCreateRequest {
-                        key: prefix.to_vec(),
-                        range_end: prefix_end(prefix),
-                        start_revision,
-                        progress_notify: true,
-                        ..Default::default()
-                    },
-                )),
-            };
-            // etcd answers the create request with the response headers; it goes with the
-            // call.
-            let _ = tx.try_send(create);
-            let responses = self
-                .watch
-                .watch(ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            Ok(WatchStream {
-                responses,
-                _requests: tx,
-            })
+        let (tx, rx) = mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: prefix.to_vec(),
+                    range_end: prefix_end(prefix),
+                    start_revision,
+                    progress_notify: true,
+                    ..Default::default()
+                },
+            )),
+        };
+        // etcd answers the create request with the response headers; it goes with the call.
+        let _ = tx.try_send(create);
+        let responses = self
+            .watch
+            .watch(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(WatchStream {
+            responses,
+            _requests: tx,
         })
-        .await
     }
 }
 
@@ -393,7 +352,6 @@ impl EtcdClientBuilder {
         }
         let endpoints = ManualResolver::new(ENDPOINTS_SCHEME);
         endpoints.update(ResolverUpdate::new(addresses));
-        let token: Arc<RwLock<Option<String>>> = Arc::default();
         let mut builder = Channel::builder(&format!("{ENDPOINTS_SCHEME}:///etcd"))
             .resolver(endpoints)
             .connect_timeout(self.connect_timeout)
@@ -405,78 +363,25 @@ impl EtcdClientBuilder {
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls);
         }
-        if self.credentials.is_some() {
-            let token = token.clone();
-            builder = builder.interceptor(move |request: &mut Request<()>| {
-                let current = token
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                if let Some(value) = current {
-                    request
-                        .metadata_mut()
-                        .insert("token", &value)
-                        .map_err(|e| Status::internal(format!("bad etcd token: {e}")))?;
-                }
-                Ok(())
-            });
+        let auth = self
+            .credentials
+            .map(|(user, password)| TokenAuth::new(user, password, self.timeout));
+        let authenticated = auth.is_some();
+        if let Some(auth) = &auth {
+            builder = builder.middleware(auth.clone());
         }
         let channel = builder.build()?;
-        let auth = self.credentials.map(|(user, password)| {
-            Arc::new(Auth {
-                user,
-                password,
-                client: AuthClient::new(channel.clone()),
-                token,
-            })
-        });
+        if let Some(auth) = auth {
+            auth.use_channel(&channel);
+        }
         Ok(EtcdClient {
             kv: KvClient::new(channel.clone()),
             watch: WatchClient::new(channel.clone()),
             lease: LeaseClient::new(channel),
-            auth,
+            authenticated,
             timeout: self.timeout,
         })
     }
-}
-
-impl Auth {
-    fn token(&self) -> Option<String> {
-        self.token
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    async fn authenticate(&self, timeout: Duration) -> Result<(), Status> {
-        // The interceptor adds the current token; an old one must not go with this call.
-        *self
-            .token
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        let response = self
-            .client
-            .authenticate(
-                Request::new(AuthenticateRequest {
-                    name: self.user.clone(),
-                    password: self.password.clone(),
-                })
-                .with_timeout(timeout),
-            )
-            .await?
-            .into_inner();
-        *self
-            .token
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(response.token);
-        Ok(())
-    }
-}
-
-/// etcd's answers to a missing, expired or unknown token.
-fn is_bad_token(status: &Status) -> bool {
-    matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument)
-        && (status.message().contains("token") || status.message().contains("user name is empty"))
 }
 
 /// The end of the range of keys starting with `prefix`: the prefix with its last byte below

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 mod client;
 pub mod naming;
 mod registrar;

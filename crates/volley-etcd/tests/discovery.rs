@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use volley::{Channel, ConnectivityState, Request, Server, Status};
+use volley::{Channel, Code, ConnectivityState, Request, Server, Status};
 use volley_etcd::proto::mvccpb::event::EventType;
 use volley_etcd::{EtcdClient, EtcdResolverBuilder, Registrar, Registration};
 use volley_examples::greeter::MyGreeter;
@@ -526,7 +526,29 @@ async fn registration_and_discovery_work_with_authentication() {
         .credentials("root", "wrong")
         .build()
         .unwrap();
-    assert!(wrong.get_prefix(b"kvdb/").await.is_err());
+    let status = wrong
+        .get_prefix(b"kvdb/")
+        .await
+        .expect_err("a wrong password");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+
+    // Turning auth off and on again makes etcd forget every token it handed out: the next
+    // call with the old token fails, the middleware forgets it, and the call after that
+    // authenticates again and succeeds.
+    etcd.etcdctl_as(Some("root:secret"), &["auth", "disable"])
+        .await;
+    etcd.etcdctl(&["auth", "enable"]).await;
+    let stale = reader
+        .get_prefix(b"kvdb/")
+        .await
+        .expect_err("etcd no longer knows the token");
+    assert_eq!(stale.code(), Code::Unauthenticated, "{stale}");
+    assert!(stale.message().contains("token"), "{stale}");
+    let (kvs, _) = reader
+        .get_prefix(b"kvdb/")
+        .await
+        .expect("the next call authenticates again");
+    assert_eq!(kvs.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

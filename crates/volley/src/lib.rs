@@ -37,7 +37,7 @@ mod untrusted;
 
 pub use client::{
     Backoff, BackoffConfig, BoxIo, Channel, ChannelBuilder, ConnectFuture, ConnectivityState,
-    Connector, Grpc, Io, StateChanges, balancer, resolver,
+    Connector, Grpc, Io, StateChanges, WeakChannel, balancer, resolver,
 };
 pub use codec::{
     CompressionEncoding, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE,

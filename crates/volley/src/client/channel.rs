@@ -76,6 +76,29 @@ impl std::fmt::Debug for Channel {
     }
 }
 
+/// A handle on a [`Channel`] that does not keep it alive (made by [`Channel::downgrade`]): for
+/// code the channel itself holds, such as a middleware that makes calls on its own channel,
+/// where a strong handle would be a cycle and the channel would never shut down.
+#[derive(Clone)]
+pub struct WeakChannel {
+    inner: std::sync::Weak<ChannelInner>,
+}
+
+impl WeakChannel {
+    /// The channel, if a [`Channel`] handle on it still exists.
+    pub fn upgrade(&self) -> Option<Channel> {
+        self.inner.upgrade().map(|inner| Channel { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakChannel")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
 /// How many times a call is sent again after the server refused it unprocessed (GOAWAY,
 /// REFUSED_STREAM) before it fails.
 pub(crate) const MAX_TRANSPARENT_RETRIES: usize = 8;
@@ -121,6 +144,13 @@ impl Channel {
                 without_calls: false,
                 floor: defaults::MIN_CLIENT_KEEPALIVE_TIME,
             },
+        }
+    }
+
+    /// A handle that does not keep the channel alive; see [`WeakChannel`].
+    pub fn downgrade(&self) -> WeakChannel {
+        WeakChannel {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 
@@ -762,6 +792,17 @@ mod tests {
         assert_eq!(ch.uri("/a.B/C").to_string(), "http://127.0.0.1:1/a.B/C");
         let ch = Channel::new("unix:/tmp/x.sock").expect("valid");
         assert_eq!(ch.uri("/a.B/C").to_string(), "http://localhost/a.B/C");
+    }
+
+    #[test]
+    fn a_weak_channel_does_not_keep_it_alive() {
+        let channel = Channel::new("127.0.0.1:1").expect("valid");
+        let weak = channel.downgrade();
+        let clone = channel.clone();
+        drop(channel);
+        assert!(weak.upgrade().is_some(), "a clone still holds it");
+        drop(clone);
+        assert!(weak.upgrade().is_none());
     }
 
     #[test]

@@ -18,6 +18,6 @@ pub(crate) mod subchannel;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use call::Grpc;
-pub use channel::{Channel, ChannelBuilder, StateChanges};
+pub use channel::{Channel, ChannelBuilder, StateChanges, WeakChannel};
 pub use connectivity::ConnectivityState;
 pub use connector::{BoxIo, ConnectFuture, Connector, Io};
