@@ -199,9 +199,39 @@ pub trait CallObserver: Send + 'static {
     /// A response message, as it is sent (server) or read (client).
     fn response_message(&mut self, _message: &MessageEvent<'_>) {}
 
+    /// Client only: an attempt of the call starts (its stream is about to be opened). A call
+    /// has one attempt, or several under a retry or hedging policy (gRFC A6), and each
+    /// transparent retry of a stream the server did not process is one too.
+    fn attempt_started(&mut self) {}
+
+    /// Client only: an attempt ended (every started attempt ends, before the call's
+    /// [`end`](Self::end)). The attempt that committed ends with the call's status; the
+    /// others with their own failure, or CANCELLED when another attempt won.
+    fn attempt_ended(&mut self, _attempt: &AttemptOutcome<'_>) {}
+
     /// The call ended, with this outcome. Runs exactly once, also for calls rejected by a
     /// later middleware, failed, or cancelled.
     fn end(self: Box<Self>, _outcome: &CallOutcome<'_>) {}
+}
+
+/// How one attempt of a client call ended, shown to [`CallObserver::attempt_ended`].
+#[derive(Debug)]
+pub struct AttemptOutcome<'a> {
+    status: &'a Status,
+    elapsed: Duration,
+}
+
+impl AttemptOutcome<'_> {
+    /// The attempt's status: OK for a success, the server's or the transport's failure, or
+    /// CANCELLED for an attempt that lost to another (hedging) or was abandoned.
+    pub fn status(&self) -> &Status {
+        self.status
+    }
+
+    /// The time from the attempt's start to its end.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
 }
 
 /// One message of a call, shown to a [`CallObserver`] that wants messages.
@@ -299,6 +329,10 @@ struct ObserverState {
     observers: Vec<Box<dyn CallObserver>>,
     wants_messages: bool,
     ended: bool,
+    /// Attempts started and not yet ended: the call's end waits for them.
+    open_attempts: u32,
+    /// The call's end, held until its last attempt ends.
+    pending_end: Option<(Status, MetadataMap, Duration)>,
 }
 
 impl Observers {
@@ -309,6 +343,8 @@ impl Observers {
             observers: Vec::new(),
             wants_messages: false,
             ended: false,
+            open_attempts: 0,
+            pending_end: None,
         })))
     }
 
@@ -352,30 +388,102 @@ impl Observers {
         }
     }
 
-    /// The call ended: each observer's `end`, the last started first. Later calls do
-    /// nothing.
+    /// An attempt of the call starts; the returned record ends it.
+    pub(crate) fn attempt_started(&self) -> AttemptRecord {
+        let mut state = self.state();
+        state.open_attempts += 1;
+        for observer in &mut state.observers {
+            observer.attempt_started();
+        }
+        AttemptRecord {
+            observers: Some(self.clone()),
+            started: Instant::now(),
+        }
+    }
+
+    fn attempt_ended(&self, status: &Status, elapsed: Duration) {
+        let (observers, pending) = {
+            let mut state = self.state();
+            state.open_attempts = state.open_attempts.saturating_sub(1);
+            let outcome = AttemptOutcome { status, elapsed };
+            for observer in &mut state.observers {
+                observer.attempt_ended(&outcome);
+            }
+            if state.open_attempts > 0 {
+                return;
+            }
+            match state.pending_end.take() {
+                Some(pending) => (std::mem::take(&mut state.observers), pending),
+                None => return,
+            }
+        };
+        let (status, trailers, elapsed) = pending;
+        end_each(observers, &status, &trailers, elapsed);
+    }
+
+    /// The call ended: each observer's `end`, the last started first (once the call's last
+    /// attempt has ended). Later calls do nothing.
     pub(crate) fn end(&self, status: &Status, trailers: &MetadataMap) {
-        let (observers, started) = {
+        let (observers, elapsed) = {
             let mut state = self.state();
             if state.ended {
                 return;
             }
             state.ended = true;
-            (std::mem::take(&mut state.observers), state.started)
+            let elapsed = state.started.elapsed();
+            if state.open_attempts > 0 {
+                state.pending_end = Some((status.clone(), trailers.clone(), elapsed));
+                return;
+            }
+            (std::mem::take(&mut state.observers), elapsed)
         };
-        let outcome = CallOutcome {
-            status,
-            trailers,
-            elapsed: started.elapsed(),
-        };
-        for observer in observers.into_iter().rev() {
-            observer.end(&outcome);
-        }
+        end_each(observers, status, trailers, elapsed);
     }
 
     /// The call ended with OK and these trailers.
     pub(crate) fn end_ok(&self, trailers: &MetadataMap) {
         self.end(&Status::new(Code::Ok, ""), trailers);
+    }
+}
+
+fn end_each(
+    observers: Vec<Box<dyn CallObserver>>,
+    status: &Status,
+    trailers: &MetadataMap,
+    elapsed: Duration,
+) {
+    let outcome = CallOutcome {
+        status,
+        trailers,
+        elapsed,
+    };
+    for observer in observers.into_iter().rev() {
+        observer.end(&outcome);
+    }
+}
+
+/// One attempt of a client call, from its start until [`finish`](Self::finish) (or until it
+/// is dropped: CANCELLED).
+pub(crate) struct AttemptRecord {
+    observers: Option<Observers>,
+    started: Instant,
+}
+
+impl AttemptRecord {
+    /// The attempt ended with `status`.
+    pub(crate) fn finish(mut self, status: &Status) {
+        if let Some(observers) = self.observers.take() {
+            observers.attempt_ended(status, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for AttemptRecord {
+    fn drop(&mut self) {
+        if let Some(observers) = self.observers.take() {
+            let status = Status::cancelled("the attempt was abandoned");
+            observers.attempt_ended(&status, self.started.elapsed());
+        }
     }
 }
 

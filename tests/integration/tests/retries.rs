@@ -520,3 +520,91 @@ async fn the_channel_caps_the_policys_attempts() {
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(service.seen().len(), 2, "the policy allows 4");
 }
+
+/// Logs a client call's attempts and its end, as a middleware observer sees them.
+#[derive(Clone, Default)]
+struct AttemptLog(Arc<Mutex<Vec<String>>>);
+
+struct AttemptLogCall(Arc<Mutex<Vec<String>>>);
+
+impl volley::middleware::Middleware for AttemptLog {
+    fn start<'a>(
+        &'a self,
+        _call: &'a mut volley::middleware::CallStart<'_>,
+    ) -> volley::middleware::StartFuture<'a> {
+        let log = self.0.clone();
+        Box::pin(async move {
+            Ok(Some(
+                Box::new(AttemptLogCall(log)) as Box<dyn volley::middleware::CallObserver>
+            ))
+        })
+    }
+}
+
+impl volley::middleware::CallObserver for AttemptLogCall {
+    fn attempt_started(&mut self) {
+        self.0.lock().unwrap().push("attempt".into());
+    }
+
+    fn attempt_ended(&mut self, attempt: &volley::middleware::AttemptOutcome<'_>) {
+        let code = attempt.status().code();
+        self.0.lock().unwrap().push(format!("attempt {code:?}"));
+    }
+
+    fn end(self: Box<Self>, outcome: &volley::middleware::CallOutcome<'_>) {
+        let code = outcome.status().code();
+        self.0.lock().unwrap().push(format!("end {code:?}"));
+    }
+}
+
+impl AttemptLog {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn middleware_observers_see_each_attempt_before_the_calls_end() {
+    let log = AttemptLog::default();
+    let (client, service, _stop) = flaky_echo(2, |b| b.middleware(log.clone())).await;
+    let reply = bounded(10, client.unary(said("a", 0))).await.unwrap();
+    assert_eq!(reply.into_inner().message, "a");
+    let three = [
+        "attempt",
+        "attempt Unavailable",
+        "attempt",
+        "attempt Unavailable",
+        "attempt",
+        "attempt Ok",
+        "end Ok",
+    ];
+    assert_eq!(log.take(), three);
+
+    // A client stream: the committed attempt ends with the call, before its end.
+    *service.fail_first.lock().unwrap() = 2;
+    let messages = tokio_stream::iter([said("a", 0), said("b", 0)]);
+    let reply = bounded(10, client.client_stream(messages)).await.unwrap();
+    assert_eq!(reply.into_inner().message, "ab");
+    assert_eq!(log.take(), three);
+
+    // A bidi stream read to its end.
+    *service.fail_first.lock().unwrap() = 2;
+    let messages = tokio_stream::iter([said("a", 0)]);
+    let mut stream = bounded(10, client.bidi(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    while bounded(10, stream.message()).await.unwrap().is_some() {}
+    drop(stream);
+    assert_eq!(log.take(), three);
+
+    // Without a policy (retries off): one attempt, whose failure is the call's.
+    let (client, _service, _stop) =
+        flaky_echo(1, |b| b.middleware(log.clone()).retries(false)).await;
+    let status = bounded(10, client.unary(said("a", 0))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(
+        log.take(),
+        ["attempt", "attempt Unavailable", "end Unavailable"]
+    );
+}

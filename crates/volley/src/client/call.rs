@@ -107,7 +107,7 @@ impl Grpc {
         let span = self.span(path);
         let layer = self.layer(path, RpcKind::Unary, &mut head).await?;
         observe_request(layer.as_ref(), &message);
-        let opening = self.opening(path, &head);
+        let opening = self.opening(path, &head, layer.as_ref());
         let deadline = opening.head.deadline;
         let data = encode_single(&message, &head, &opening)
             .map_err(|status| end_layer(layer.as_ref(), status))?;
@@ -151,7 +151,7 @@ impl Grpc {
             .layer(path, RpcKind::ServerStreaming, &mut head)
             .await?;
         observe_request(layer.as_ref(), &message);
-        let opening = self.opening(path, &head);
+        let opening = self.opening(path, &head, layer.as_ref());
         let deadline = opening.head.deadline;
         let data = encode_single(&message, &head, &opening)
             .map_err(|status| end_layer(layer.as_ref(), status))?;
@@ -189,7 +189,7 @@ impl Grpc {
         let layer = self
             .layer(path, RpcKind::ClientStreaming, &mut head)
             .await?;
-        let opening = self.opening(path, &head);
+        let opening = self.opening(path, &head, layer.as_ref());
         let (deadline, encoding) = (opening.head.deadline, opening.head.encoding);
         let control = head.extensions.get::<SendCompression>().cloned();
         let mut done = CallDone::default();
@@ -259,7 +259,7 @@ impl Grpc {
         let (mut head, message) = self.intercept(request)?.into_parts();
         let span = self.span(path);
         let layer = self.layer(path, RpcKind::BidiStreaming, &mut head).await?;
-        let opening = self.opening(path, &head);
+        let opening = self.opening(path, &head, layer.as_ref());
         let deadline = opening.head.deadline;
         let control = head.extensions.get::<SendCompression>().cloned();
         let sent = Outbound::new(
@@ -273,7 +273,7 @@ impl Grpc {
             let response = self.streaming_with_policy::<_, _, Resp>(&opening, sent);
             return traced(
                 span,
-                Ok(response.map(|stream| observe_stream(layer, stream))),
+                Ok(response.map(|stream| observe_stream(layer.clone(), stream))),
             );
         }
         let mut done = CallDone::default();
@@ -301,7 +301,7 @@ impl Grpc {
             with_deadline(deadline, span.as_ref(), pin!(call)).await
         };
         let result = match result {
-            Ok(response) => Ok(response.map(|stream| observe_stream(layer, stream))),
+            Ok(response) => Ok(response.map(|stream| observe_stream(layer.clone(), stream))),
             Err(status) => Err(end_layer(layer.as_ref(), status)),
         };
         traced(span, streaming_result(done, result, &opening, true))
@@ -360,7 +360,12 @@ impl Grpc {
 
     /// What opening the call's stream takes: its path, metadata, deadline (the request's
     /// timeout, else the channel's), wait-for-ready and request compression.
-    fn opening<'a>(&self, path: &'static str, head: &'a CallHead) -> Opening<'a> {
+    fn opening<'a>(
+        &self,
+        path: &'static str,
+        head: &'a CallHead,
+        layer: Option<&'a Observers>,
+    ) -> Opening<'a> {
         let CallHead {
             metadata,
             timeout,
@@ -390,6 +395,7 @@ impl Grpc {
                 deadline: timeout.map(timeout::deadline_after),
                 wait_for_ready,
                 encoding: self.encoding(extensions),
+                observers: layer,
             },
             max_send: limit(
                 self.max_send_message_size,
@@ -677,7 +683,9 @@ impl Grpc {
             deadline,
             wait_for_ready,
             encoding,
+            observers,
         } = *head;
+        let record = observers.map(Observers::attempt_started);
         let make = || {
             let mut req = http::Request::new(());
             *req.method_mut() = http::Method::POST;
@@ -717,7 +725,8 @@ impl Grpc {
             }
             req
         };
-        self.channel
+        let opened = self
+            .channel
             .open_stream(
                 path,
                 metadata,
@@ -725,7 +734,17 @@ impl Grpc {
                 wait_for_ready,
                 params.attempted.as_deref(),
             )
-            .await
+            .await;
+        match (opened, record) {
+            (opened, None) => opened,
+            (Ok((response, send, done)), Some(record)) => {
+                Ok((response, send, done.then_record(record)))
+            }
+            (Err(status), Some(record)) => {
+                record.finish(&status);
+                Err(status)
+            }
+        }
     }
 
     /// Checks the response headers (see [`open_response`]) and makes the response stream.
@@ -920,6 +939,8 @@ struct AttemptHead<'a> {
     deadline: Option<Instant>,
     wait_for_ready: bool,
     encoding: Option<CompressionEncoding>,
+    /// The call's middleware observers, which see each attempt start and end.
+    observers: Option<&'a Observers>,
 }
 
 /// An [`AttemptHead`] of its own, for attempts that outlive the caller's borrow.
@@ -929,6 +950,7 @@ struct OwnedHead {
     deadline: Option<Instant>,
     wait_for_ready: bool,
     encoding: Option<CompressionEncoding>,
+    observers: Option<Observers>,
 }
 
 impl OwnedHead {
@@ -939,6 +961,7 @@ impl OwnedHead {
             deadline: head.deadline,
             wait_for_ready: head.wait_for_ready,
             encoding: head.encoding,
+            observers: head.observers.cloned(),
         }
     }
 
@@ -949,6 +972,7 @@ impl OwnedHead {
             deadline: self.deadline,
             wait_for_ready: self.wait_for_ready,
             encoding: self.encoding,
+            observers: self.observers.as_ref(),
         }
     }
 }

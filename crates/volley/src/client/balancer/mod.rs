@@ -326,6 +326,15 @@ impl CallDone {
             self.finish(status, status.metadata());
         }
     }
+
+    /// This callback (if any), then the end of the attempt's middleware record.
+    pub(crate) fn then_record(self, record: crate::middleware::AttemptRecord) -> CallDone {
+        let mut first = self;
+        CallDone(Some(Box::new(move |end: &CallEnd<'_>| {
+            first.finish(end.status, end.trailers);
+            record.finish(end.status);
+        })))
+    }
 }
 
 impl Drop for CallDone {
