@@ -22,6 +22,8 @@ mod metadata;
 mod method_path;
 pub mod middleware;
 pub mod orca;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 mod random;
 mod request;
 mod response;

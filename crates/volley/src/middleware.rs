@@ -91,6 +91,7 @@ pub struct CallStart<'a> {
     extensions: &'a mut http::Extensions,
     deadline: Option<Instant>,
     remote_addr: Option<SocketAddr>,
+    target: Option<&'a str>,
 }
 
 impl<'a> CallStart<'a> {
@@ -111,7 +112,14 @@ impl<'a> CallStart<'a> {
             extensions,
             deadline,
             remote_addr,
+            target: None,
         }
+    }
+
+    /// On the client: the channel's target.
+    pub(crate) fn with_target(mut self, target: &'a str) -> CallStart<'a> {
+        self.target = Some(target);
+        self
     }
 
     /// Which end of the call this is.
@@ -163,6 +171,12 @@ impl<'a> CallStart<'a> {
     /// The peer's address: on the server, the client's (when the connection has one).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
+    }
+
+    /// On the client, the channel's target in canonical form (`dns:///example.com:443`, as
+    /// gRFC A66's `grpc.target` wants it); `None` on the server.
+    pub fn target(&self) -> Option<&str> {
+        self.target
     }
 }
 

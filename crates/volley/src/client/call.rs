@@ -70,7 +70,9 @@ impl Grpc {
 
     /// The call's `grpc.client` span, when a subscriber records it (without any subscriber
     /// installed, one atomic load).
-    fn span(&self, path: &str) -> Option<tracing::Span> {
+    /// With the `opentelemetry` feature, the span's context goes into `metadata` (W3C
+    /// trace context).
+    fn span(&self, path: &str, _metadata: &mut MetadataMap) -> Option<tracing::Span> {
         if !tracing::dispatcher::has_been_set() {
             return None;
         }
@@ -85,7 +87,12 @@ impl Grpc {
             rpc.grpc.status_code = tracing::field::Empty,
             server.address = self.channel.authority(),
         );
-        (!span.is_disabled()).then_some(span)
+        if span.is_disabled() {
+            return None;
+        }
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::propagation::inject(&span, _metadata);
+        Some(span)
     }
 
     /// A unary call: one request, one response.
@@ -104,7 +111,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let span = self.span(path);
+        let span = self.span(path, &mut head.metadata);
         let layer = self.layer(path, RpcKind::Unary, &mut head).await?;
         observe_request(layer.as_ref(), &message);
         let opening = self.opening(path, &head, layer.as_ref());
@@ -146,7 +153,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let span = self.span(path);
+        let span = self.span(path, &mut head.metadata);
         let layer = self
             .layer(path, RpcKind::ServerStreaming, &mut head)
             .await?;
@@ -185,7 +192,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let span = self.span(path);
+        let span = self.span(path, &mut head.metadata);
         let layer = self
             .layer(path, RpcKind::ClientStreaming, &mut head)
             .await?;
@@ -257,7 +264,7 @@ impl Grpc {
         Resp: prost::Message + Default + 'static,
     {
         let (mut head, message) = self.intercept(request)?.into_parts();
-        let span = self.span(path);
+        let span = self.span(path, &mut head.metadata);
         let layer = self.layer(path, RpcKind::BidiStreaming, &mut head).await?;
         let opening = self.opening(path, &head, layer.as_ref());
         let deadline = opening.head.deadline;
@@ -445,7 +452,8 @@ impl Grpc {
                 &mut head.extensions,
                 timeout.map(timeout::deadline_after),
                 None,
-            );
+            )
+            .with_target(self.channel.target_uri());
             let middlewares = &self.channel.config().middlewares;
             match middlewares.start(&mut start, &observers).await {
                 Ok(()) => Ok(observers),

@@ -28,6 +28,8 @@ use crate::{Error, Interceptor, Status};
 
 struct ChannelInner {
     target: Target,
+    /// The target in its canonical form (`dns:///host:port`), for middleware.
+    target_uri: String,
     authority: Authority,
     config: Arc<ChannelConfig>,
     picker: watch::Receiver<Arc<PickerState>>,
@@ -243,6 +245,11 @@ impl Channel {
     }
 
     /// The `:authority` the channel's calls carry.
+    /// The target in its canonical form, `scheme://authority/endpoint`.
+    pub(crate) fn target_uri(&self) -> &str {
+        &self.inner.target_uri
+    }
+
     pub(crate) fn authority(&self) -> &str {
         self.inner.authority.as_str()
     }
@@ -756,6 +763,7 @@ impl ChannelBuilder {
         };
         Ok(Channel {
             inner: Arc::new(ChannelInner {
+                target_uri: target.to_string(),
                 target,
                 authority,
                 config,

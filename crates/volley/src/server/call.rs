@@ -258,6 +258,8 @@ impl ServerCall {
         if tracing::dispatcher::has_been_set() {
             let span = server_span(path.path(), remote_addr);
             if !span.is_disabled() {
+                #[cfg(feature = "opentelemetry")]
+                crate::otel::propagation::extract(&span, &parts.headers);
                 responder.extras_mut().span = Some(span);
             }
         }
