@@ -18,11 +18,13 @@ pub mod routeguide {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
+pub mod auth_middleware;
 pub mod custom_balancer;
 pub mod etcd_discovery;
 pub mod greeter;
 pub mod load_balancing;
 pub mod max_connection_age;
+pub mod observability;
 pub mod production;
 pub mod route_guide;
 pub mod route_guide_client;

@@ -161,3 +161,28 @@ async fn custom_balancer_example_prefers_its_zone_and_ejects_a_failing_backend()
     // With a1 gone and a2 ejected, zone b takes every call.
     assert_eq!(after.matches("from b1").count(), 4, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_middleware_example_fetches_refreshes_and_recovers_from_revocation() {
+    use volley_examples::auth_middleware::{Plan, run};
+    let plan = Plan::default();
+    let mut out = Vec::new();
+    let summary = bounded(30, run(&mut out, plan)).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(summary.anonymous, volley::Code::Unauthenticated, "{out}");
+    // Tokens live 500 ms over 1.2 s of calls: the first, at least one refresh before expiry,
+    // and one after the revocation.
+    assert!(summary.tokens_fetched >= 3, "{summary:?}\n{out}");
+    // The revocation costs at most the one call that carried the revoked token.
+    assert!(summary.unauthenticated <= 1, "{summary:?}\n{out}");
+    assert_eq!(summary.ok + summary.unauthenticated, plan.calls, "{out}");
+    let after: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("revoked"))
+        .skip(2)
+        .collect();
+    assert!(
+        after.iter().all(|l| l.contains("Hello")),
+        "every call after the one with the revoked token succeeds:\n{out}"
+    );
+}

@@ -342,17 +342,27 @@ fn greeter(addr: SocketAddr) -> GreeterClient {
     GreeterClient::new(Channel::new(&format!("http://{addr}")).unwrap())
 }
 
-/// The test's tasks all run on this one thread, where the subscriber is the default.
-#[tokio::test(flavor = "current_thread")]
-async fn one_trace_spans_a_client_server_client_server_chain() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("volley-test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+/// The process's one `tracing` subscriber, which exports to an in-memory span exporter. It
+/// is global, not a thread's default: `tracing` caches each callsite's interest
+/// process-wide, and the other tests here call on other threads at the same time.
+fn spans() -> &'static (SdkTracerProvider, InMemorySpanExporter) {
+    static SPANS: std::sync::OnceLock<(SdkTracerProvider, InMemorySpanExporter)> =
+        std::sync::OnceLock::new();
+    SPANS.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("volley-test")));
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        (provider, exporter)
+    })
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_a_client_server_client_server_chain() {
+    let (provider, exporter) = spans();
     let (last, stop_last, last_server) = serve(Hop {
         name: "b",
         next: None,
@@ -379,6 +389,7 @@ async fn one_trace_spans_a_client_server_client_server_chain() {
     let spans = exporter.get_finished_spans().unwrap();
     let grpc: Vec<_> = spans
         .iter()
+        // Only this test calls the greeter.
         .filter(|s| s.name.starts_with("helloworld.Greeter/"))
         .collect();
     let kinds: Vec<String> = grpc.iter().map(|s| format!("{:?}", s.span_kind)).collect();
