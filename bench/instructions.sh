@@ -2,7 +2,7 @@
 # Server instructions per unary request, under valgrind's callgrind, for Volley, tonic and the
 # bare h2 floor: a deterministic measure (unlike time on a shared VM) for comparing two builds.
 #
-#   bench/instructions.sh [-n REQUESTS] [volley|tonic|h2 ...]
+#   bench/instructions.sh [-n REQUESTS] [volley|tonic|h2|volley-metrics|volley-traced ...]
 #
 # Each server answers 1,000 warm-up requests, then callgrind's counters are zeroed and h2load
 # sends REQUESTS (default 20,000) 1-byte SayHello calls over 4 connections with 50 streams
@@ -22,7 +22,13 @@ impls=("$@")
 for tool in valgrind callgrind_control h2load; do
     command -v "$tool" > /dev/null || { echo "instructions.sh: $tool is not installed" >&2; exit 1; }
 done
-(cd "$here" && cargo build --release --quiet --bin bench-server)
+# The observed servers need the bench's `otel` feature (and then every server is built with
+# Volley's `opentelemetry` feature compiled in).
+features=()
+for impl in "${impls[@]}"; do
+    [[ "$impl" == volley-metrics || "$impl" == volley-traced ]] && features=(--features otel)
+done
+(cd "$here" && cargo build --release --quiet --bin bench-server "${features[@]}")
 server="${CARGO_TARGET_DIR:-$here/target}/release/bench-server"
 
 work="$(mktemp -d /tmp/volley-instructions.XXXXXX)"
@@ -74,7 +80,7 @@ for impl in "${impls[@]}"; do
     total="$(awk '/^summary:/ { print $2 }' "$out.1")"
     [[ -n "$total" ]] || { echo "instructions.sh: no callgrind summary for $impl" >&2; exit 1; }
     per_request[$impl]=$((total / requests))
-    printf '%-7s %8d instructions per request\n' "$impl" "${per_request[$impl]}"
+    printf '%-14s %8d instructions per request\n' "$impl" "${per_request[$impl]}"
 done
 
 if [[ -n "${per_request[tonic]:-}" ]]; then

@@ -105,6 +105,39 @@ pub async fn serve_volley(listener: TcpListener) {
         .await;
 }
 
+/// A Volley server observed as a production one would be (feature `otel`): with
+/// `metrics`, gRFC A66's metrics recorded by `volley::otel::Metrics` into an SDK meter
+/// provider (with a periodic reader, as an exporter would have; its export is not measured
+/// here); with `traced`, every call's `grpc.server` span recorded by `tracing-opentelemetry`
+/// into an SDK tracer provider (sampled, not exported).
+#[cfg(feature = "otel")]
+pub async fn serve_volley_observed(listener: TcpListener, metrics: bool, traced: bool) {
+    use opentelemetry::metrics::MeterProvider;
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let mut builder = volley::Server::builder();
+    let meter_provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    if metrics {
+        builder = builder.middleware(volley::otel::Metrics::new(&meter_provider.meter("bench")));
+    }
+    let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    if traced {
+        // INFO and above, as a production service would filter (h2 has TRACE spans).
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer_provider.tracer("bench"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        );
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+    }
+    let _ = builder
+        .add_service(volley_gen::GreeterServer::new(VolleyGreeter))
+        .serve_with_listener(listener, std::future::pending())
+        .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // tonic
 

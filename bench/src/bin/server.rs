@@ -2,6 +2,8 @@
 //! (run.sh pins it to one core with taskset). Prints `ready` once listening.
 //! `--impl volley-stalling --every N --stall-ms MS`: a Volley server that answers every N-th
 //! call after MS milliseconds (the hedging scenario's slow backend).
+//! With the `otel` feature: `--impl volley-metrics` (A66 metrics middleware) and
+//! `--impl volley-traced` (spans recorded through tracing-opentelemetry).
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -26,6 +28,10 @@ fn main() {
             "volley" => volley_bench::serve_volley(listener).await,
             "tonic" => volley_bench::serve_tonic(listener).await,
             "h2" => volley_bench::serve_h2(listener).await,
+            #[cfg(feature = "otel")]
+            "volley-metrics" => volley_bench::serve_volley_observed(listener, true, false).await,
+            #[cfg(feature = "otel")]
+            "volley-traced" => volley_bench::serve_volley_observed(listener, false, true).await,
             "volley-stalling" => {
                 let every = arg("--every").and_then(|v| v.parse().ok()).unwrap_or(20);
                 let stall = arg("--stall-ms")
