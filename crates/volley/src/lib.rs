@@ -34,6 +34,8 @@ mod streaming;
 pub mod testing;
 mod timeout;
 mod tls;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod transport;
 mod untrusted;
 

@@ -266,6 +266,20 @@ impl Channel {
         http::Uri::from_parts(parts).unwrap_or_default()
     }
 
+    /// The URI of a request to `path_and_query` on this channel.
+    #[cfg(feature = "tower")]
+    pub(crate) fn uri_with(&self, path_and_query: http::uri::PathAndQuery) -> http::Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(if self.inner.config.tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
+        parts.authority = Some(self.inner.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        http::Uri::from_parts(parts).unwrap_or_default()
+    }
+
     /// Starts the control task on first use.
     fn start(&self) {
         use std::sync::atomic::Ordering;

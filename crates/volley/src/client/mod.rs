@@ -15,6 +15,8 @@ pub mod resolver;
 mod retry;
 mod service_config;
 pub(crate) mod subchannel;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use call::Grpc;

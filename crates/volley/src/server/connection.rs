@@ -11,21 +11,13 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
+use super::Shared;
 use super::call::ServerCall;
-use super::router::Router;
-use super::{ConnectionConfig, ServerConfig};
 use crate::codec::BufferQuota;
 use crate::timeout::FAR_FUTURE;
 use crate::transport::keepalive::keepalive;
 use crate::transport::server::ServerConnection;
 use crate::transport::watch::Activity;
-
-/// What every connection of a server shares.
-pub(crate) struct Shared {
-    pub(crate) router: Router,
-    pub(crate) config: Arc<ServerConfig>,
-    pub(crate) connection: ConnectionConfig,
-}
 
 /// Serves one accepted connection; `remote` is the peer's address (none on Unix sockets).
 ///
@@ -119,6 +111,18 @@ pub(crate) async fn serve_connection<T>(
             biased;
             accepted = conn.accept() => match accepted {
                 Some(Ok((request, respond))) => {
+                    #[cfg(feature = "tower")]
+                    if let Some(stack) = &shared.stack {
+                        super::tower::serve_call(
+                            stack.clone(),
+                            request,
+                            respond,
+                            remote,
+                            &quota,
+                            activity.call_opened(),
+                        );
+                        continue;
+                    }
                     if let Some((call, path)) =
                         ServerCall::accept(request, respond, shared.config.clone(), remote, &quota)
                     {

@@ -4,6 +4,8 @@
 mod call;
 mod connection;
 mod router;
+#[cfg(feature = "tower")]
+mod tower;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +19,8 @@ use tokio::task::JoinSet;
 
 pub use call::ServerCall;
 use router::Router;
+#[cfg(feature = "tower")]
+pub use tower::Routes;
 
 use crate::Interceptor;
 use crate::codec::{
@@ -29,6 +33,16 @@ use crate::timeout::capped;
 use crate::transport::keepalive::KeepaliveParams;
 use crate::transport::server::ServerSettings;
 use crate::transport::watch::PingPolicy;
+
+/// What every connection of a server shares.
+pub(crate) struct Shared {
+    pub(crate) router: Router,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) connection: ConnectionConfig,
+    /// The tower stack every call goes through, when the server has a layer.
+    #[cfg(feature = "tower")]
+    pub(crate) stack: Option<tower::BoxService>,
+}
 
 /// A boxed future, as returned by [`Service::call`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -175,6 +189,8 @@ impl Server {
             },
             router: Router::default(),
             tls: None,
+            #[cfg(feature = "tower")]
+            layer: None,
         }
     }
 }
@@ -186,6 +202,8 @@ pub struct ServerBuilder {
     connection: ConnectionConfig,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    #[cfg(feature = "tower")]
+    layer: Option<tower::MakeStack>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -241,6 +259,43 @@ impl ServerBuilder {
     /// in the order added. Default: none.
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> ServerBuilder {
         self.config.interceptors.push(interceptor);
+        self
+    }
+
+    /// Runs every call inside `layer`, a tower layer over `http::Request`/`http::Response`
+    /// (see [`crate::tower`]): concurrency and rate limits, load shedding, timeouts, and
+    /// `tower-http`'s layers apply to gRPC calls. Compose several with
+    /// `tower::ServiceBuilder`; a second call replaces the first. Default: none (calls go
+    /// straight to their service, and the feature costs nothing).
+    #[cfg(feature = "tower")]
+    pub fn layer<L, ResBody>(mut self, layer: L) -> ServerBuilder
+    where
+        L: tower_layer::Layer<Routes> + Send + Sync + 'static,
+        L::Service: tower_service::Service<
+                http::Request<crate::transport::RequestBody>,
+                Response = http::Response<ResBody>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower_service::Service<http::Request<crate::transport::RequestBody>>>::Future:
+            Send + 'static,
+        <L::Service as tower_service::Service<http::Request<crate::transport::RequestBody>>>::Error:
+            Into<crate::transport::BoxError>,
+        ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        ResBody::Error: Into<crate::transport::BoxError>,
+    {
+        use ::tower::ServiceExt;
+        self.layer = Some(Box::new(move |routes: Routes| {
+            tower::BoxService::new(
+                layer
+                    .layer(routes)
+                    .map_response(|response: http::Response<ResBody>| {
+                        response.map(crate::transport::BoxBody::new)
+                    })
+                    .map_err(Into::into),
+            )
+        }));
         self
     }
 
@@ -475,7 +530,18 @@ impl ServerBuilder {
         let nodelay = self.connection.tcp_nodelay;
         let max_connections = self.connection.max_connections;
         let tls = self.tls;
-        let shared = Arc::new(connection::Shared {
+        #[cfg(feature = "tower")]
+        let shared = {
+            let layer = self.layer;
+            Arc::new_cyclic(|shared| Shared {
+                router: self.router,
+                config: Arc::new(self.config),
+                connection: self.connection,
+                stack: layer.map(|make| make(Routes::new(shared.clone()))),
+            })
+        };
+        #[cfg(not(feature = "tower"))]
+        let shared = Arc::new(Shared {
             router: self.router,
             config: Arc::new(self.config),
             connection: self.connection,

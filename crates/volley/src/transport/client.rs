@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use super::data_frame_budget;
+use super::error::StreamError;
 use super::keepalive::Pinger;
-use super::stream::{ActiveStream, RecvBody, SendBody, StreamError};
+use super::stream::{ActiveStream, RecvBody, SendBody};
 use super::watch::{Activity, Watched};
 
 /// HTTP/2 settings of a client connection.

@@ -4,13 +4,25 @@
 //! the two halves of a stream ([`RecvBody`], [`SendBody`]) and [`StreamError`]; a specialised
 //! HTTP/2 engine can replace `h2` behind these types.
 
+#[cfg(feature = "tower")]
+mod body;
 pub(crate) mod client;
+mod error;
 pub(crate) mod keepalive;
+#[cfg(feature = "tower")]
+mod pipe;
 pub(crate) mod server;
 mod stream;
 pub(crate) mod watch;
 
-pub(crate) use stream::{RecvBody, SendBody, SendError, StreamError};
+#[cfg(feature = "tower")]
+pub use body::{BoxBody, BoxError, RequestBody, ResponseBody};
+pub(crate) use error::{SendError, StreamError};
+#[cfg(feature = "tower")]
+pub(crate) use pipe::{BodyIn, PipeRespond};
+#[cfg(feature = "tower")]
+pub(crate) use server::Respond;
+pub(crate) use stream::{RecvBody, SendBody};
 
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;

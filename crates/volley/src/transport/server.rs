@@ -8,8 +8,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::data_frame_budget;
+use super::error::StreamError;
 use super::keepalive::Pinger;
-use super::stream::{RecvBody, SendBody, StreamError};
+use super::stream::{RecvBody, SendBody};
 use super::watch::{Activity, PingPolicy, Watched};
 
 /// HTTP/2 settings of a server connection.
@@ -70,9 +71,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
         &mut self,
     ) -> Option<Result<(http::Request<RecvBody>, Respond), StreamError>> {
         match self.inner.accept().await? {
-            Ok((request, respond)) => {
-                Some(Ok((request.map(RecvBody::new), Respond { inner: respond })))
-            }
+            Ok((request, respond)) => Some(Ok((request.map(RecvBody::new), Respond::h2(respond)))),
             Err(e) => Some(Err(e.into())),
         }
     }
@@ -94,10 +93,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
 
 /// Answers one stream: response headers (or a headers-only response), and resets.
 pub(crate) struct Respond {
-    inner: h2::server::SendResponse<Bytes>,
+    inner: Answer,
+}
+
+/// Where a [`Respond`]'s response goes: the h2 stream, or (with the `tower` feature) back up
+/// through a tower stack as an `http::Response`.
+enum Answer {
+    H2(h2::server::SendResponse<Bytes>),
+    #[cfg(feature = "tower")]
+    Pipe(super::pipe::PipeRespond),
 }
 
 impl Respond {
+    fn h2(inner: h2::server::SendResponse<Bytes>) -> Respond {
+        Respond {
+            inner: Answer::H2(inner),
+        }
+    }
+
+    /// A response that goes back through a tower stack.
+    #[cfg(feature = "tower")]
+    pub(crate) fn pipe(inner: super::pipe::PipeRespond) -> Respond {
+        Respond {
+            inner: Answer::Pipe(inner),
+        }
+    }
+
     /// Sends the response headers; with `end_of_stream` they are the whole response
     /// (Trailers-Only or a bare HTTP error). `None` when the stream is already gone.
     pub(crate) fn send_response(
@@ -105,14 +126,24 @@ impl Respond {
         response: http::Response<()>,
         end_of_stream: bool,
     ) -> Option<SendBody> {
-        self.inner
-            .send_response(response, end_of_stream)
-            .ok()
-            .map(SendBody::new)
+        match &mut self.inner {
+            Answer::H2(inner) => inner
+                .send_response(response, end_of_stream)
+                .ok()
+                .map(SendBody::new),
+            #[cfg(feature = "tower")]
+            Answer::Pipe(pipe) => pipe
+                .send_response(response, end_of_stream)
+                .map(SendBody::pipe),
+        }
     }
 
     /// Ready when the client has reset the stream (or the connection is gone).
     pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.inner.poll_reset(cx).map(drop)
+        match &mut self.inner {
+            Answer::H2(inner) => inner.poll_reset(cx).map(drop),
+            #[cfg(feature = "tower")]
+            Answer::Pipe(pipe) => pipe.poll_reset(cx),
+        }
     }
 }

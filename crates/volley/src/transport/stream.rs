@@ -11,98 +11,31 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 
-use crate::{Code, Status};
-
-/// A failure on a stream or its connection.
-#[derive(Debug)]
-pub(crate) struct StreamError(Repr);
-
-#[derive(Debug)]
-enum Repr {
-    H2(h2::Error),
-    /// The connection closed before it was established.
-    ClosedEarly(&'static str),
-}
-
-impl StreamError {
-    /// The connection ended before it could be used (`why` says how).
-    pub(crate) fn closed_early(why: &'static str) -> StreamError {
-        StreamError(Repr::ClosedEarly(why))
-    }
-
-    /// True when the peer (or the connection's end) reset this stream, as opposed to an I/O
-    /// error.
-    pub(crate) fn is_reset(&self) -> bool {
-        matches!(&self.0, Repr::H2(e) if e.reason().is_some())
-    }
-
-    /// True when the server certainly did not process the stream, so that the request can be
-    /// sent again elsewhere: the stream was refused (RST_STREAM REFUSED_STREAM), or it was
-    /// above the last stream id of a graceful GOAWAY.
-    pub(crate) fn is_unprocessed(&self) -> bool {
-        let Repr::H2(err) = &self.0 else {
-            return false;
-        };
-        err.is_remote()
-            && match err.reason() {
-                Some(h2::Reason::REFUSED_STREAM) => err.is_reset(),
-                Some(h2::Reason::NO_ERROR) => err.is_go_away(),
-                _ => false,
-            }
-    }
-
-    /// The status this failure ends a call with (`doc/PROTOCOL-HTTP2.md`: RST_STREAM codes
-    /// map by its table; a GOAWAY, whatever its code, and connection failures mean the
-    /// connection is gone: UNAVAILABLE, as in grpc-go).
-    pub(crate) fn to_status(&self) -> Status {
-        let err = match &self.0 {
-            Repr::H2(err) => err,
-            Repr::ClosedEarly(why) => {
-                return Status::unavailable(format!("connection error: {why}"));
-            }
-        };
-        if let Some(reason) = err.reason() {
-            let code = if err.is_go_away() {
-                Code::Unavailable
-            } else {
-                Code::from_http2_error_code(reason.into())
-            };
-            let kind = if err.is_go_away() {
-                "GOAWAY"
-            } else {
-                "RST_STREAM"
-            };
-            return Status::new(code, format!("HTTP/2 {kind} with error code {reason:?}"));
-        }
-        if err.is_io() {
-            return Status::unavailable(format!("connection error: {err}"));
-        }
-        Status::internal(format!("HTTP/2 error: {err}"))
-    }
-}
-
-impl From<h2::Error> for StreamError {
-    fn from(err: h2::Error) -> StreamError {
-        StreamError(Repr::H2(err))
-    }
-}
-
-impl std::fmt::Display for StreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Repr::H2(e) => e.fmt(f),
-            Repr::ClosedEarly(why) => f.write_str(why),
-        }
-    }
-}
+use super::error::{SendError, StreamError};
 
 /// The receiving half of a stream.
 #[derive(Debug)]
-pub(crate) struct RecvBody(h2::RecvStream, Option<ActiveStream>);
+pub(crate) struct RecvBody(Recv, Option<ActiveStream>);
+
+/// Where a [`RecvBody`]'s bytes come from: an h2 stream, or (with the `tower` feature) any
+/// HTTP body a tower layer handed on. Without the feature this is the h2 stream alone, laid
+/// out and matched at no cost.
+#[derive(Debug)]
+enum Recv {
+    H2(h2::RecvStream),
+    #[cfg(feature = "tower")]
+    Body(Box<super::pipe::BodyIn>),
+}
 
 impl RecvBody {
     pub(crate) fn new(inner: h2::RecvStream) -> RecvBody {
-        RecvBody(inner, None)
+        RecvBody(Recv::H2(inner), None)
+    }
+
+    /// A body that is not an h2 stream (a tower layer's).
+    #[cfg(feature = "tower")]
+    pub(crate) fn from_body(body: super::pipe::BodyIn) -> RecvBody {
+        RecvBody(Recv::Body(Box::new(body)), None)
     }
 
     /// Keeps the stream counted as active on its connection while the body lives.
@@ -117,14 +50,18 @@ impl RecvBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, StreamError>>> {
-        match self.0.poll_data(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let _ = self.0.flow_control().release_capacity(chunk.len());
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError::from(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        match &mut self.0 {
+            Recv::H2(stream) => match stream.poll_data(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let _ = stream.flow_control().release_capacity(chunk.len());
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError::from(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            #[cfg(feature = "tower")]
+            Recv::Body(body) => body.poll_data(cx),
         }
     }
 
@@ -133,26 +70,44 @@ impl RecvBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<HeaderMap>, StreamError>> {
-        self.0.poll_trailers(cx).map_err(StreamError::from)
+        match &mut self.0 {
+            Recv::H2(stream) => stream.poll_trailers(cx).map_err(StreamError::from),
+            #[cfg(feature = "tower")]
+            Recv::Body(body) => body.poll_trailers(cx),
+        }
+    }
+
+    /// Whether nothing more can come (the peer ended the stream).
+    #[cfg(feature = "tower")]
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Recv::H2(stream) => stream.is_end_stream(),
+            Recv::Body(body) => body.is_end_stream(),
+        }
     }
 }
 
 /// The sending half of a stream.
 #[derive(Debug)]
-pub(crate) struct SendBody(h2::SendStream<Bytes>);
+pub(crate) struct SendBody(Send);
 
-/// Why [`SendBody::send_flow_controlled`] stopped.
+/// Where a [`SendBody`]'s frames go: an h2 stream, or (with the `tower` feature) the
+/// response body a tower stack hands back to the connection.
 #[derive(Debug)]
-pub(crate) enum SendError {
-    /// The peer reset the stream (or the connection went away).
-    Reset,
-    /// The caller's stop signal fired while waiting for flow-control window.
-    Stopped,
+enum Send {
+    H2(h2::SendStream<Bytes>),
+    #[cfg(feature = "tower")]
+    Pipe(super::pipe::PipeSender),
 }
 
 impl SendBody {
     pub(crate) fn new(inner: h2::SendStream<Bytes>) -> SendBody {
-        SendBody(inner)
+        SendBody(Send::H2(inner))
+    }
+
+    #[cfg(feature = "tower")]
+    pub(crate) fn pipe(inner: super::pipe::PipeSender) -> SendBody {
+        SendBody(Send::Pipe(inner))
     }
 
     /// Queues DATA without waiting for flow-control window (for one bounded message).
@@ -161,24 +116,40 @@ impl SendBody {
         data: Bytes,
         end_of_stream: bool,
     ) -> Result<(), StreamError> {
-        self.0
-            .send_data(data, end_of_stream)
-            .map_err(StreamError::from)
+        match &mut self.0 {
+            Send::H2(stream) => stream
+                .send_data(data, end_of_stream)
+                .map_err(StreamError::from),
+            #[cfg(feature = "tower")]
+            Send::Pipe(pipe) => pipe.send_data(data, end_of_stream),
+        }
     }
 
     /// Sends the trailers, ending the stream.
     pub(crate) fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), StreamError> {
-        self.0.send_trailers(trailers).map_err(StreamError::from)
+        match &mut self.0 {
+            Send::H2(stream) => stream.send_trailers(trailers).map_err(StreamError::from),
+            #[cfg(feature = "tower")]
+            Send::Pipe(pipe) => pipe.send_trailers(trailers),
+        }
     }
 
     /// Resets the stream with RST_STREAM(CANCEL).
     pub(crate) fn cancel(&mut self) {
-        self.0.send_reset(h2::Reason::CANCEL);
+        match &mut self.0 {
+            Send::H2(stream) => stream.send_reset(h2::Reason::CANCEL),
+            #[cfg(feature = "tower")]
+            Send::Pipe(pipe) => pipe.cancel(),
+        }
     }
 
     /// Ready when the peer has reset the stream.
     pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.poll_reset(cx).map(drop)
+        match &mut self.0 {
+            Send::H2(stream) => stream.poll_reset(cx).map(drop),
+            #[cfg(feature = "tower")]
+            Send::Pipe(pipe) => pipe.poll_reset(cx),
+        }
     }
 
     /// Sends `data`, waiting for HTTP/2 flow-control capacity so that a slow reader bounds the
@@ -186,44 +157,57 @@ impl SendBody {
     /// completes.
     pub(crate) async fn send_flow_controlled<F: Future>(
         &mut self,
-        mut data: Bytes,
+        data: Bytes,
         end_of_stream: bool,
-        mut stop: Pin<&mut F>,
+        stop: Pin<&mut F>,
     ) -> Result<(), SendError> {
-        let stream = &mut self.0;
-        if data.is_empty() {
-            return stream
-                .send_data(data, end_of_stream)
-                .map_err(|_| SendError::Reset);
+        match &mut self.0 {
+            Send::H2(stream) => h2_send_flow_controlled(stream, data, end_of_stream, stop).await,
+            #[cfg(feature = "tower")]
+            Send::Pipe(pipe) => pipe.send_flow_controlled(data, end_of_stream, stop).await,
         }
-        while !data.is_empty() {
-            stream.reserve_capacity(data.len());
-            let mut cap = stream.capacity();
-            while cap == 0 {
-                cap = poll_fn(|cx| {
-                    if let Poll::Ready(r) = stream.poll_capacity(cx) {
-                        return Poll::Ready(match r {
-                            Some(Ok(n)) => Ok(n),
-                            Some(Err(_)) | None => Err(SendError::Reset),
-                        });
-                    }
-                    if stream.poll_reset(cx).is_ready() {
-                        return Poll::Ready(Err(SendError::Reset));
-                    }
-                    if stop.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(SendError::Stopped));
-                    }
-                    Poll::Pending
-                })
-                .await?;
-            }
-            let chunk = data.split_to(cap.min(data.len()));
-            stream
-                .send_data(chunk, end_of_stream && data.is_empty())
-                .map_err(|_| SendError::Reset)?;
-        }
-        Ok(())
     }
+}
+
+/// [`SendBody::send_flow_controlled`] on an h2 stream.
+async fn h2_send_flow_controlled<F: Future>(
+    stream: &mut h2::SendStream<Bytes>,
+    mut data: Bytes,
+    end_of_stream: bool,
+    mut stop: Pin<&mut F>,
+) -> Result<(), SendError> {
+    if data.is_empty() {
+        return stream
+            .send_data(data, end_of_stream)
+            .map_err(|_| SendError::Reset);
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let mut cap = stream.capacity();
+        while cap == 0 {
+            cap = poll_fn(|cx| {
+                if let Poll::Ready(r) = stream.poll_capacity(cx) {
+                    return Poll::Ready(match r {
+                        Some(Ok(n)) => Ok(n),
+                        Some(Err(_)) | None => Err(SendError::Reset),
+                    });
+                }
+                if stream.poll_reset(cx).is_ready() {
+                    return Poll::Ready(Err(SendError::Reset));
+                }
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(SendError::Stopped));
+                }
+                Poll::Pending
+            })
+            .await?;
+        }
+        let chunk = data.split_to(cap.min(data.len()));
+        stream
+            .send_data(chunk, end_of_stream && data.is_empty())
+            .map_err(|_| SendError::Reset)?;
+    }
+    Ok(())
 }
 
 /// Counts a stream as active on its connection until dropped.
