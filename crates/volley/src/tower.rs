@@ -18,7 +18,8 @@
 //! itself (an HTTP 401, say) is sent as it is; gRPC clients map the HTTP status to a code.
 //!
 //! The server's own interceptors and middlewares run inside the layer (when the call
-//! starts); a server without a layer pays nothing for this feature. The response future
+//! starts). A build without the feature pays nothing for it; with the feature and no layer,
+//! a call pays about 160 instructions (0.5%, `bench/instructions.sh`). The response future
 //! completes when the call sends its response headers: for a unary call, when the handler
 //! has returned, so a concurrency limit or a timeout covers the handler; for a streaming
 //! response, when the stream starts (a client reset, or a layer dropping the future, cancels
