@@ -255,19 +255,10 @@ impl Channel {
     }
 
     pub(crate) fn uri(&self, path: &'static str) -> http::Uri {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(if self.inner.config.tls.is_some() {
-            Scheme::HTTPS
-        } else {
-            Scheme::HTTP
-        });
-        parts.authority = Some(self.inner.authority.clone());
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
-        http::Uri::from_parts(parts).unwrap_or_default()
+        self.uri_with(http::uri::PathAndQuery::from_static(path))
     }
 
     /// The URI of a request to `path_and_query` on this channel.
-    #[cfg(feature = "tower")]
     pub(crate) fn uri_with(&self, path_and_query: http::uri::PathAndQuery) -> http::Uri {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(if self.inner.config.tls.is_some() {

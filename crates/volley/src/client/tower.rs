@@ -1,7 +1,7 @@
 //! With the `tower` feature: a [`Channel`] as a tower [`Service`] over raw HTTP/2 exchanges
 //! (see `volley::tower`).
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::channel::Channel;
 use crate::Status;
 use crate::metadata::MetadataMap;
-use crate::transport::{BoxError, ResponseBody};
+use crate::transport::{BoxError, ResponseBody, send_body};
 
 impl<B> Service<http::Request<B>> for Channel
 where
@@ -49,43 +49,7 @@ where
             let (response, mut send, done) = channel
                 .open_stream(path_and_query.path(), &metadata, make, false, None)
                 .await?;
-            tokio::spawn(async move {
-                let mut body = std::pin::pin!(body);
-                let mut never = std::pin::pin!(std::future::pending::<()>());
-                loop {
-                    // The error is dropped at once: it need not be `Send`.
-                    let frame = poll_fn(|cx| body.as_mut().poll_frame(cx))
-                        .await
-                        .map(|r| r.map_err(drop));
-                    match frame {
-                        None => {
-                            let _ = send.send_data(Bytes::new(), true);
-                            return;
-                        }
-                        Some(Err(_)) => {
-                            send.cancel();
-                            return;
-                        }
-                        Some(Ok(frame)) => match frame.into_data() {
-                            Ok(data) => {
-                                if send
-                                    .send_flow_controlled(data, false, never.as_mut())
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
-                                }
-                            }
-                            Err(frame) => {
-                                if let Ok(trailers) = frame.into_trailers() {
-                                    let _ = send.send_trailers(trailers);
-                                }
-                                return;
-                            }
-                        },
-                    }
-                }
-            });
+            tokio::spawn(async move { send_body(&mut send, body).await });
             let response = response.await.map_err(|e| e.to_status())?;
             let mut done = done;
             Ok(response.map(|body| {

@@ -18,7 +18,7 @@ use super::call::ServerCall;
 use crate::Status;
 use crate::codec::BufferQuota;
 use crate::transport::{
-    BodyIn, BoxBody, BoxError, PipeRespond, RecvBody, RequestBody, Respond, ResponseBody,
+    BodyIn, BoxBody, BoxError, PipeRespond, RecvBody, RequestBody, Respond, ResponseBody, send_body,
 };
 
 /// A server's stack, type-erased.
@@ -188,7 +188,7 @@ pub(crate) fn serve_call(
 /// Writes the stack's response to the stream: the head, then the body's DATA (under flow
 /// control) and trailers.
 async fn write_response(mut respond: Respond, response: http::Response<BoxBody>) {
-    let (parts, mut body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let head = http::Response::from_parts(parts, ());
     if body.is_end_stream() {
         respond.send_response(head, true);
@@ -197,40 +197,5 @@ async fn write_response(mut respond: Respond, response: http::Response<BoxBody>)
     let Some(mut send) = respond.send_response(head, false) else {
         return;
     };
-    let mut never = std::pin::pin!(std::future::pending::<()>());
-    loop {
-        let frame = tokio::select! {
-            frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
-            // The client reset the stream: dropping the body cancels the call.
-            () = poll_fn(|cx| send.poll_reset(cx)) => return,
-        };
-        match frame {
-            None => {
-                let _ = send.send_data(Bytes::new(), true);
-                return;
-            }
-            Some(Err(error)) => {
-                tracing::debug!(%error, "a response body failed; resetting the stream");
-                send.cancel();
-                return;
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    if send
-                        .send_flow_controlled(data, false, never.as_mut())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(frame) => {
-                    if let Ok(trailers) = frame.into_trailers() {
-                        let _ = send.send_trailers(trailers);
-                    }
-                    return;
-                }
-            },
-        }
-    }
+    send_body(&mut send, body).await;
 }

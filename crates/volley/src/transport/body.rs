@@ -9,9 +9,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
 
-pub use super::pipe::BoxError;
 use super::pipe::PipeReader;
-use super::stream::RecvBody;
+pub use super::pipe::{BoxBody, BoxError};
+use super::stream::{RecvBody, SendBody};
 use crate::{Code, Status};
 
 /// What runs when a client stream's body ends: its status and trailers.
@@ -94,74 +94,6 @@ impl ResponseBody {
     }
 }
 
-/// A body of any type, boxed: what comes out of a server's tower stack.
-pub struct BoxBody(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send + 'static>>);
-
-impl std::fmt::Debug for BoxBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoxBody").finish_non_exhaustive()
-    }
-}
-
-impl BoxBody {
-    /// Boxes `body`.
-    pub fn new<B>(body: B) -> BoxBody
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        BoxBody(Box::pin(ErrInto(body)))
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct ErrInto<B> {
-        #[pin]
-        body: B,
-    }
-}
-
-#[allow(non_snake_case)]
-fn ErrInto<B>(body: B) -> ErrInto<B> {
-    ErrInto { body }
-}
-
-impl<B> Body for ErrInto<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().body.poll_frame(cx).map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-}
-
-impl Body for BoxBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0.as_mut().poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-}
-
 /// One poll of a stream's DATA, then its trailers.
 fn poll_stream(
     body: &mut RecvBody,
@@ -239,6 +171,50 @@ impl Body for ResponseBody {
         match &self.0 {
             Incoming::Pipe(pipe) => pipe.is_end_stream(),
             Incoming::Stream { body, .. } => body.is_end_stream(),
+        }
+    }
+}
+
+/// Sends `body` on `send`: its DATA under flow control, then its trailers (or an empty DATA
+/// frame with END_STREAM when it has none). A body error resets the stream (CANCEL); the peer
+/// resetting the stream stops it (and drops the body).
+pub(crate) async fn send_body<B: Body<Data = Bytes>>(send: &mut SendBody, body: B) {
+    let mut body = std::pin::pin!(body);
+    let mut never = std::pin::pin!(std::future::pending::<()>());
+    loop {
+        // The error is dropped at once: it need not be `Send`.
+        let frame = tokio::select! {
+            frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)) => {
+                frame.map(|r| r.map_err(drop))
+            }
+            () = std::future::poll_fn(|cx| send.poll_reset(cx)) => return,
+        };
+        match frame {
+            None => {
+                let _ = send.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(())) => {
+                send.cancel();
+                return;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    if send
+                        .send_flow_controlled(data, false, never.as_mut())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = send.send_trailers(trailers);
+                    }
+                    return;
+                }
+            },
         }
     }
 }

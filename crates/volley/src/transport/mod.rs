@@ -16,6 +16,8 @@ mod stream;
 pub(crate) mod watch;
 
 #[cfg(feature = "tower")]
+pub(crate) use body::send_body;
+#[cfg(feature = "tower")]
 pub use body::{BoxBody, BoxError, RequestBody, ResponseBody};
 pub(crate) use error::{SendError, StreamError};
 #[cfg(feature = "tower")]

@@ -39,7 +39,7 @@ pub(crate) fn status_of(error: BoxError) -> Status {
 
 /// A request body that is not an h2 stream.
 pub(crate) struct BodyIn {
-    body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>,
+    body: BoxBody,
     trailers: Option<HeaderMap>,
     done: bool,
 }
@@ -50,29 +50,6 @@ impl std::fmt::Debug for BodyIn {
     }
 }
 
-/// Turns a body's error into a [`BoxError`].
-struct MapErr<B>(B);
-
-impl<B> Body for MapErr<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.0).poll_frame(cx).map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-}
-
 impl BodyIn {
     pub(crate) fn new<B>(body: B) -> BodyIn
     where
@@ -80,7 +57,7 @@ impl BodyIn {
         B::Error: Into<BoxError>,
     {
         BodyIn {
-            body: Box::pin(MapErr(Box::pin(body))),
+            body: BoxBody::new(body),
             trailers: None,
             done: false,
         }
@@ -91,7 +68,7 @@ impl BodyIn {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, StreamError>>> {
         while !self.done {
-            match self.body.as_mut().poll_frame(cx) {
+            match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => self.done = true,
                 Poll::Ready(Some(Err(e))) => {
@@ -129,6 +106,69 @@ impl BodyIn {
 
     pub(crate) fn is_end_stream(&self) -> bool {
         self.done || self.body.is_end_stream()
+    }
+}
+
+/// A body of any type, boxed: what comes out of a server's tower stack.
+pub struct BoxBody(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send + 'static>>);
+
+impl std::fmt::Debug for BoxBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxBody").finish_non_exhaustive()
+    }
+}
+
+impl BoxBody {
+    /// Boxes `body`.
+    pub fn new<B>(body: B) -> BoxBody
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        BoxBody(Box::pin(ErrInto { body }))
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct ErrInto<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> Body for ErrInto<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().body.poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+}
+
+impl Body for BoxBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
     }
 }
 
@@ -365,14 +405,18 @@ mod tests {
         Context::from_waker(Waker::noop())
     }
 
-    #[test]
-    fn a_pipe_carries_data_then_trailers_then_ends() {
+    /// A response sent into a pipe: its sender and the reader the stack got.
+    fn opened() -> (PipeSender, PipeReader) {
         let (tx, mut rx) = oneshot::channel();
-        let mut respond = PipeRespond::new(tx);
-        let mut send = respond
+        let send = PipeRespond::new(tx)
             .send_response(http::Response::new(()), false)
             .expect("the stack waits");
-        let mut reader = rx.try_recv().expect("the head").into_body();
+        (send, rx.try_recv().expect("the head").into_body())
+    }
+
+    #[test]
+    fn a_pipe_carries_data_then_trailers_then_ends() {
+        let (mut send, mut reader) = opened();
         send.send_data(Bytes::from_static(b"abc"), false)
             .expect("open");
         let mut trailers = HeaderMap::new();
@@ -393,14 +437,10 @@ mod tests {
 
     #[test]
     fn a_dropped_reader_resets_the_writer() {
-        let (tx, mut rx) = oneshot::channel();
-        let mut respond = PipeRespond::new(tx);
-        let mut send = respond
-            .send_response(http::Response::new(()), false)
-            .expect("the stack waits");
+        let (mut send, reader) = opened();
         let mut cx = noop();
         assert!(send.poll_reset(&mut cx).is_pending());
-        drop(rx.try_recv().expect("the head"));
+        drop(reader);
         assert!(send.poll_reset(&mut cx).is_ready());
         assert!(send.send_data(Bytes::from_static(b"x"), false).is_err());
     }
@@ -422,12 +462,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flow_controlled_writer_waits_for_the_reader() {
-        let (tx, mut rx) = oneshot::channel();
-        let mut respond = PipeRespond::new(tx);
-        let mut send = respond
-            .send_response(http::Response::new(()), false)
-            .expect("the stack waits");
-        let mut reader = rx.try_recv().expect("the head").into_body();
+        let (mut send, mut reader) = opened();
         let never = std::pin::pin!(std::future::pending::<()>());
         let mut never = never;
         let big = Bytes::from(vec![0u8; PIPE_WINDOW]);
