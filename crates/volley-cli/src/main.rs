@@ -1,0 +1,236 @@
+//! `volley`: call, list and describe any gRPC server, and check its health.
+//!
+//! ```text
+//! volley list localhost:50051 --plaintext
+//! volley describe localhost:50051 helloworld.Greeter --plaintext
+//! volley call localhost:50051 helloworld.Greeter/SayHello -d '{"name": "you"}' --plaintext
+//! volley health localhost:50051 --plaintext
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use volley_cli::call::{CallOptions, format_status};
+use volley_cli::schema::SchemaSource;
+use volley_cli::{ConnectOptions, Error};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "volley",
+    version,
+    about = "Call, list and describe any gRPC server, and check its health."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Connection {
+    /// No TLS (plaintext HTTP/2). Default: TLS, trusting the system's CA certificates.
+    #[arg(long, global = true)]
+    plaintext: bool,
+    /// Trust this CA certificate (PEM) instead of the system's.
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --key.
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS; needs --cert.
+    #[arg(long, global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Verify the server's certificate against this name (and send it as SNI).
+    #[arg(long, global = true, value_name = "NAME")]
+    servername: Option<String>,
+    /// Seconds a connection attempt may take.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Read the schema from these .proto files instead of the server's reflection.
+    #[arg(long = "proto", global = true, value_name = "FILE")]
+    protos: Vec<PathBuf>,
+    /// Where the .proto files' imports are looked up (default: the current folder).
+    #[arg(long = "import-path", global = true, value_name = "DIR")]
+    import_paths: Vec<PathBuf>,
+    /// Read the schema from this protoset (an encoded FileDescriptorSet).
+    #[arg(long, global = true, value_name = "FILE")]
+    protoset: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the server's services, or a service's methods.
+    List {
+        /// host:port, or any target (dns:///, unix:, ipv4:...).
+        address: String,
+        /// A service (package.Service) whose methods to list.
+        service: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a service, method, message or enum as .proto text.
+    Describe {
+        /// host:port, or any target.
+        address: String,
+        /// A full name: package.Service, package.Service/Method, package.Message...
+        symbol: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Call a method; requests and responses are JSON (one response per line). The exit code
+    /// is the call's status code.
+    Call {
+        /// host:port, or any target.
+        address: String,
+        /// package.Service/Method
+        method: String,
+        /// The request(s) as JSON, @file, or @- for standard input (the default; one JSON
+        /// value per line, sent as each line is read).
+        #[arg(short = 'd', long)]
+        data: Option<String>,
+        /// Request metadata, 'key: value' (repeatable; a -bin key's value is base64).
+        #[arg(short = 'H', long = "header", value_name = "KEY: VALUE")]
+        headers: Vec<String>,
+        /// The call's deadline, in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// Also print the response headers and trailers.
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Check the server's health (grpc.health.v1): exit 0 when SERVING, 4 when not, 2 when
+    /// the server cannot be reached, 3 when the check fails otherwise.
+    Health {
+        /// host:port, or any target.
+        address: String,
+        /// The service to check (default: the whole server).
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Follow the status until the server ends the stream, printing each change.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds the check may take.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        timeout: f64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(s).map_err(|_| Error::usage(format!("{what}: bad duration {s}")))
+}
+
+fn options(c: &Connection) -> Result<(ConnectOptions, SchemaSource), Error> {
+    Ok((
+        ConnectOptions {
+            plaintext: c.plaintext,
+            cacert: c.cacert.clone(),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+            servername: c.servername.clone(),
+            connect_timeout: Some(seconds(c.connect_timeout, "--connect-timeout")?),
+        },
+        SchemaSource {
+            protos: c.protos.clone(),
+            import_paths: c.import_paths.clone(),
+            protoset: c.protoset.clone(),
+        },
+    ))
+}
+
+async fn run(command: Command) -> Result<i32, Error> {
+    let mut out = std::io::stdout();
+    let io = |e: std::io::Error| Error::usage(format!("cannot write the output: {e}"));
+    match command {
+        Command::List {
+            address,
+            service,
+            connection,
+        } => {
+            let (connect, source) = options(&connection)?;
+            let channel = volley_cli::connect(&address, &connect)?;
+            for line in volley_cli::list(&channel, &source, service.as_deref()).await? {
+                use std::io::Write;
+                writeln!(out, "{line}").map_err(io)?;
+            }
+            Ok(0)
+        }
+        Command::Describe {
+            address,
+            symbol,
+            connection,
+        } => {
+            let (connect, source) = options(&connection)?;
+            let channel = volley_cli::connect(&address, &connect)?;
+            let text = volley_cli::describe_symbol(&channel, &source, &symbol).await?;
+            use std::io::Write;
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Call {
+            address,
+            method,
+            data,
+            headers,
+            timeout,
+            verbose,
+            connection,
+        } => {
+            let (connect, source) = options(&connection)?;
+            let channel = volley_cli::connect(&address, &connect)?;
+            let timeout = timeout.map(|t| seconds(t, "--timeout")).transpose()?;
+            let call = CallOptions {
+                data,
+                headers,
+                timeout,
+                verbose,
+            };
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            volley_cli::call::call(&channel, &source, &method, call, stdin, &mut out).await?;
+            Ok(0)
+        }
+        Command::Health {
+            address,
+            service,
+            watch,
+            timeout,
+            connection,
+        } => {
+            let (connect, _) = options(&connection)?;
+            let channel = volley_cli::connect(&address, &connect)?;
+            let timeout = seconds(timeout, "--timeout")?;
+            Ok(volley_cli::health::health(&channel, &service, watch, timeout, &mut out).await)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("volley: cannot start a runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(Error::Status(status, what)) => {
+            eprintln!("{what}");
+            eprint!("{}", format_status(&status));
+            status.code() as i32
+        }
+        Err(e) => {
+            eprintln!("volley: {e}");
+            e.exit_code()
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

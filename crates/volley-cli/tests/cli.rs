@@ -1,0 +1,358 @@
+//! `volley` against Volley servers over loopback: list, describe, calls of all four kinds
+//! (reflection and .proto schemas), an error with details and its exit code, and health.
+
+// A test's unwrap is its assertion.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use volley::{Channel, Code, Server};
+use volley_cli::call::{CallOptions, call};
+use volley_cli::schema::SchemaSource;
+use volley_cli::{ConnectOptions, Error, describe_symbol, list};
+use volley_examples::route_guide::RouteGuideService;
+use volley_examples::routeguide::RouteGuideServer;
+
+async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("the test took too long")
+}
+
+/// The production example's server (greeter with rich errors, health, reflection) and a
+/// route guide with reflection, on one port each.
+struct Servers {
+    greeter: SocketAddr,
+    routes: SocketAddr,
+    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
+}
+
+async fn servers() -> Servers {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let greeter = listener.local_addr().unwrap();
+    let (stop_greeter, stopped) = oneshot::channel::<()>();
+    tokio::spawn(volley_examples::production::serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let routes = listener.local_addr().unwrap();
+    let (stop_routes, stopped) = oneshot::channel::<()>();
+    let reflection = volley_reflection::Builder::new()
+        .register_encoded_file_descriptor_set(volley_examples::FILE_DESCRIPTOR_SET)
+        .build()
+        .unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(RouteGuideServer::new(RouteGuideService::default()))
+            // v1alpha only: the CLI falls back to it.
+            .add_service(reflection.v1alpha())
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    Servers {
+        greeter,
+        routes,
+        _stop: (stop_greeter, stop_routes),
+    }
+}
+
+fn channel(addr: SocketAddr) -> Channel {
+    volley_cli::connect(
+        &addr.to_string(),
+        &ConnectOptions {
+            plaintext: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn reflection() -> SchemaSource {
+    SchemaSource::default()
+}
+
+async fn run_call(
+    addr: SocketAddr,
+    source: &SchemaSource,
+    method: &str,
+    data: Option<&str>,
+    stdin: &'static [u8],
+) -> Result<Vec<serde_json::Value>, Error> {
+    let mut out = Vec::new();
+    let options = CallOptions {
+        data: data.map(str::to_owned),
+        ..Default::default()
+    };
+    bounded(call(
+        &channel(addr),
+        source,
+        method,
+        options,
+        tokio::io::BufReader::new(stdin),
+        &mut out,
+    ))
+    .await?;
+    Ok(String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect())
+}
+
+#[tokio::test]
+async fn list_and_describe_through_reflection() {
+    let s = servers().await;
+    let services = bounded(list(&channel(s.greeter), &reflection(), None))
+        .await
+        .unwrap();
+    for name in [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "helloworld.Greeter",
+    ] {
+        assert!(services.iter().any(|s| s == name), "{services:?}");
+    }
+    // The route guide server has only v1alpha reflection.
+    let methods = bounded(list(
+        &channel(s.routes),
+        &reflection(),
+        Some("routeguide.RouteGuide"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        methods,
+        [
+            "routeguide.RouteGuide.GetFeature (unary)",
+            "routeguide.RouteGuide.ListFeatures (server streaming)",
+            "routeguide.RouteGuide.RecordRoute (client streaming)",
+            "routeguide.RouteGuide.RouteChat (bidi streaming)",
+        ]
+    );
+    let service = bounded(describe_symbol(
+        &channel(s.routes),
+        &reflection(),
+        "routeguide.RouteGuide",
+    ))
+    .await
+    .unwrap();
+    assert!(
+        service.contains(
+            "rpc RouteChat(stream routeguide.RouteNote) returns (stream routeguide.RouteNote);"
+        ),
+        "{service}"
+    );
+    let message = bounded(describe_symbol(
+        &channel(s.routes),
+        &reflection(),
+        "routeguide.Feature",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        message,
+        "routeguide.Feature is a message:\nmessage Feature {\n  string name = 1;\n  routeguide.Point location = 2;\n}\n"
+    );
+    let method = bounded(describe_symbol(
+        &channel(s.greeter),
+        &reflection(),
+        "helloworld.Greeter/SayHello",
+    ))
+    .await
+    .unwrap();
+    assert!(
+        method.contains("rpc SayHello(helloworld.HelloRequest) returns (helloworld.HelloReply);"),
+        "{method}"
+    );
+    let missing = bounded(describe_symbol(
+        &channel(s.greeter),
+        &reflection(),
+        "no.Such",
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(missing.exit_code(), Code::NotFound as i32, "{missing}");
+}
+
+#[tokio::test]
+async fn calls_of_all_four_kinds() {
+    let s = servers().await;
+    let unary = run_call(
+        s.greeter,
+        &reflection(),
+        "helloworld.Greeter/SayHello",
+        Some(r#"{"name": "cli"}"#),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(unary, [serde_json::json!({"message": "Hello cli"})]);
+
+    let feature = run_call(
+        s.routes,
+        &reflection(),
+        "routeguide.RouteGuide/GetFeature",
+        None,
+        b"{\"latitude\": 407838351, \"longitude\": -746143763}\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(feature[0]["name"], "Patriots Path, Mendham, NJ 07945, USA");
+
+    let listed = run_call(
+        s.routes,
+        &reflection(),
+        "routeguide.RouteGuide.ListFeatures",
+        Some(
+            r#"{"lo": {"latitude": 400000000, "longitude": -750000000},
+                "hi": {"latitude": 420000000, "longitude": -730000000}}"#,
+        ),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 6, "{listed:?}");
+
+    // A client stream from standard input, one point per line.
+    let summary = run_call(
+        s.routes,
+        &reflection(),
+        "routeguide.RouteGuide/RecordRoute",
+        None,
+        b"{\"latitude\": 407838351, \"longitude\": -746143763}\n\n{\"latitude\": 408122808, \"longitude\": -743999179}\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary[0]["pointCount"], 2);
+    assert_eq!(summary[0]["featureCount"], 2);
+
+    // Bidi: two notes at one place; the second is answered with the first.
+    let notes = run_call(
+        s.routes,
+        &reflection(),
+        "routeguide.RouteGuide/RouteChat",
+        Some(
+            r#"{"location": {"latitude": 1, "longitude": 2}, "message": "first"}
+               {"location": {"latitude": 1, "longitude": 2}, "message": "second"}"#,
+        ),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["message"], "first");
+}
+
+#[tokio::test]
+async fn schemas_from_proto_files_and_bad_input() {
+    let s = servers().await;
+    let protos = SchemaSource {
+        protos: vec!["route_guide.proto".into()],
+        import_paths: vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/proto").into()],
+        protoset: None,
+    };
+    let feature = run_call(
+        s.routes,
+        &protos,
+        "routeguide.RouteGuide/GetFeature",
+        Some(r#"{"latitude": 407838351, "longitude": -746143763}"#),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(feature[0]["name"], "Patriots Path, Mendham, NJ 07945, USA");
+    let services = bounded(list(&channel(s.routes), &protos, None))
+        .await
+        .unwrap();
+    assert_eq!(services, ["routeguide.RouteGuide"]);
+    // A field the message does not have is a usage error (exit code 2), before any call.
+    let bad = run_call(
+        s.routes,
+        &protos,
+        "routeguide.RouteGuide/GetFeature",
+        Some(r#"{"lat": 1}"#),
+        b"",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.exit_code(), 2, "{bad}");
+}
+
+#[tokio::test]
+async fn the_binary_exits_with_the_status_code_and_prints_the_details() {
+    let s = servers().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args([
+            "call",
+            &s.greeter.to_string(),
+            "helloworld.Greeter/SayHello",
+            "-d",
+            r#"{"name": ""}"#,
+            "--plaintext",
+        ])
+        .output();
+    let output = bounded(output).await.unwrap();
+    assert_eq!(output.status.code(), Some(Code::InvalidArgument as i32));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("Code: INVALID_ARGUMENT"), "{err}");
+    assert!(err.contains("google.rpc.BadRequest"), "{err}");
+    assert!(err.contains("give a name to greet"), "{err}");
+
+    let ok = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args([
+            "call",
+            &s.greeter.to_string(),
+            "helloworld.Greeter/SayHello",
+            "-d",
+            r#"{"name": "bin"}"#,
+            "-H",
+            "x-trace: 1",
+            "-v",
+            "--plaintext",
+        ])
+        .output();
+    let ok = bounded(ok).await.unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(out.contains(r#"{"message":"Hello bin"}"#), "{out}");
+    assert!(
+        out.contains("Response headers:") && out.contains("Response trailers:"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn health_exits_zero_only_when_serving() {
+    let s = servers().await;
+    let check = |service: &'static str, addr: SocketAddr| async move {
+        let mut out = Vec::new();
+        let code = volley_cli::health::health(
+            &channel(addr),
+            service,
+            false,
+            Duration::from_secs(5),
+            &mut out,
+        )
+        .await;
+        (code, String::from_utf8(out).unwrap())
+    };
+    assert_eq!(
+        bounded(check("helloworld.Greeter", s.greeter)).await,
+        (0, "SERVING\n".to_owned())
+    );
+    let (code, out) = bounded(check("no.Such", s.greeter)).await;
+    assert_eq!(code, volley_cli::health::RPC_FAILED, "{out}");
+    // A server without the health service: the check fails (UNIMPLEMENTED).
+    let (code, _) = bounded(check("", s.routes)).await;
+    assert_eq!(code, volley_cli::health::RPC_FAILED);
+    // Nothing listening: the connection fails.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let (code, _) = bounded(check("", addr)).await;
+    assert_eq!(code, volley_cli::health::CONNECTION_FAILED);
+}
