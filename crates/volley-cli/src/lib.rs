@@ -114,9 +114,18 @@ pub async fn schema_for(
     symbol: &str,
 ) -> Result<schema::Schema, Error> {
     if source.is_reflection() {
-        schema::Reflection::new(channel.clone())
-            .schema_for(&describe::normalize(symbol))
-            .await
+        let name = describe::normalize(symbol);
+        let mut reflection = schema::Reflection::new(channel.clone());
+        match reflection.schema_for(&name).await {
+            // Some servers (grpcio's) do not resolve a method's name: ask for its service.
+            Err(Error::Status(status, _)) if status.code() == Code::NotFound => {
+                match name.rsplit_once('.') {
+                    Some((parent, _)) => reflection.schema_for(parent).await,
+                    None => Err(Error::Status(status, "reflection".into())),
+                }
+            }
+            other => other,
+        }
     } else {
         schema::from_files(source)
     }

@@ -356,3 +356,186 @@ async fn health_exits_zero_only_when_serving() {
     let (code, _) = bounded(check("", addr)).await;
     assert_eq!(code, volley_cli::health::CONNECTION_FAILED);
 }
+
+/// A grpcio server (tests/python/server.py) with reflection and health; stopped when
+/// dropped (its standard input closes, and the process is killed).
+struct Grpcio {
+    addr: SocketAddr,
+    _child: tokio::process::Child,
+    gen_dir: std::path::PathBuf,
+}
+
+impl Drop for Grpcio {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.gen_dir);
+    }
+}
+
+async fn grpcio_server() -> Grpcio {
+    use tokio::io::AsyncBufReadExt;
+    let python = std::env::var("VOLLEY_PYTHON")
+        .expect("VOLLEY_PYTHON must name a python with grpcio; scripts/test.sh sets it up");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gen_dir = std::env::temp_dir().join(format!("volley-cli-py-{}", std::process::id()));
+    std::fs::create_dir_all(&gen_dir).unwrap();
+    let protos = root.join("examples/proto");
+    let status = tokio::process::Command::new(&python)
+        .args(["-m", "grpc_tools.protoc"])
+        .arg(format!("-I{}", protos.display()))
+        .arg(format!("--python_out={}", gen_dir.display()))
+        .arg(format!("--grpc_python_out={}", gen_dir.display()))
+        .arg(protos.join("helloworld.proto"))
+        .arg(protos.join("route_guide.proto"))
+        .status();
+    assert!(
+        bounded(status).await.unwrap().success(),
+        "grpc_tools.protoc failed"
+    );
+    let mut child = tokio::process::Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/server.py"))
+        .arg(&gen_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let port: u16 = bounded(lines.next_line())
+        .await
+        .unwrap()
+        .expect("the server prints its port")
+        .trim()
+        .parse()
+        .unwrap();
+    Grpcio {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _child: child,
+        gen_dir,
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Python grpcio, grpcio-reflection, grpcio-health-checking (VOLLEY_PYTHON): run by scripts/test.sh"]
+async fn every_subcommand_against_a_grpcio_server() {
+    let py = grpcio_server().await;
+    let services = bounded(list(&channel(py.addr), &reflection(), None))
+        .await
+        .unwrap();
+    for name in [
+        "grpc.health.v1.Health",
+        "helloworld.Greeter",
+        "routeguide.RouteGuide",
+    ] {
+        assert!(services.iter().any(|s| s == name), "{services:?}");
+    }
+    let methods = bounded(list(
+        &channel(py.addr),
+        &reflection(),
+        Some("routeguide.RouteGuide"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(methods.len(), 4, "{methods:?}");
+    let described = bounded(describe_symbol(
+        &channel(py.addr),
+        &reflection(),
+        "routeguide.RouteSummary",
+    ))
+    .await
+    .unwrap();
+    assert!(described.contains("int32 point_count = 1;"), "{described}");
+
+    let hello = run_call(
+        py.addr,
+        &reflection(),
+        "helloworld.Greeter/SayHello",
+        Some(r#"{"name": "cli"}"#),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(hello[0]["message"], "Hello cli from grpcio");
+    let feature = run_call(
+        py.addr,
+        &reflection(),
+        "routeguide.RouteGuide/GetFeature",
+        Some(r#"{"latitude": 407838351, "longitude": -746143763}"#),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(feature[0]["name"], "Patriots Path, Mendham, NJ 07945, USA");
+    let listed = run_call(
+        py.addr,
+        &reflection(),
+        "routeguide.RouteGuide/ListFeatures",
+        Some("{}"),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 2);
+    let summary = run_call(
+        py.addr,
+        &reflection(),
+        "routeguide.RouteGuide/RecordRoute",
+        None,
+        b"{\"latitude\": 407838351, \"longitude\": -746143763}\n{\"latitude\": 1, \"longitude\": 1}\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary[0]["pointCount"], 2);
+    assert_eq!(summary[0]["featureCount"], 1);
+    let chat = run_call(
+        py.addr,
+        &reflection(),
+        "routeguide.RouteGuide/RouteChat",
+        None,
+        b"{\"message\": \"a\"}\n{\"message\": \"b\"}\n",
+    )
+    .await
+    .unwrap();
+    let echoed: Vec<_> = chat.iter().map(|n| n["message"].clone()).collect();
+    assert_eq!(echoed, ["echo a", "echo b"]);
+
+    // The binary against grpcio: its rich error, decoded, and the exit code.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args([
+            "call",
+            &py.addr.to_string(),
+            "helloworld.Greeter/SayHello",
+            "-d",
+            "{}",
+            "--plaintext",
+        ])
+        .output();
+    let output = bounded(output).await.unwrap();
+    assert_eq!(output.status.code(), Some(Code::InvalidArgument as i32));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("python wants a name"), "{err}");
+
+    let check = |service: &'static str| {
+        let channel = channel(py.addr);
+        async move {
+            let mut out = Vec::new();
+            let code = volley_cli::health::health(
+                &channel,
+                service,
+                false,
+                Duration::from_secs(5),
+                &mut out,
+            )
+            .await;
+            (code, String::from_utf8(out).unwrap())
+        }
+    };
+    assert_eq!(
+        bounded(check("helloworld.Greeter")).await,
+        (0, "SERVING\n".to_owned())
+    );
+    assert_eq!(
+        bounded(check("routeguide.RouteGuide")).await,
+        (volley_cli::health::UNHEALTHY, "NOT_SERVING\n".to_owned())
+    );
+}
