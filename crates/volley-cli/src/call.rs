@@ -110,24 +110,7 @@ async fn feed<R: AsyncBufRead + Unpin>(
             },
             None => data,
         };
-        let parsed = values(&text).and_then(|values| {
-            values
-                .into_iter()
-                .map(|v| encode(&desc, v))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        match parsed {
-            Ok(messages) => {
-                for message in messages {
-                    if tx.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-            }
-        }
+        send_all(&text, &desc, &tx).await;
         return;
     }
     let mut lines = stdin.lines();
@@ -147,24 +130,37 @@ async fn feed<R: AsyncBufRead + Unpin>(
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = values(&line).and_then(|values| {
-            values
-                .into_iter()
-                .map(|v| encode(&desc, v))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        match parsed {
-            Ok(messages) => {
-                for message in messages {
-                    if tx.send(Ok(message)).await.is_err() {
-                        return;
-                    }
+        if !send_all(&line, &desc, &tx).await {
+            return;
+        }
+    }
+}
+
+/// Sends every JSON value in `text` as a message, or the first error; false when nothing
+/// more should be sent (an error, or the call is gone).
+async fn send_all(
+    text: &str,
+    desc: &MessageDescriptor,
+    tx: &mpsc::Sender<Result<Raw, Error>>,
+) -> bool {
+    let parsed = values(text).and_then(|values| {
+        values
+            .into_iter()
+            .map(|v| encode(desc, v))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match parsed {
+        Ok(messages) => {
+            for message in messages {
+                if tx.send(Ok(message)).await.is_err() {
+                    return false;
                 }
             }
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
+            true
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            false
         }
     }
 }
