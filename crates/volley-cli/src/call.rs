@@ -84,6 +84,36 @@ fn values(text: &str) -> Result<Vec<serde_json::Value>, Error> {
         .map_err(|e| Error::usage(format!("bad JSON: {e}")))
 }
 
+/// The method `name` names, and its `:path` (kept for the program's life: Volley's call API
+/// takes a `&'static str`, and the CLI resolves one method per run).
+pub async fn resolve(
+    channel: &Channel,
+    source: &SchemaSource,
+    name: &str,
+) -> Result<(MethodDescriptor, &'static str), Error> {
+    let schema = schema_for(channel, source, name).await?;
+    let Some(Symbol::Method(method)) = find(&schema.pool, name) else {
+        return Err(Error::usage(format!("no method {name} in the schema")));
+    };
+    let path: &'static str = Box::leak(
+        format!("/{}/{}", method.parent_service().full_name(), method.name()).into_boxed_str(),
+    );
+    Ok((method, path))
+}
+
+/// The request messages in `data` (JSON values, or `@file`), as encoded bytes.
+pub fn requests(desc: &MessageDescriptor, data: &str) -> Result<Vec<Raw>, Error> {
+    let text = match data.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::usage(format!("cannot read {path}: {e}")))?,
+        None => data.to_owned(),
+    };
+    values(&text)?
+        .into_iter()
+        .map(|v| encode(desc, v))
+        .collect()
+}
+
 /// Feeds the request messages to `tx`: all of `-d` (or its file), or standard input as it
 /// comes (one JSON value per line), stopping at the first bad one (which `tx` then carries).
 async fn feed<R: AsyncBufRead + Unpin>(
@@ -97,20 +127,18 @@ async fn feed<R: AsyncBufRead + Unpin>(
         Some(_) => false,
     };
     if !from_stdin {
-        let data = data.unwrap_or_default();
-        let text = match data.strip_prefix('@') {
-            Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => text,
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(Error::usage(format!("cannot read {path}: {e}"))))
-                        .await;
-                    return;
+        match requests(&desc, &data.unwrap_or_default()) {
+            Ok(messages) => {
+                for message in messages {
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
                 }
-            },
-            None => data,
-        };
-        send_all(&text, &desc, &tx).await;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+            }
+        }
         return;
     }
     let mut lines = stdin.lines();
@@ -254,15 +282,7 @@ pub async fn call<R>(
 where
     R: AsyncBufRead + Unpin + Send + 'static,
 {
-    let schema = schema_for(channel, source, method).await?;
-    let Some(Symbol::Method(method)) = find(&schema.pool, method) else {
-        return Err(Error::usage(format!("no method {method} in the schema")));
-    };
-    let method: MethodDescriptor = method;
-    // Volley's call API takes the path for the program's life; one call per process.
-    let path: &'static str = Box::leak(
-        format!("/{}/{}", method.parent_service().full_name(), method.name()).into_boxed_str(),
-    );
+    let (method, path) = resolve(channel, source, method).await?;
     let metadata = metadata(&options.headers)?;
     let (tx, mut rx) = mpsc::channel(1);
     tokio::spawn(feed(options.data.clone(), stdin, method.input(), tx));

@@ -6,6 +6,7 @@
 //! requests and responses are JSON, converted with `prost-reflect` and carried through
 //! Volley's typed call API as encoded bytes ([`raw::Raw`]).
 
+pub mod bench;
 pub mod call;
 pub mod describe;
 pub mod health;

@@ -101,6 +101,40 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Load a method: closed loop (-c calls in flight) or open loop (--rps), then a summary
+    /// of latencies, throughput and status codes.
+    Bench {
+        /// host:port, or any target.
+        address: String,
+        /// package.Service/Method
+        method: String,
+        /// The request(s) as JSON or @file (several values: a client stream's messages).
+        #[arg(short = 'd', long, default_value = "{}")]
+        data: String,
+        /// Calls in flight at once.
+        #[arg(short = 'c', long, default_value_t = 50)]
+        concurrency: usize,
+        /// Connections the calls share.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Calls to make (unless -z is given).
+        #[arg(short = 'n', long, default_value_t = 200)]
+        total: u64,
+        /// Seconds to run (instead of -n).
+        #[arg(short = 'z', long, value_name = "SECONDS")]
+        duration: Option<f64>,
+        /// Open loop: calls per second, each timed from when it was due.
+        #[arg(long)]
+        rps: Option<f64>,
+        /// Calls made first and not counted.
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
+        /// The summary's format: text, json or csv.
+        #[arg(long, default_value = "text")]
+        format: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Check the server's health (grpc.health.v1): exit 0 when SERVING, 4 when not, 2 when
     /// the server cannot be reached, 3 when the check fails otherwise.
     Health {
@@ -191,6 +225,60 @@ async fn run(command: Command) -> Result<i32, Error> {
             };
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
             volley_cli::call::call(&channel, &source, &method, call, stdin, &mut out).await?;
+            Ok(0)
+        }
+        Command::Bench {
+            address,
+            method,
+            data,
+            concurrency,
+            connections,
+            total,
+            duration,
+            rps,
+            warmup,
+            format,
+            connection,
+        } => {
+            use std::io::Write;
+            if !matches!(format.as_str(), "text" | "json" | "csv") {
+                return Err(Error::usage(format!(
+                    "--format is text, json or csv, not {format}"
+                )));
+            }
+            let (connect, source) = options(&connection)?;
+            let channel = volley_cli::connect(&address, &connect)?;
+            let (method, path) = volley_cli::call::resolve(&channel, &source, &method).await?;
+            let messages = volley_cli::call::requests(&method.input(), &data)?;
+            let duration = duration.map(|d| seconds(d, "-z")).transpose()?;
+            let bench = volley_cli::bench::BenchOptions {
+                concurrency,
+                connections,
+                total: Some(total),
+                duration,
+                rps,
+                warmup,
+            };
+            // A progress bar on a terminal only (indicatif hides it otherwise).
+            let progress = match duration {
+                Some(d) => indicatif::ProgressBar::new(0).with_message(format!("{d:?}")),
+                None => indicatif::ProgressBar::new(total),
+            };
+            let report = volley_cli::bench::run(
+                || volley_cli::connect(&address, &connect),
+                &method,
+                path,
+                messages,
+                &bench,
+                &progress,
+            )
+            .await?;
+            let text = match format.as_str() {
+                "json" => format!("{}\n", report.json()),
+                "csv" => report.csv(),
+                _ => report.text(),
+            };
+            write!(out, "{text}").map_err(io)?;
             Ok(0)
         }
         Command::Health {

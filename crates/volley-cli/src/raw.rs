@@ -99,3 +99,57 @@ mod tests {
         assert!(Raw::decode(&bytes[..]).is_err());
     }
 }
+
+/// An encoded request shared by many calls (`volley bench`): cloning it shares the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded(pub bytes::Bytes);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        // Only sent, never read: a decode skips what it is given.
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A response that is read and dropped (`volley bench`): its fields are checked for
+/// well-formedness and skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discard;
+
+impl prost::Message for Discard {
+    fn encode_raw(&self, _buf: &mut impl BufMut) {}
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        0
+    }
+
+    fn clear(&mut self) {}
+}

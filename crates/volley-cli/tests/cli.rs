@@ -538,4 +538,130 @@ async fn every_subcommand_against_a_grpcio_server() {
         bounded(check("routeguide.RouteGuide")).await,
         (volley_cli::health::UNHEALTHY, "NOT_SERVING\n".to_owned())
     );
+
+    // A short load: every call counted, all OK.
+    let load = bench_json(&[
+        &py.addr.to_string(),
+        "helloworld.Greeter/SayHello",
+        "-d",
+        r#"{"name": "load"}"#,
+        "-n",
+        "40",
+        "-c",
+        "4",
+    ])
+    .await;
+    assert_eq!(load["count"], 40, "{load}");
+    assert_eq!(load["status_codes"]["OK"], 40, "{load}");
+}
+
+/// Runs `volley bench ... --format json --plaintext` and parses its summary.
+async fn bench_json(args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .arg("bench")
+        .args(args)
+        .args(["--format", "json", "--plaintext"])
+        .output();
+    let output = bounded(output).await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn bench_counts_every_call_in_both_loops_and_every_kind() {
+    let s = servers().await;
+    let greeter = s.greeter.to_string();
+    let closed = bench_json(&[
+        &greeter,
+        "helloworld.Greeter/SayHello",
+        "-d",
+        r#"{"name": "load"}"#,
+        "-n",
+        "300",
+        "-c",
+        "8",
+        "--connections",
+        "2",
+        "--warmup",
+        "10",
+    ])
+    .await;
+    assert_eq!(closed["count"], 300, "{closed}");
+    assert_eq!(closed["status_codes"]["OK"], 300, "{closed}");
+    assert!(closed["rps"].as_f64().unwrap() > 0.0);
+    assert_eq!(closed["latency_distribution"].as_array().unwrap().len(), 8);
+    let in_histogram: u64 = closed["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_histogram, 300, "{closed}");
+
+    // Failures are counted by code and message.
+    let failing = bench_json(&[
+        &greeter,
+        "helloworld.Greeter/SayHello",
+        "-n",
+        "20",
+        "-c",
+        "4",
+    ])
+    .await;
+    assert_eq!(failing["status_codes"]["INVALID_ARGUMENT"], 20, "{failing}");
+    assert_eq!(
+        failing["errors"]["INVALID_ARGUMENT: name must not be empty"], 20,
+        "{failing}"
+    );
+
+    // Open loop: 50 calls at 200 per second take about a quarter of a second.
+    let open = bench_json(&[
+        &greeter,
+        "helloworld.Greeter/SayHello",
+        "-d",
+        r#"{"name": "paced"}"#,
+        "-n",
+        "50",
+        "--rps",
+        "200",
+        "-c",
+        "4",
+    ])
+    .await;
+    assert_eq!(open["count"], 50, "{open}");
+    assert!(open["total_ms"].as_f64().unwrap() >= 240.0, "{open}");
+
+    // Streaming methods: each call reads its whole response stream.
+    let routes = s.routes.to_string();
+    let streams = bench_json(&[
+        &routes,
+        "routeguide.RouteGuide/ListFeatures",
+        "-d",
+        r#"{"lo": {"latitude": 400000000, "longitude": -750000000},
+            "hi": {"latitude": 420000000, "longitude": -730000000}}"#,
+        "-n",
+        "20",
+        "-c",
+        "2",
+    ])
+    .await;
+    assert_eq!(streams["status_codes"]["OK"], 20, "{streams}");
+    let bidi = bench_json(&[
+        &routes,
+        "routeguide.RouteGuide/RouteChat",
+        "-d",
+        r#"{"message": "a"} {"message": "b"}"#,
+        "-z",
+        "0.3",
+        "-c",
+        "2",
+    ])
+    .await;
+    assert!(bidi["count"].as_u64().unwrap() > 0, "{bidi}");
+    assert_eq!(bidi["status_codes"]["OK"], bidi["count"], "{bidi}");
 }
