@@ -74,6 +74,9 @@ pub struct ConnectOptions {
     pub servername: Option<String>,
     /// How long connecting may take (`--connect-timeout`). Default: 10 s.
     pub connect_timeout: Option<Duration>,
+    /// Accept any server certificate (`--insecure`): encrypted, but unauthenticated.
+    /// Default: false.
+    pub insecure: bool,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
@@ -99,6 +102,9 @@ pub fn connect(address: &str, options: &ConnectOptions) -> Result<Channel, Error
         }
         if let Some(name) = &options.servername {
             tls = tls.domain_name(name.clone());
+        }
+        if options.insecure {
+            tls = tls.danger_accept_invalid_certs(true);
         }
         builder = builder.tls_config(tls);
     }

@@ -44,6 +44,11 @@ struct Connection {
     /// Verify the server's certificate against this name (and send it as SNI).
     #[arg(long, global = true, value_name = "NAME")]
     servername: Option<String>,
+    /// INSECURE: accept any server certificate, trusted or not. The connection is encrypted
+    /// but the server is not authenticated: anyone in the path can pose as it. For test
+    /// servers with self-signed certificates only.
+    #[arg(long, global = true)]
+    insecure: bool,
     /// Seconds a connection attempt may take.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0)]
     connect_timeout: f64,
@@ -167,6 +172,7 @@ fn options(c: &Connection) -> Result<(ConnectOptions, SchemaSource), Error> {
             key: c.key.clone(),
             servername: c.servername.clone(),
             connect_timeout: Some(seconds(c.connect_timeout, "--connect-timeout")?),
+            insecure: c.insecure,
         },
         SchemaSource {
             protos: c.protos.clone(),

@@ -665,3 +665,60 @@ async fn bench_counts_every_call_in_both_loops_and_every_kind() {
     assert!(bidi["count"].as_u64().unwrap() > 0, "{bidi}");
     assert_eq!(bidi["status_codes"]["OK"], bidi["count"], "{bidi}");
 }
+
+#[tokio::test]
+async fn tls_verifies_the_server_unless_insecure() {
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/certs");
+    let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let (health_reporter, health) = volley_health::health_service();
+    health_reporter.set_serving("");
+    tokio::spawn(
+        Server::builder()
+            .tls_config(
+                volley::ServerTlsConfig::new().identity(volley::Identity::from_pem(
+                    read("server1.pem"),
+                    read("server1.key"),
+                )),
+            )
+            .unwrap()
+            .add_service(health)
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let check = |options: ConnectOptions| async move {
+        let channel = volley_cli::connect(&addr.to_string(), &options).unwrap();
+        let mut out = Vec::new();
+        let code =
+            volley_cli::health::health(&channel, "", false, Duration::from_secs(5), &mut out).await;
+        (code, String::from_utf8(out).unwrap())
+    };
+    let connect_timeout = Some(Duration::from_secs(3));
+    // The server's certificate is signed by the interop test CA, which nobody trusts here.
+    let (code, out) = bounded(check(ConnectOptions {
+        connect_timeout,
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(code, volley_cli::health::CONNECTION_FAILED, "{out}");
+    // Trusting that CA, with the name the certificate is for.
+    let (code, out) = bounded(check(ConnectOptions {
+        cacert: Some(certs.join("ca.pem")),
+        servername: Some("foo.test.google.fr".into()),
+        connect_timeout,
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(code, 0, "{out}");
+    // --insecure: any certificate, any name.
+    let (code, out) = bounded(check(ConnectOptions {
+        insecure: true,
+        connect_timeout,
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(code, 0, "{out}");
+}

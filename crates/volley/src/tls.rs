@@ -167,6 +167,7 @@ pub struct ClientTlsConfig {
     native_roots: bool,
     domain_name: Option<String>,
     identity: Option<Identity>,
+    accept_invalid_certs: bool,
 }
 
 impl ClientTlsConfig {
@@ -207,11 +208,30 @@ impl ClientTlsConfig {
         self
     }
 
+    /// **Dangerous**: accepts any server certificate, trusted or not, for any name (the
+    /// handshake's signatures are still checked, so the connection is encrypted, but to a
+    /// server nobody vouched for: anyone in the path can pose as it). For tools and tests
+    /// against servers with self-signed certificates (`volley --insecure`), never for
+    /// production traffic. Default: false (certificates are verified).
+    #[must_use]
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> ClientTlsConfig {
+        self.accept_invalid_certs = accept;
+        self
+    }
+
     pub(crate) fn domain_override(&self) -> Option<&str> {
         self.domain_name.as_deref()
     }
 
     pub(crate) fn build(&self) -> Result<tokio_rustls::TlsConnector, Error> {
+        if self.accept_invalid_certs {
+            let builder = rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::new(format!("TLS: {e}")))?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())));
+            return self.finish(builder);
+        }
         let mut store = roots(&self.ca)?;
         if self.ca.is_empty() || self.native_roots {
             let found = rustls_native_certs::load_native_certs();
@@ -231,6 +251,14 @@ impl ClientTlsConfig {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::new(format!("TLS: {e}")))?
             .with_root_certificates(store);
+        self.finish(builder)
+    }
+
+    /// The configuration's client identity and ALPN, on a builder whose verification is set.
+    fn finish(
+        &self,
+        builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    ) -> Result<tokio_rustls::TlsConnector, Error> {
         let mut config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some(identity) => {
@@ -242,6 +270,57 @@ impl ClientTlsConfig {
         };
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+}
+
+/// A certificate verifier that accepts every certificate
+/// ([`ClientTlsConfig::danger_accept_invalid_certs`]); handshake signatures are still
+/// verified with the provider's algorithms.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
