@@ -255,6 +255,55 @@ fn decode_detail(status: &Status, type_url: &str) -> Option<String> {
     })
 }
 
+fn io(e: std::io::Error) -> Error {
+    Error::usage(format!("cannot write the output: {e}"))
+}
+
+/// A response with one message: its JSON line, with its headers and trailers when
+/// `verbose`.
+fn print_single(
+    out: &mut impl Write,
+    verbose: bool,
+    output: &MessageDescriptor,
+    response: &volley::Response<Raw>,
+) -> Result<(), Error> {
+    if verbose {
+        print_metadata(out, "Response headers", response.metadata()).map_err(io)?;
+    }
+    writeln!(out, "{}", to_json(output, response.get_ref())?).map_err(io)?;
+    if verbose {
+        print_metadata(out, "Response trailers", response.trailers()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// A response stream: one JSON line per message as it arrives, with the headers (`headers`,
+/// else the stream's own, for a bidi call) and trailers when `verbose`.
+async fn print_stream(
+    out: &mut impl Write,
+    verbose: bool,
+    output: &MessageDescriptor,
+    headers: Option<MetadataMap>,
+    mut stream: volley::Streaming<Raw>,
+) -> Result<(), Error> {
+    if verbose {
+        let headers = match headers {
+            Some(headers) => headers,
+            None => stream.headers().await.map_err(failed)?.clone(),
+        };
+        print_metadata(out, "Response headers", &headers).map_err(io)?;
+    }
+    while let Some(reply) = stream.message().await.map_err(failed)? {
+        writeln!(out, "{}", to_json(output, &reply)?).map_err(io)?;
+        out.flush().map_err(io)?;
+    }
+    if verbose {
+        let trailers = stream.trailers().cloned().unwrap_or_default();
+        print_metadata(out, "Response trailers", &trailers).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// A request with the call's metadata and deadline.
 fn with_head<T>(message: T, metadata: &MetadataMap, timeout: Option<Duration>) -> Request<T> {
     let mut request = Request::new(message);
@@ -289,47 +338,33 @@ where
     let request = |message| with_head(message, &metadata, options.timeout);
     let grpc = Grpc::new(channel.clone());
     let output = method.output();
-    let io = |e: std::io::Error| Error::usage(format!("cannot write the output: {e}"));
     if !method.is_client_streaming() {
         // One message: the first given (an empty one when none is).
         let message = match rx.recv().await {
             Some(message) => message?,
             None => Raw::default(),
         };
-        if method.is_server_streaming() {
+        return if method.is_server_streaming() {
             let response = grpc
                 .server_streaming::<Raw, Raw>(request(message), path)
                 .await
                 .map_err(failed)?;
-            if options.verbose {
-                print_metadata(out, "Response headers", response.metadata()).map_err(io)?;
-            }
-            let mut stream = response.into_inner();
-            while let Some(reply) = stream.message().await.map_err(failed)? {
-                writeln!(out, "{}", to_json(&output, &reply)?).map_err(io)?;
-            }
-            if options.verbose {
-                print_metadata(
-                    out,
-                    "Response trailers",
-                    stream.trailers().unwrap_or(&MetadataMap::new()),
-                )
-                .map_err(io)?;
-            }
+            let headers = options.verbose.then(|| response.metadata().clone());
+            print_stream(
+                out,
+                options.verbose,
+                &output,
+                headers,
+                response.into_inner(),
+            )
+            .await
         } else {
             let response = grpc
                 .unary::<Raw, Raw>(request(message), path)
                 .await
                 .map_err(failed)?;
-            if options.verbose {
-                print_metadata(out, "Response headers", response.metadata()).map_err(io)?;
-            }
-            writeln!(out, "{}", to_json(&output, response.get_ref())?).map_err(io)?;
-            if options.verbose {
-                print_metadata(out, "Response trailers", response.trailers()).map_err(io)?;
-            }
-        }
-        return Ok(());
+            print_single(out, options.verbose, &output, &response)
+        };
     }
     // Streams: messages go out as they are read; a bad one ends the stream and the call.
     let (ok_tx, ok_rx) = mpsc::channel::<Raw>(1);
@@ -352,35 +387,13 @@ where
             .streaming::<_, Raw, Raw>(requests, path)
             .await
             .map_err(failed)?;
-        let mut stream = response.into_inner();
-        if options.verbose {
-            let headers = stream.headers().await.map_err(failed)?.clone();
-            print_metadata(out, "Response headers", &headers).map_err(io)?;
-        }
-        while let Some(reply) = stream.message().await.map_err(failed)? {
-            writeln!(out, "{}", to_json(&output, &reply)?).map_err(io)?;
-            out.flush().map_err(io)?;
-        }
-        if options.verbose {
-            print_metadata(
-                out,
-                "Response trailers",
-                stream.trailers().unwrap_or(&MetadataMap::new()),
-            )
-            .map_err(io)?;
-        }
+        print_stream(out, options.verbose, &output, None, response.into_inner()).await?;
     } else {
         let response = grpc
             .client_streaming::<_, Raw, Raw>(requests, path)
             .await
             .map_err(failed)?;
-        if options.verbose {
-            print_metadata(out, "Response headers", response.metadata()).map_err(io)?;
-        }
-        writeln!(out, "{}", to_json(&output, response.get_ref())?).map_err(io)?;
-        if options.verbose {
-            print_metadata(out, "Response trailers", response.trailers()).map_err(io)?;
-        }
+        print_single(out, options.verbose, &output, &response)?;
     }
     if let Ok(Some(e)) = bad.await {
         return Err(e);
