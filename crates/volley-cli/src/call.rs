@@ -91,7 +91,7 @@ pub async fn resolve(
     source: &SchemaSource,
     name: &str,
 ) -> Result<(MethodDescriptor, &'static str), Error> {
-    let schema = schema_for(channel, source, name).await?;
+    let schema = schema_for(Some(channel), source, name).await?;
     let Some(Symbol::Method(method)) = find(&schema.pool, name) else {
         return Err(Error::usage(format!("no method {name} in the schema")));
     };

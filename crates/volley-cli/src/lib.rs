@@ -113,16 +113,23 @@ pub fn connect(address: &str, options: &ConnectOptions) -> Result<Channel, Error
         .map_err(|e| Error::usage(format!("bad address {address:?}: {e}")))
 }
 
+/// The server's channel, for what needs one: reflection, calls.
+fn needs_server(channel: Option<&Channel>) -> Result<&Channel, Error> {
+    channel.ok_or_else(|| {
+        Error::usage("no server address: give one, or the schema with --proto or --protoset")
+    })
+}
+
 /// The schema for `symbol`: from the files when the source names some, else from the
-/// server's reflection.
+/// server's reflection (which needs `channel`).
 pub async fn schema_for(
-    channel: &Channel,
+    channel: Option<&Channel>,
     source: &schema::SchemaSource,
     symbol: &str,
 ) -> Result<schema::Schema, Error> {
     if source.is_reflection() {
         let name = describe::normalize(symbol);
-        let mut reflection = schema::Reflection::new(channel.clone());
+        let mut reflection = schema::Reflection::new(needs_server(channel)?.clone());
         match reflection.schema_for(&name).await {
             // Some servers (grpcio's) do not resolve a method's name: ask for its service.
             Err(Error::Status(status, _)) if status.code() == Code::NotFound => {
@@ -141,13 +148,13 @@ pub async fn schema_for(
 /// `volley list`: the server's services, or a service's methods (full names, with their
 /// kind).
 pub async fn list(
-    channel: &Channel,
+    channel: Option<&Channel>,
     source: &schema::SchemaSource,
     service: Option<&str>,
 ) -> Result<Vec<String>, Error> {
     let Some(service) = service else {
         return if source.is_reflection() {
-            schema::Reflection::new(channel.clone())
+            schema::Reflection::new(needs_server(channel)?.clone())
                 .list_services()
                 .await
         } else {
@@ -168,7 +175,7 @@ pub async fn list(
 
 /// `volley describe`: `symbol` as `.proto` text.
 pub async fn describe_symbol(
-    channel: &Channel,
+    channel: Option<&Channel>,
     source: &schema::SchemaSource,
     symbol: &str,
 ) -> Result<String, Error> {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! volley list localhost:50051 --plaintext
+//! volley list --proto helloworld.proto
 //! volley describe localhost:50051 helloworld.Greeter --plaintext
 //! volley call localhost:50051 helloworld.Greeter/SayHello -d '{"name": "you"}' --plaintext
 //! volley health localhost:50051 --plaintext
@@ -65,21 +66,23 @@ struct Connection {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List the server's services, or a service's methods.
+    /// List the server's services, or a service's methods. With --proto or --protoset the
+    /// address may be left out: the files' services are listed.
     List {
-        /// host:port, or any target (dns:///, unix:, ipv4:...).
-        address: String,
-        /// A service (package.Service) whose methods to list.
-        service: Option<String>,
+        /// [ADDRESS] [SERVICE]: the server (host:port, or any target: dns:///, unix:,
+        /// ipv4:...), then a service (package.Service) whose methods to list.
+        #[arg(value_name = "ARGS", num_args = 0..=2)]
+        args: Vec<String>,
         #[command(flatten)]
         connection: Connection,
     },
-    /// Print a service, method, message or enum as .proto text.
+    /// Print a service, method, message or enum as .proto text. With --proto or --protoset
+    /// the address may be left out.
     Describe {
-        /// host:port, or any target.
-        address: String,
-        /// A full name: package.Service, package.Service/Method, package.Message...
-        symbol: String,
+        /// [ADDRESS] SYMBOL: the server (host:port, or any target), then a full name:
+        /// package.Service, package.Service/Method, package.Message...
+        #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+        args: Vec<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -182,31 +185,59 @@ fn options(c: &Connection) -> Result<(ConnectOptions, SchemaSource), Error> {
     ))
 }
 
+/// `list`'s arguments: `[ADDRESS] [SERVICE]`. With the schema from files, a lone argument
+/// is the service when the files define one of that name, else the (unneeded) address.
+fn list_args<'a>(
+    args: &'a [String],
+    source: &SchemaSource,
+) -> Result<(Option<&'a str>, Option<&'a str>), Error> {
+    match args {
+        [] if !source.is_reflection() => Ok((None, None)),
+        [one] if !source.is_reflection() => {
+            let services =
+                volley_cli::schema::file_services(&volley_cli::schema::from_files(source)?);
+            let name = volley_cli::describe::normalize(one);
+            if services.contains(&name) {
+                Ok((None, Some(one)))
+            } else {
+                Ok((Some(one), None))
+            }
+        }
+        [address] => Ok((Some(address), None)),
+        [address, service] => Ok((Some(address), Some(service))),
+        _ => Err(Error::usage(
+            "list takes ADDRESS [SERVICE] (or [SERVICE] alone with --proto or --protoset)",
+        )),
+    }
+}
+
 async fn run(command: Command) -> Result<i32, Error> {
     let mut out = std::io::stdout();
     let io = |e: std::io::Error| Error::usage(format!("cannot write the output: {e}"));
     match command {
-        Command::List {
-            address,
-            service,
-            connection,
-        } => {
+        Command::List { args, connection } => {
             let (connect, source) = options(&connection)?;
-            let channel = volley_cli::connect(&address, &connect)?;
-            for line in volley_cli::list(&channel, &source, service.as_deref()).await? {
+            let (address, service) = list_args(&args, &source)?;
+            let channel = address
+                .map(|a| volley_cli::connect(a, &connect))
+                .transpose()?;
+            for line in volley_cli::list(channel.as_ref(), &source, service).await? {
                 use std::io::Write;
                 writeln!(out, "{line}").map_err(io)?;
             }
             Ok(0)
         }
-        Command::Describe {
-            address,
-            symbol,
-            connection,
-        } => {
+        Command::Describe { args, connection } => {
             let (connect, source) = options(&connection)?;
-            let channel = volley_cli::connect(&address, &connect)?;
-            let text = volley_cli::describe_symbol(&channel, &source, &symbol).await?;
+            let (address, symbol) = match args.as_slice() {
+                [symbol] => (None, symbol),
+                [address, symbol, ..] => (Some(address), symbol),
+                [] => return Err(Error::usage("describe takes [ADDRESS] SYMBOL")),
+            };
+            let channel = address
+                .map(|a| volley_cli::connect(a, &connect))
+                .transpose()?;
+            let text = volley_cli::describe_symbol(channel.as_ref(), &source, symbol).await?;
             use std::io::Write;
             write!(out, "{text}").map_err(io)?;
             Ok(0)

@@ -106,7 +106,7 @@ async fn run_call(
 #[tokio::test]
 async fn list_and_describe_through_reflection() {
     let s = servers().await;
-    let services = bounded(list(&channel(s.greeter), &reflection(), None))
+    let services = bounded(list(Some(&channel(s.greeter)), &reflection(), None))
         .await
         .unwrap();
     for name in [
@@ -118,7 +118,7 @@ async fn list_and_describe_through_reflection() {
     }
     // The route guide server has only v1alpha reflection.
     let methods = bounded(list(
-        &channel(s.routes),
+        Some(&channel(s.routes)),
         &reflection(),
         Some("routeguide.RouteGuide"),
     ))
@@ -134,7 +134,7 @@ async fn list_and_describe_through_reflection() {
         ]
     );
     let service = bounded(describe_symbol(
-        &channel(s.routes),
+        Some(&channel(s.routes)),
         &reflection(),
         "routeguide.RouteGuide",
     ))
@@ -147,7 +147,7 @@ async fn list_and_describe_through_reflection() {
         "{service}"
     );
     let message = bounded(describe_symbol(
-        &channel(s.routes),
+        Some(&channel(s.routes)),
         &reflection(),
         "routeguide.Feature",
     ))
@@ -158,7 +158,7 @@ async fn list_and_describe_through_reflection() {
         "routeguide.Feature is a message:\nmessage Feature {\n  string name = 1;\n  routeguide.Point location = 2;\n}\n"
     );
     let method = bounded(describe_symbol(
-        &channel(s.greeter),
+        Some(&channel(s.greeter)),
         &reflection(),
         "helloworld.Greeter/SayHello",
     ))
@@ -169,7 +169,7 @@ async fn list_and_describe_through_reflection() {
         "{method}"
     );
     let missing = bounded(describe_symbol(
-        &channel(s.greeter),
+        Some(&channel(s.greeter)),
         &reflection(),
         "no.Such",
     ))
@@ -265,7 +265,7 @@ async fn schemas_from_proto_files_and_bad_input() {
     .await
     .unwrap();
     assert_eq!(feature[0]["name"], "Patriots Path, Mendham, NJ 07945, USA");
-    let services = bounded(list(&channel(s.routes), &protos, None))
+    let services = bounded(list(Some(&channel(s.routes)), &protos, None))
         .await
         .unwrap();
     assert_eq!(services, ["routeguide.RouteGuide"]);
@@ -323,6 +323,228 @@ async fn the_binary_exits_with_the_status_code_and_prints_the_details() {
         out.contains("Response headers:") && out.contains("Response trailers:"),
         "{out}"
     );
+}
+
+/// Runs the binary with `args`; (exit code, stdout, stderr).
+async fn volley<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = bounded(output).await.unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn list_and_describe_need_no_server_when_the_schema_is_in_files() {
+    let protos = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/proto");
+    let proto = ["--proto", "route_guide.proto", "--import-path", protos];
+    let (code, out, err) = volley(&[&["list"][..], &proto].concat()).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "routeguide.RouteGuide\n"),
+        "{err}"
+    );
+    let (code, out, err) = volley(&[&["list", "routeguide.RouteGuide"][..], &proto].concat()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("routeguide.RouteGuide.RouteChat (bidi streaming)"),
+        "{out}"
+    );
+    let (code, out, err) = volley(&[&["describe", "routeguide.Point"][..], &proto].concat()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("message Point {") && out.contains("int32 latitude = 1;"),
+        "{out}"
+    );
+    // An address given anyway is not needed, and nothing listens there.
+    let (code, out, err) =
+        volley(&[&["describe", "127.0.0.1:1", "routeguide.Point"][..], &proto].concat()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("message Point {"), "{out}");
+    // Without files the schema comes from reflection, which needs the address.
+    let (code, _, err) = volley(&["describe", "routeguide.Point", "--plaintext"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no server address"), "{err}");
+}
+
+#[tokio::test]
+async fn health_watch_prints_each_change_until_the_server_ends_the_stream() {
+    use tokio::io::AsyncBufReadExt;
+    let (reporter, health) = volley_health::health_service();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        Server::builder()
+            .add_service(health)
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args([
+            "health",
+            &addr,
+            "--service",
+            "svc",
+            "--watch",
+            "--plaintext",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || bounded(lines.next_line()).await.unwrap();
+    // Not yet known, then each change as the reporter makes it.
+    assert_eq!(next().await.as_deref(), Some("SERVICE_UNKNOWN"));
+    reporter.set_serving("svc");
+    assert_eq!(next().await.as_deref(), Some("SERVING"));
+    reporter.set_not_serving("svc");
+    assert_eq!(next().await.as_deref(), Some("NOT_SERVING"));
+    reporter.set_serving("svc");
+    assert_eq!(next().await.as_deref(), Some("SERVING"));
+    // A draining server says NOT_SERVING and ends the stream: exit code 4 (unhealthy).
+    reporter.shutdown();
+    assert_eq!(next().await.as_deref(), Some("NOT_SERVING"));
+    assert_eq!(next().await, None);
+    let status = bounded(child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(volley_cli::health::UNHEALTHY));
+}
+
+/// The binary against Volley's interop server (TLS with the interop test CA, reflection v1):
+/// each kind of call, echoed metadata, a requested error status, a bench run.
+#[tokio::test]
+async fn the_binary_against_the_interop_server() {
+    use volley_interop::testing::TestServiceServer;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let reflection = volley_reflection::Builder::new()
+        .register_encoded_file_descriptor_set(volley_interop::FILE_DESCRIPTOR_SET)
+        .build()
+        .unwrap();
+    tokio::spawn(
+        Server::builder()
+            .tls_config(
+                volley::ServerTlsConfig::new().identity(volley::Identity::from_pem(
+                    volley_interop::SERVER_CERT,
+                    volley_interop::SERVER_KEY,
+                )),
+            )
+            .unwrap()
+            .add_service(TestServiceServer::new(
+                volley_interop::service::InteropService,
+            ))
+            .add_service(reflection.v1())
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/certs/ca.pem");
+    let tls = ["--cacert", ca, "--servername", "foo.test.google.fr"];
+    let with =
+        |args: &[&str]| -> Vec<String> { args.iter().chain(&tls).map(|a| a.to_string()).collect() };
+    let service = "grpc.testing.TestService";
+
+    let (code, out, err) = volley(&with(&["list", &addr, service])).await;
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "grpc.testing.TestService.EmptyCall (unary)",
+        "grpc.testing.TestService.StreamingInputCall (client streaming)",
+        "grpc.testing.TestService.StreamingOutputCall (server streaming)",
+        "grpc.testing.TestService.FullDuplexCall (bidi streaming)",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} in {out}");
+    }
+    // Unary, with metadata the server echoes into the response headers and trailers.
+    let (code, out, err) = volley(&with(&[
+        "call",
+        &addr,
+        "grpc.testing.TestService/UnaryCall",
+        "-d",
+        r#"{"responseSize": 3, "payload": {"body": "AAEC"}}"#,
+        "-H",
+        "x-grpc-test-echo-initial: hello",
+        "-H",
+        "x-grpc-test-echo-trailing-bin: AAEC",
+        "-v",
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(r#"{"payload":{"body":"AAAA"}}"#), "{out}");
+    assert!(out.contains("x-grpc-test-echo-initial: hello"), "{out}");
+    assert!(out.contains("x-grpc-test-echo-trailing-bin: AAEC"), "{out}");
+    // Server streaming: one JSON line per response.
+    let (code, out, err) = volley(&with(&[
+        "call",
+        &addr,
+        "grpc.testing.TestService/StreamingOutputCall",
+        "-d",
+        r#"{"responseParameters": [{"size": 1}, {"size": 2}, {"size": 3}]}"#,
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let sizes: Vec<usize> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let body = v["payload"]["body"].as_str().unwrap_or("");
+            base64_len(body)
+        })
+        .collect();
+    assert_eq!(sizes, [1, 2, 3], "{out}");
+    // Client streaming: the request sizes add up.
+    let (code, out, err) = volley(&with(&[
+        "call",
+        &addr,
+        "grpc.testing.TestService/StreamingInputCall",
+        "-d",
+        r#"{"payload": {"body": "AAAA"}} {"payload": {"body": "AAAAAAAA"}}"#,
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), r#"{"aggregatedPayloadSize":9}"#);
+    // An error status the request asks for: the exit code is its code.
+    let (code, _, err) = volley(&with(&[
+        "call",
+        &addr,
+        "grpc.testing.TestService/UnaryCall",
+        "-d",
+        r#"{"responseStatus": {"code": 2, "message": "test status message"}}"#,
+    ]))
+    .await;
+    assert_eq!(code, Some(Code::Unknown as i32), "{err}");
+    assert!(err.contains("test status message"), "{err}");
+    // A short bench of the bidi method, as JSON.
+    let (code, out, err) = volley(&with(&[
+        "bench",
+        &addr,
+        "grpc.testing.TestService/FullDuplexCall",
+        "-d",
+        r#"{"responseParameters": [{"size": 1}]}"#,
+        "-n",
+        "40",
+        "-c",
+        "4",
+        "--format",
+        "json",
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["count"], 40, "{out}");
+    assert_eq!(report["status_codes"]["OK"], 40, "{out}");
+}
+
+/// The decoded length of standard base64 text.
+fn base64_len(text: &str) -> usize {
+    text.len() / 4 * 3 - text.matches('=').count()
 }
 
 #[tokio::test]
@@ -419,7 +641,7 @@ async fn grpcio_server() -> Grpcio {
 #[ignore = "needs Python grpcio, grpcio-reflection, grpcio-health-checking (VOLLEY_PYTHON): run by scripts/test.sh"]
 async fn every_subcommand_against_a_grpcio_server() {
     let py = grpcio_server().await;
-    let services = bounded(list(&channel(py.addr), &reflection(), None))
+    let services = bounded(list(Some(&channel(py.addr)), &reflection(), None))
         .await
         .unwrap();
     for name in [
@@ -430,7 +652,7 @@ async fn every_subcommand_against_a_grpcio_server() {
         assert!(services.iter().any(|s| s == name), "{services:?}");
     }
     let methods = bounded(list(
-        &channel(py.addr),
+        Some(&channel(py.addr)),
         &reflection(),
         Some("routeguide.RouteGuide"),
     ))
@@ -438,7 +660,7 @@ async fn every_subcommand_against_a_grpcio_server() {
     .unwrap();
     assert_eq!(methods.len(), 4, "{methods:?}");
     let described = bounded(describe_symbol(
-        &channel(py.addr),
+        Some(&channel(py.addr)),
         &reflection(),
         "routeguide.RouteSummary",
     ))
