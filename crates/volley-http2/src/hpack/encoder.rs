@@ -1,0 +1,179 @@
+//! The HPACK encoder: fields to a header block, using the static table, a dynamic table as
+//! large as the peer allows (up to a limit of ours), and Huffman coding when it is shorter.
+
+use bytes::Bytes;
+
+use super::huffman;
+use super::table::{DynamicTable, STATIC, entry_size};
+
+/// How a field may be kept in the tables (§6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indexing {
+    /// Added to the dynamic table, so that the next block can refer to it (fields that
+    /// repeat: `content-type`, `user-agent`, a path).
+    Incremental,
+    /// Sent as a literal, not added (values that change each time: `grpc-timeout`).
+    Without,
+    /// Sent as a literal that intermediaries must never index either (secrets:
+    /// `authorization`, cookies).
+    Never,
+}
+
+/// Appends an integer with an `n`-bit prefix (§5.1); `flags` are the first byte's bits
+/// above the prefix.
+pub(crate) fn encode_int(value: usize, n: u8, flags: u8, dst: &mut Vec<u8>) {
+    let mask = (1usize << n) - 1;
+    if value < mask {
+        dst.push(flags | value as u8);
+        return;
+    }
+    dst.push(flags | mask as u8);
+    let mut rest = value - mask;
+    while rest >= 0x80 {
+        dst.push((rest as u8 & 0x7f) | 0x80);
+        rest >>= 7;
+    }
+    dst.push(rest as u8);
+}
+
+/// Appends a string literal (§5.2), Huffman-coded unless that is longer.
+pub(crate) fn encode_string(s: &[u8], dst: &mut Vec<u8>) {
+    let coded = huffman::encoded_len(s);
+    if coded <= s.len() {
+        encode_int(coded, 7, 0x80, dst);
+        huffman::encode(s, dst);
+    } else {
+        encode_int(s.len(), 7, 0, dst);
+        dst.extend_from_slice(s);
+    }
+}
+
+/// Encodes header blocks for one connection direction.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    table: DynamicTable,
+    /// The most table we use, whatever the peer allows.
+    limit: usize,
+    /// Size updates to send at the start of the next block: the smallest limit seen since
+    /// the last block, then the current one (§4.2).
+    pending: Option<(usize, usize)>,
+}
+
+impl Default for Encoder {
+    fn default() -> Encoder {
+        Encoder::new(4096)
+    }
+}
+
+/// Where a field was found in the tables.
+enum Found {
+    /// Name and value: index.
+    Field(usize),
+    /// Name only: index.
+    Name(usize),
+    None,
+}
+
+impl Encoder {
+    /// An encoder that uses at most `limit` bytes of dynamic table (and never more than the
+    /// peer's SETTINGS_HEADER_TABLE_SIZE, 4096 until it says otherwise).
+    pub fn new(limit: usize) -> Encoder {
+        let size = limit.min(4096);
+        Encoder {
+            table: DynamicTable::new(size),
+            limit,
+            // Below HTTP/2's default, the peer's decoder learns the size from the first block.
+            pending: (size < 4096).then_some((size, size)),
+        }
+    }
+
+    /// The dynamic table, for tests and diagnostics.
+    pub fn table(&self) -> &DynamicTable {
+        &self.table
+    }
+
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: the table follows (within our limit),
+    /// and the next block starts with the size update(s) that say so.
+    pub fn set_peer_table_size(&mut self, peer: usize) {
+        let size = peer.min(self.limit);
+        if size == self.table.max_size() && self.pending.is_none() {
+            return;
+        }
+        let lowest = self.pending.map_or(size, |(lowest, _)| lowest.min(size));
+        self.pending = Some((lowest, size));
+        self.table.set_max_size(size);
+    }
+
+    /// Appends the header block of `fields` to `dst`.
+    pub fn encode<'a>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Indexing)>,
+        dst: &mut Vec<u8>,
+    ) {
+        if let Some((lowest, size)) = self.pending.take() {
+            if lowest < size {
+                encode_int(lowest, 5, 0x20, dst);
+            }
+            encode_int(size, 5, 0x20, dst);
+        }
+        for (name, value, indexing) in fields {
+            self.encode_field(name, value, indexing, dst);
+        }
+    }
+
+    fn encode_field(&mut self, name: &[u8], value: &[u8], indexing: Indexing, dst: &mut Vec<u8>) {
+        let found = self.find(name, value, indexing != Indexing::Never);
+        if let Found::Field(index) = found {
+            encode_int(index, 7, 0x80, dst);
+            return;
+        }
+        let name_index = match found {
+            Found::Name(index) => index,
+            _ => 0,
+        };
+        // A field larger than the table would only empty it.
+        let indexing = if indexing == Indexing::Incremental
+            && entry_size(name, value) > self.table.max_size()
+        {
+            Indexing::Without
+        } else {
+            indexing
+        };
+        let (n, flags) = match indexing {
+            Indexing::Incremental => (6, 0x40),
+            Indexing::Without => (4, 0x00),
+            Indexing::Never => (4, 0x10),
+        };
+        encode_int(name_index, n, flags, dst);
+        if name_index == 0 {
+            encode_string(name, dst);
+        }
+        encode_string(value, dst);
+        if indexing == Indexing::Incremental {
+            self.table
+                .insert(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
+        }
+    }
+
+    /// The best table match: the whole field (only when `whole` is allowed), else the name.
+    fn find(&self, name: &[u8], value: &[u8], whole: bool) -> Found {
+        let mut name_match = None;
+        for (i, (n, v)) in STATIC.iter().enumerate() {
+            if n.as_bytes() == name {
+                if whole && v.as_bytes() == value {
+                    return Found::Field(i + 1);
+                }
+                name_match.get_or_insert(i + 1);
+            }
+        }
+        for (i, (n, v)) in self.table.iter().enumerate() {
+            if &n[..] == name {
+                if whole && &v[..] == value {
+                    return Found::Field(i + 62);
+                }
+                name_match.get_or_insert(i + 62);
+            }
+        }
+        name_match.map_or(Found::None, Found::Name)
+    }
+}

@@ -1,0 +1,7 @@
+//! Volley's own HTTP/2 protocol code, without I/O (issue 21: the engine that is to replace
+//! the `h2` crate behind `volley`'s transport seam).
+//!
+//! Today: [`hpack`], header compression (RFC 7541): the Huffman code, the static and dynamic
+//! tables, a decoder that bounds what a peer can make it hold, and an encoder.
+
+pub mod hpack;
