@@ -2,6 +2,9 @@
 //! the `h2` crate behind `volley`'s transport seam).
 //!
 //! Today: [`hpack`], header compression (RFC 7541): the Huffman code, the static and dynamic
-//! tables, a decoder that bounds what a peer can make it hold, and an encoder.
+//! tables, a decoder that bounds what a peer can make it hold, and an encoder; and [`frame`],
+//! the frame layer (RFC 9113 §4, §6): frames read from a buffer with every per-frame rule
+//! checked, header blocks reassembled under a cap, and frames written.
 
+pub mod frame;
 pub mod hpack;
