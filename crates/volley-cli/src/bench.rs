@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use prost_reflect::MethodDescriptor;
 use tokio::time::Instant;
 use volley::{Channel, Code, Grpc, Request, Status};
 
 use crate::Error;
+use crate::lean::{LeanClient, frame_message};
 use crate::raw::{Discard, Encoded, Raw};
 
 /// How much load, and how it is reported.
@@ -30,6 +32,11 @@ pub struct BenchOptions {
     pub rps: Option<f64>,
     /// Calls made first and not counted (`--warmup`). Default: 0.
     pub warmup: u64,
+    /// Load through the lean HTTP/2 engine ([`crate::lean`]) to this `host:port` instead of
+    /// Volley's client. Default: none (Volley's client).
+    pub lean: Option<String>,
+    /// How long the lean engine may take to connect (`--connect-timeout`). Default: 10 s.
+    pub connect_timeout: Duration,
 }
 
 impl Default for BenchOptions {
@@ -41,6 +48,8 @@ impl Default for BenchOptions {
             duration: None,
             rps: None,
             warmup: 0,
+            lean: None,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -183,13 +192,31 @@ impl Report {
     }
 }
 
+/// What makes the calls: Volley's client, or the lean engine.
+#[derive(Clone)]
+enum Caller {
+    Client(Grpc),
+    Lean(LeanClient),
+}
+
+/// The requests, as each caller sends them.
+struct Requests {
+    encoded: Vec<Encoded>,
+    framed: Arc<Vec<Bytes>>,
+}
+
 /// One call of any kind, its responses read to the end.
 async fn one_call(
-    grpc: &Grpc,
+    caller: &Caller,
     streaming: (bool, bool),
     path: &'static str,
-    messages: &Arc<Vec<Encoded>>,
+    requests: &Requests,
 ) -> Result<(), Status> {
+    let grpc = match caller {
+        Caller::Lean(lean) => return lean.call(&requests.framed).await,
+        Caller::Client(grpc) => grpc,
+    };
+    let messages = &requests.encoded;
     let first = messages.first().cloned().unwrap_or_default();
     match streaming {
         (false, false) => grpc
@@ -278,17 +305,33 @@ pub async fn run(
     if options.concurrency == 0 || options.connections == 0 {
         return Err(Error::usage("-c and --connections must be at least 1"));
     }
-    let grpcs: Vec<Grpc> = (0..options.connections)
-        .map(|_| connect().map(Grpc::new))
-        .collect::<Result<_, _>>()?;
-    let messages: Arc<Vec<Encoded>> =
-        Arc::new(messages.into_iter().map(|m| Encoded(m.0.into())).collect());
     // (client streaming, server streaming)
     let streaming = (method.is_client_streaming(), method.is_server_streaming());
+    let mut callers = Vec::with_capacity(options.connections);
+    for _ in 0..options.connections {
+        callers.push(match &options.lean {
+            Some(address) => Caller::Lean(
+                LeanClient::connect(address, path, options.connect_timeout)
+                    .await
+                    .map_err(|status| Error::status(status, "bench"))?,
+            ),
+            None => Caller::Client(Grpc::new(connect()?)),
+        });
+    }
+    // Unary and server-streaming calls send the first message alone.
+    let messages = if streaming.0 {
+        messages
+    } else {
+        messages.into_iter().take(1).collect()
+    };
+    let requests = Arc::new(Requests {
+        framed: Arc::new(messages.iter().map(|m| frame_message(&m.0)).collect()),
+        encoded: messages.into_iter().map(|m| Encoded(m.0.into())).collect(),
+    });
     // Warm-up: connections open, caches fill; not counted.
     for i in 0..options.warmup {
-        let grpc = &grpcs[(i as usize) % grpcs.len()];
-        let _ = one_call(grpc, streaming, path, &messages).await;
+        let caller = &callers[(i as usize) % callers.len()];
+        let _ = one_call(caller, streaming, path, &requests).await;
     }
     let start = Instant::now();
     let end = options.duration.map(|d| start + d);
@@ -313,8 +356,8 @@ pub async fn run(
     });
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..options.concurrency {
-        let grpc = grpcs[w % grpcs.len()].clone();
-        let (messages, issued, done) = (messages.clone(), issued.clone(), done.clone());
+        let caller = callers[w % callers.len()].clone();
+        let (requests, issued, done) = (requests.clone(), issued.clone(), done.clone());
         let rps = options.rps;
         let mut tally = Tally::new()?;
         workers.spawn(async move {
@@ -335,7 +378,7 @@ pub async fn run(
                 if end.is_some_and(|end| due >= end) {
                     break;
                 }
-                let result = one_call(&grpc, streaming, path, &messages).await;
+                let result = one_call(&caller, streaming, path, &requests).await;
                 tally.record(due.elapsed(), &result);
                 done.fetch_add(1, Ordering::Relaxed);
             }

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod call;
 pub mod describe;
 pub mod health;
+pub mod lean;
 pub mod raw;
 pub mod schema;
 

@@ -69,8 +69,8 @@ enum Command {
     /// List the server's services, or a service's methods. With --proto or --protoset the
     /// address may be left out: the files' services are listed.
     List {
-        /// [ADDRESS] [SERVICE]: the server (host:port, or any target: dns:///, unix:,
-        /// ipv4:...), then a service (package.Service) whose methods to list.
+        /// The server (host:port, or any target: dns:///, unix:, ipv4:...), then a service
+        /// (package.Service) whose methods to list; both optional with --proto.
         #[arg(value_name = "ARGS", num_args = 0..=2)]
         args: Vec<String>,
         #[command(flatten)]
@@ -79,7 +79,7 @@ enum Command {
     /// Print a service, method, message or enum as .proto text. With --proto or --protoset
     /// the address may be left out.
     Describe {
-        /// [ADDRESS] SYMBOL: the server (host:port, or any target), then a full name:
+        /// The server (host:port, or any target; optional with --proto), then a full name:
         /// package.Service, package.Service/Method, package.Message...
         #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
         args: Vec<String>,
@@ -140,6 +140,11 @@ enum Command {
         /// The summary's format: text, json or csv.
         #[arg(long, default_value = "text")]
         format: String,
+        /// Load through Volley's own client instead of the lean HTTP/2 load engine. Default:
+        /// the lean engine for plaintext host:port targets (as cheap per call as h2load), Volley's
+        /// client for TLS and other targets.
+        #[arg(long)]
+        client: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -185,7 +190,7 @@ fn options(c: &Connection) -> Result<(ConnectOptions, SchemaSource), Error> {
     ))
 }
 
-/// `list`'s arguments: `[ADDRESS] [SERVICE]`. With the schema from files, a lone argument
+/// `list`'s arguments: an optional address, then an optional service. With the schema from files, a lone argument
 /// is the service when the files define one of that name, else the (unneeded) address.
 fn list_args<'a>(
     args: &'a [String],
@@ -275,6 +280,7 @@ async fn run(command: Command) -> Result<i32, Error> {
             rps,
             warmup,
             format,
+            client,
             connection,
         } => {
             use std::io::Write;
@@ -295,6 +301,10 @@ async fn run(command: Command) -> Result<i32, Error> {
                 duration,
                 rps,
                 warmup,
+                lean: (connect.plaintext && !client)
+                    .then(|| volley_cli::lean::tcp_address(&address).map(str::to_owned))
+                    .flatten(),
+                connect_timeout: connect.connect_timeout.unwrap_or(Duration::from_secs(10)),
             };
             // A progress bar on a terminal only (indicatif hides it otherwise).
             let progress = match duration {

@@ -417,6 +417,108 @@ async fn health_watch_prints_each_change_until_the_server_ends_the_stream() {
     assert_eq!(status.code(), Some(volley_cli::health::UNHEALTHY));
 }
 
+/// The lean engine against a server that allows 4 streams per connection and small
+/// windows: 20 calls in flight queue for stream slots, and requests and responses larger
+/// than the windows go through under flow control.
+#[tokio::test]
+async fn the_lean_engine_keeps_to_stream_limits_and_flow_control() {
+    use volley_interop::testing::TestServiceServer;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let reflection = volley_reflection::Builder::new()
+        .register_encoded_file_descriptor_set(volley_interop::FILE_DESCRIPTOR_SET)
+        .build()
+        .unwrap();
+    tokio::spawn(
+        Server::builder()
+            .max_concurrent_streams(4)
+            .initial_stream_window_size(16 * 1024)
+            .initial_connection_window_size(64 * 1024)
+            .add_service(TestServiceServer::new(
+                volley_interop::service::InteropService,
+            ))
+            .add_service(reflection.v1())
+            .serve_with_listener(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let unary = bench_json(&[
+        &addr,
+        "grpc.testing.TestService/UnaryCall",
+        "-d",
+        r#"{"responseSize": 1}"#,
+        "-n",
+        "200",
+        "-c",
+        "20",
+    ])
+    .await;
+    assert_eq!(unary["status_codes"]["OK"], 200, "{unary}");
+    // 3 requests of 96 KiB each (above the 16 KiB stream window), 200 KiB responses.
+    let body = "A".repeat(96 * 1024 * 4 / 3);
+    let data = format!(
+        r#"{{"payload": {{"body": "{body}"}}, "responseParameters": [{{"size": 204800}}]}}"#
+    );
+    let three = [data.as_str(), data.as_str(), data.as_str()].join(" ");
+    // Too long for a command-line argument: from a file.
+    let file = std::env::temp_dir().join(format!("volley-lean-{}.json", std::process::id()));
+    std::fs::write(&file, &three).unwrap();
+    let three = format!("@{}", file.display());
+    let bidi = bench_json(&[
+        &addr,
+        "grpc.testing.TestService/FullDuplexCall",
+        "-d",
+        &three,
+        "-n",
+        "12",
+        "-c",
+        "6",
+    ])
+    .await;
+    assert_eq!(bidi["status_codes"]["OK"], 12, "{bidi}");
+    let payloads = format!(r#"{{"payload": {{"body": "{body}"}}}}"#).repeat(3);
+    std::fs::write(&file, payloads).unwrap();
+    let input = bench_json(&[
+        &addr,
+        "grpc.testing.TestService/StreamingInputCall",
+        "-d",
+        &three,
+        "-n",
+        "12",
+        "-c",
+        "6",
+    ])
+    .await;
+    assert_eq!(input["status_codes"]["OK"], 12, "{input}");
+    let _ = std::fs::remove_file(file);
+
+    // A peer that accepts and never speaks HTTP/2: the connect timeout ends the run.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let args = [
+        "bench",
+        &silent_addr,
+        "helloworld.Greeter/SayHello",
+        "--proto",
+        "helloworld.proto",
+        "--import-path",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/proto"),
+        "--plaintext",
+        "--connect-timeout",
+        "0.5",
+    ];
+    let (code, _, err) = volley(&args).await;
+    assert_eq!(code, Some(Code::Unavailable as i32), "{err}");
+    assert!(err.contains("no HTTP/2 connection"), "{err}");
+}
+
 /// The binary against Volley's interop server (TLS with the interop test CA, reflection v1):
 /// each kind of call, echoed metadata, a requested error status, a bench run.
 #[tokio::test]
@@ -775,9 +877,23 @@ async fn every_subcommand_against_a_grpcio_server() {
     .await;
     assert_eq!(load["count"], 40, "{load}");
     assert_eq!(load["status_codes"]["OK"], 40, "{load}");
+    let load = bench_json(&[
+        &py.addr.to_string(),
+        "helloworld.Greeter/SayHello",
+        "-d",
+        r#"{"name": "load"}"#,
+        "-n",
+        "40",
+        "-c",
+        "4",
+        "--client",
+    ])
+    .await;
+    assert_eq!(load["status_codes"]["OK"], 40, "{load}");
 }
 
-/// Runs `volley bench ... --format json --plaintext` and parses its summary.
+/// Runs `volley bench ... --format json --plaintext` and parses its summary (the lean
+/// engine loads host:port targets unless `--client` is among the arguments).
 async fn bench_json(args: &[&str]) -> serde_json::Value {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_volley"))
         .arg("bench")
@@ -796,8 +912,19 @@ async fn bench_json(args: &[&str]) -> serde_json::Value {
 
 #[tokio::test]
 async fn bench_counts_every_call_in_both_loops_and_every_kind() {
+    bench_scenarios(&[]).await;
+}
+
+#[tokio::test]
+async fn bench_through_volleys_client_counts_the_same() {
+    bench_scenarios(&["--client"]).await;
+}
+
+/// Closed and open loop, failures, and streaming methods; `generator` picks the engine.
+async fn bench_scenarios(generator: &[&str]) {
     let s = servers().await;
     let greeter = s.greeter.to_string();
+    let bench_json = async |args: &[&str]| bench_json(&[args, generator].concat()).await;
     let closed = bench_json(&[
         &greeter,
         "helloworld.Greeter/SayHello",
