@@ -141,7 +141,7 @@ enum Command {
         #[arg(long, default_value = "text")]
         format: String,
         /// Load through Volley's own client instead of the lean HTTP/2 load engine. Default:
-        /// the lean engine for plaintext host:port targets (as cheap per call as h2load), Volley's
+        /// the lean engine for plaintext host:port targets (cheaper per call than h2load), Volley's
         /// client for TLS and other targets.
         #[arg(long)]
         client: bool,
