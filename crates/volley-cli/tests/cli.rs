@@ -417,24 +417,19 @@ async fn health_watch_prints_each_change_until_the_server_ends_the_stream() {
     assert_eq!(status.code(), Some(volley_cli::health::UNHEALTHY));
 }
 
-/// The lean engine against a server that allows 4 streams per connection and small
-/// windows: 20 calls in flight queue for stream slots, and requests and responses larger
-/// than the windows go through under flow control.
-#[tokio::test]
-async fn the_lean_engine_keeps_to_stream_limits_and_flow_control() {
+/// Volley's interop service (with reflection v1) on `builder`, on a port of its own; it
+/// stops when the sender is dropped.
+async fn interop_server(builder: volley::ServerBuilder) -> (String, oneshot::Sender<()>) {
     use volley_interop::testing::TestServiceServer;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let (_stop, stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
     let reflection = volley_reflection::Builder::new()
         .register_encoded_file_descriptor_set(volley_interop::FILE_DESCRIPTOR_SET)
         .build()
         .unwrap();
     tokio::spawn(
-        Server::builder()
-            .max_concurrent_streams(4)
-            .initial_stream_window_size(16 * 1024)
-            .initial_connection_window_size(64 * 1024)
+        builder
             .add_service(TestServiceServer::new(
                 volley_interop::service::InteropService,
             ))
@@ -443,6 +438,19 @@ async fn the_lean_engine_keeps_to_stream_limits_and_flow_control() {
                 let _ = stopped.await;
             }),
     );
+    (addr, stop)
+}
+
+/// The lean engine against a server that allows 4 streams per connection and small
+/// windows: 20 calls in flight queue for stream slots, and requests and responses larger
+/// than the windows go through under flow control.
+#[tokio::test]
+async fn the_lean_engine_keeps_to_stream_limits_and_flow_control() {
+    let builder = Server::builder()
+        .max_concurrent_streams(4)
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(64 * 1024);
+    let (addr, _stop) = interop_server(builder).await;
     let unary = bench_json(&[
         &addr,
         "grpc.testing.TestService/UnaryCall",
@@ -523,31 +531,15 @@ async fn the_lean_engine_keeps_to_stream_limits_and_flow_control() {
 /// each kind of call, echoed metadata, a requested error status, a bench run.
 #[tokio::test]
 async fn the_binary_against_the_interop_server() {
-    use volley_interop::testing::TestServiceServer;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (_stop, stopped) = oneshot::channel::<()>();
-    let reflection = volley_reflection::Builder::new()
-        .register_encoded_file_descriptor_set(volley_interop::FILE_DESCRIPTOR_SET)
-        .build()
+    let builder = Server::builder()
+        .tls_config(
+            volley::ServerTlsConfig::new().identity(volley::Identity::from_pem(
+                volley_interop::SERVER_CERT,
+                volley_interop::SERVER_KEY,
+            )),
+        )
         .unwrap();
-    tokio::spawn(
-        Server::builder()
-            .tls_config(
-                volley::ServerTlsConfig::new().identity(volley::Identity::from_pem(
-                    volley_interop::SERVER_CERT,
-                    volley_interop::SERVER_KEY,
-                )),
-            )
-            .unwrap()
-            .add_service(TestServiceServer::new(
-                volley_interop::service::InteropService,
-            ))
-            .add_service(reflection.v1())
-            .serve_with_listener(listener, async {
-                let _ = stopped.await;
-            }),
-    );
+    let (addr, _stop) = interop_server(builder).await;
     let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/certs/ca.pem");
     let tls = ["--cacert", ca, "--servername", "foo.test.google.fr"];
     let with =
