@@ -4,7 +4,12 @@
 //! Today: [`hpack`], header compression (RFC 7541): the Huffman code, the static and dynamic
 //! tables, a decoder that bounds what a peer can make it hold, and an encoder; and [`frame`],
 //! the frame layer (RFC 9113 §4, §6): frames read from a buffer with every per-frame rule
-//! checked, header blocks reassembled under a cap, and frames written.
+//! checked, header blocks reassembled under a cap, and frames written; and [`server`], the
+//! server side of a connection as a state machine (bytes in, events and bytes out): stream
+//! states, identifiers, concurrency, flow control both ways, SETTINGS, PING, GOAWAY and the
+//! request rules of RFC 9113 §8. The I/O around it (the engine behind `volley`'s transport
+//! seam) is the next step.
 
 pub mod frame;
 pub mod hpack;
+pub mod server;
