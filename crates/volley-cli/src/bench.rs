@@ -202,7 +202,8 @@ enum Caller {
 /// The requests, as each caller sends them.
 struct Requests {
     encoded: Vec<Encoded>,
-    framed: Arc<Vec<Bytes>>,
+    /// gRPC-framed, one after the other.
+    framed: Bytes,
 }
 
 /// One call of any kind, its responses read to the end.
@@ -325,7 +326,7 @@ pub async fn run(
         messages.into_iter().take(1).collect()
     };
     let requests = Arc::new(Requests {
-        framed: Arc::new(messages.iter().map(|m| frame_message(&m.0)).collect()),
+        framed: messages.iter().flat_map(|m| frame_message(&m.0)).collect(),
         encoded: messages.into_iter().map(|m| Encoded(m.0.into())).collect(),
     });
     // Warm-up: connections open, caches fill; not counted.

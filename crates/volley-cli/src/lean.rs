@@ -5,12 +5,13 @@
 //!
 //! It knows only what a load run needs: one method, requests already encoded, responses
 //! counted and dropped; plaintext TCP (`volley bench` uses Volley's own client for TLS and
-//! every other target). It is still a correct HTTP/2 client: it waits for the server's
-//! SETTINGS, stays within its SETTINGS_MAX_CONCURRENT_STREAMS, obeys flow control both ways,
-//! answers PINGs and SETTINGS, and stops opening streams after GOAWAY.
+//! every other target). The protocol is `volley_http2::client::ClientConnection`'s: it waits
+//! for the server's SETTINGS, stays within its SETTINGS_MAX_CONCURRENT_STREAMS, obeys flow
+//! control both ways, answers PINGs and SETTINGS, and stops opening streams after GOAWAY;
+//! this module adds the socket, the calls waiting for a stream, and the header block encoded
+//! once and reused.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,19 +19,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use volley::{Code, Status};
-use volley_http2::frame::{self, Frame, FrameDecoder, Settings, code};
-use volley_http2::hpack::{self, Indexing};
+use volley_http2::StreamMap;
+use volley_http2::client::{ClientConnection, Config, Event};
+use volley_http2::frame::code;
+use volley_http2::hpack::{Field, Indexing};
 
 /// Our stream window: a server may send this much per stream before we say "more".
 const STREAM_WINDOW: u32 = 1 << 20;
 /// Our connection window.
 const CONNECTION_WINDOW: u32 = 16 << 20;
 /// The largest header list we accept from the server.
-const MAX_HEADER_LIST: usize = 64 << 10;
+const MAX_HEADER_LIST: u32 = 64 << 10;
 
-/// One call to make: its request messages, gRPC-framed, and where its outcome goes.
+/// One call to make: its request messages, gRPC-framed one after the other, and where its
+/// outcome goes.
 struct Call {
-    messages: Arc<Vec<Bytes>>,
+    request: Bytes,
     done: oneshot::Sender<Result<(), Status>>,
 }
 
@@ -83,12 +87,12 @@ impl LeanClient {
             })
     }
 
-    /// Makes one call: sends `messages` (gRPC-framed; the stream ends after the last),
-    /// reads the responses to the end, and returns the call's status.
-    pub async fn call(&self, messages: &Arc<Vec<Bytes>>) -> Result<(), Status> {
+    /// Makes one call: sends `request` (gRPC-framed messages one after the other; the stream
+    /// ends after them), reads the responses to the end, and returns the call's status.
+    pub async fn call(&self, request: &Bytes) -> Result<(), Status> {
         let (done, outcome) = oneshot::channel();
         let call = Call {
-            messages: messages.clone(),
+            request: request.clone(),
             done,
         };
         if self.calls.send(call).is_err() {
@@ -100,41 +104,25 @@ impl LeanClient {
     }
 }
 
-/// One open stream.
-struct Stream {
+/// A call on its stream.
+struct Open {
     done: oneshot::Sender<Result<(), Status>>,
-    /// Request bytes not yet sent (flow control), and whether END_STREAM follows them.
-    unsent: VecDeque<Bytes>,
-    send_window: i64,
-    /// Response bytes received and not yet credited back.
-    unacked: u32,
-    /// The response headers' status, once they came.
+    /// Request bytes flow control held back.
+    unsent: Bytes,
+    /// The response headers' HTTP status.
     http_status: Option<u16>,
 }
 
-/// A connection's whole state, owned by its task.
+/// A connection's task: the socket, the protocol state, the calls.
 struct Connection {
     io: TcpStream,
     read: BytesMut,
-    out: Vec<u8>,
-    frames: FrameDecoder,
-    decoder: hpack::Decoder,
-    encoder: hpack::Encoder,
+    conn: ClientConnection,
     /// The request's header fields, and their block once it no longer changes the tables.
     fields: Vec<(Vec<u8>, Vec<u8>)>,
     block: Option<Vec<u8>>,
-    streams: HashMap<u32, Stream>,
+    open: StreamMap<Open>,
     waiting: VecDeque<Call>,
-    next_stream: u32,
-    /// The server's SETTINGS arrived (no stream is opened before).
-    settled: bool,
-    max_streams: usize,
-    initial_send_window: i64,
-    connection_send_window: i64,
-    max_frame_size: usize,
-    unacked: u32,
-    /// GOAWAY's last stream: no new stream after it.
-    gone_away: bool,
     /// Told when the server's SETTINGS arrive.
     ready: Option<oneshot::Sender<()>>,
 }
@@ -156,54 +144,37 @@ impl Connection {
         .iter()
         .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
-        let mut out = Vec::with_capacity(64 << 10);
-        out.extend_from_slice(frame::PREFACE);
-        frame::encode_settings(
-            &Settings {
-                enable_push: Some(false),
-                initial_window_size: Some(STREAM_WINDOW),
-                max_header_list_size: Some(MAX_HEADER_LIST as u32),
-                ..Settings::default()
-            },
-            &mut out,
-        );
-        frame::encode_window_update(0, CONNECTION_WINDOW - 65_535, &mut out);
         Connection {
             io,
             read: BytesMut::with_capacity(64 << 10),
-            out,
-            frames: FrameDecoder::new(frame::DEFAULT_MAX_FRAME_SIZE, MAX_HEADER_LIST),
-            decoder: hpack::Decoder::default(),
-            encoder: hpack::Encoder::default(),
+            conn: ClientConnection::new(Config {
+                initial_window_size: STREAM_WINDOW,
+                connection_window_size: CONNECTION_WINDOW,
+                max_header_list_size: MAX_HEADER_LIST,
+                ..Config::default()
+            }),
             fields,
             block: None,
-            streams: HashMap::new(),
+            open: StreamMap::default(),
             waiting: VecDeque::new(),
-            next_stream: 1,
-            settled: false,
-            max_streams: usize::MAX,
-            initial_send_window: 65_535,
-            connection_send_window: 65_535,
-            max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE as usize,
-            unacked: 0,
-            gone_away: false,
             ready: Some(ready),
         }
     }
 
-    /// Runs until the handles are dropped and the streams end, or the connection fails;
-    /// every call still open then fails UNAVAILABLE.
+    /// Runs until the handles are dropped and the calls end, or the connection fails; every
+    /// call still open then fails UNAVAILABLE.
     async fn run(mut self, mut calls: mpsc::UnboundedReceiver<Call>) {
-        let mut open = true;
+        let mut accepting = true;
+        let mut events = Vec::new();
         let failure = loop {
             if let Err(e) = self.flush().await {
                 break Status::unavailable(format!("write failed: {e}"));
             }
-            if !open && self.streams.is_empty() && self.waiting.is_empty() {
+            if !accepting && self.open.is_empty() && self.waiting.is_empty() {
                 break Status::unavailable("the connection is closed");
             }
             tokio::select! {
-                call = calls.recv(), if open => match call {
+                call = calls.recv(), if accepting => match call {
                     Some(call) => {
                         self.waiting.push_back(call);
                         // Take every call queued meanwhile: one write for all.
@@ -211,13 +182,16 @@ impl Connection {
                             self.waiting.push_back(call);
                         }
                     }
-                    None => open = false,
+                    None => accepting = false,
                 },
                 read = self.io.read_buf(&mut self.read) => match read {
                     Ok(0) => break Status::unavailable("the server closed the connection"),
                     Ok(_) => {
-                        if let Err(status) = self.receive() {
-                            break status;
+                        if let Err(e) = self.conn.receive(&mut self.read, &mut events) {
+                            break Status::internal(format!("HTTP/2 error from the server: {e}"));
+                        }
+                        for event in events.drain(..) {
+                            self.event(event);
                         }
                     }
                     Err(e) => break Status::unavailable(format!("read failed: {e}")),
@@ -226,8 +200,8 @@ impl Connection {
             self.start_waiting();
         };
         let _ = self.flush().await;
-        for (_, stream) in self.streams.drain() {
-            let _ = stream.done.send(Err(failure.clone()));
+        for (_, call) in self.open.drain() {
+            let _ = call.done.send(Err(failure.clone()));
         }
         for call in self.waiting.drain(..) {
             let _ = call.done.send(Err(failure.clone()));
@@ -235,301 +209,158 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.io.write_all(&self.out).await?;
-            self.out.clear();
+        let out = self.conn.output();
+        if !out.is_empty() {
+            self.io.write_all(out).await?;
+            out.clear();
         }
         Ok(())
     }
 
-    /// Opens streams for waiting calls while the server's limit allows.
+    /// Opens streams for waiting calls while the server allows.
     fn start_waiting(&mut self) {
-        while self.settled && self.streams.len() < self.max_streams {
+        while self.conn.can_open() {
             let Some(call) = self.waiting.pop_front() else {
-                break;
+                return;
             };
-            if self.gone_away || self.next_stream > frame::MAX_WINDOW_SIZE {
-                let _ = call
-                    .done
-                    .send(Err(Status::unavailable("the server sent GOAWAY")));
-                continue;
+            let end_stream = call.request.is_empty();
+            let stream = match &self.block {
+                Some(block) => self.conn.open_with_block(block, end_stream),
+                None => {
+                    let fields: Vec<(&[u8], &[u8], Indexing)> = self
+                        .fields
+                        .iter()
+                        .map(|(n, v)| (&n[..], &v[..], Indexing::Incremental))
+                        .collect();
+                    // Once a block changes nothing in the tables, it is reused as bytes.
+                    self.block = self.conn.reusable_block(&fields);
+                    match &self.block {
+                        Some(block) => self.conn.open_with_block(block, end_stream),
+                        None => self.conn.open(&fields, end_stream),
+                    }
+                }
+            };
+            let Some(stream) = stream else {
+                self.waiting.push_front(call);
+                return;
+            };
+            let mut unsent = call.request;
+            if !unsent.is_empty() {
+                self.conn.send_data(stream, &mut unsent, true);
             }
-            let id = self.next_stream;
-            self.next_stream += 2;
-            let block = self.header_block();
-            let end_stream = call.messages.is_empty();
-            frame::encode_headers(id, &block, end_stream, self.max_frame_size, &mut self.out);
-            self.streams.insert(
-                id,
-                Stream {
+            self.open.insert(
+                stream,
+                Open {
                     done: call.done,
-                    unsent: call.messages.iter().cloned().collect(),
-                    send_window: self.initial_send_window,
-                    unacked: 0,
+                    unsent,
                     http_status: None,
                 },
             );
-            self.send_data(id);
         }
-    }
-
-    /// The request's header block. Once a block adds nothing to the HPACK tables, the next
-    /// blocks are the same bytes: kept and reused.
-    fn header_block(&mut self) -> Vec<u8> {
-        if let Some(block) = &self.block {
-            return block.clone();
-        }
-        let before = (self.encoder.table().len(), self.encoder.table().size());
-        let mut block = Vec::new();
-        let fields = self
-            .fields
-            .iter()
-            .map(|(n, v)| (&n[..], &v[..], Indexing::Incremental));
-        self.encoder.encode(fields, &mut block);
-        if before == (self.encoder.table().len(), self.encoder.table().size())
-            && block.first().is_none_or(|b| b & 0xe0 != 0x20)
-        {
-            self.block = Some(block.clone());
-        }
-        block
-    }
-
-    /// Sends what flow control allows of stream `id`'s request bytes; END_STREAM with the
-    /// last.
-    fn send_data(&mut self, id: u32) {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        while let Some(front) = stream.unsent.front_mut() {
-            let allowed = stream
-                .send_window
-                .min(self.connection_send_window)
-                .min(self.max_frame_size as i64);
-            if allowed <= 0 {
-                return;
-            }
-            let n = front.len().min(allowed as usize);
-            let chunk = front.split_to(n);
-            if front.is_empty() {
-                stream.unsent.pop_front();
-            }
-            let last = stream.unsent.is_empty();
-            frame::encode_data_header(id, chunk.len(), last, &mut self.out);
-            self.out.extend_from_slice(&chunk);
-            stream.send_window -= n as i64;
-            self.connection_send_window -= n as i64;
-        }
-    }
-
-    /// Handles every complete frame read.
-    fn receive(&mut self) -> Result<(), Status> {
-        loop {
-            match self.frames.decode(&mut self.read) {
-                Ok(Some(frame)) => self.frame(frame)?,
-                Ok(None) => return Ok(()),
-                Err(e) => match e.stream {
-                    Some(id) => {
-                        frame::encode_rst_stream(id, e.code, &mut self.out);
-                        self.finish(id, Err(Status::internal(e.reason)));
-                    }
-                    None => return Err(self.fail(e.code, e.reason)),
-                },
+        if self.conn.is_closing() {
+            for call in self.waiting.drain(..) {
+                let _ = call
+                    .done
+                    .send(Err(Status::unavailable("the server sent GOAWAY")));
             }
         }
     }
 
-    /// A connection error of ours: GOAWAY, and the reason the calls fail.
-    fn fail(&mut self, error: u32, reason: &str) -> Status {
-        frame::encode_goaway(0, error, reason.as_bytes(), &mut self.out);
-        Status::internal(format!("HTTP/2 error from the server: {reason}"))
-    }
-
-    fn frame(&mut self, frame: Frame) -> Result<(), Status> {
-        match frame {
-            Frame::Settings { ack: true, .. } => {}
-            Frame::Settings { settings, .. } => {
-                self.settings(settings);
-                frame::encode_settings_ack(&mut self.out);
-                self.settled = true;
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Ready => {
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(());
                 }
             }
-            Frame::Ping {
-                ack: false,
-                payload,
-            } => frame::encode_ping(true, payload, &mut self.out),
-            Frame::Ping { ack: true, .. } => {}
-            Frame::WindowUpdate {
-                stream: 0,
-                increment,
+            Event::Response {
+                stream,
+                fields,
+                end_stream,
             } => {
-                self.connection_send_window += i64::from(increment);
-                let ids: Vec<u32> = self.streams.keys().copied().collect();
-                for id in ids {
-                    self.send_data(id);
+                let status = fields
+                    .first()
+                    .and_then(|f| std::str::from_utf8(&f.value).ok()?.parse().ok());
+                if let Some(call) = self.open.get_mut(&stream) {
+                    call.http_status = status;
+                }
+                if end_stream {
+                    self.finish(stream, &fields);
                 }
             }
-            Frame::WindowUpdate { stream, increment } => {
-                if let Some(s) = self.streams.get_mut(&stream) {
-                    s.send_window += i64::from(increment);
-                    self.send_data(stream);
-                }
-            }
-            Frame::Headers {
+            Event::Data {
                 stream,
+                data,
                 end_stream,
-                block,
-                ..
-            } => self.headers(stream, end_stream, &block)?,
-            Frame::Data {
-                stream,
-                end_stream,
-                flow_len,
-                ..
-            } => self.data(stream, end_stream, flow_len),
-            Frame::RstStream { stream, code } => {
-                let status = Status::new(
-                    Code::from_http2_error_code(code),
-                    format!("stream reset by the server (HTTP/2 error {code:#x})"),
-                );
-                self.streams
-                    .remove(&stream)
-                    .map(|s| s.done.send(Err(status)));
-            }
-            Frame::GoAway { last_stream, .. } => {
-                self.gone_away = true;
-                // Streams above the last one were not processed: they fail now.
-                let refused: Vec<u32> = self
-                    .streams
-                    .keys()
-                    .copied()
-                    .filter(|id| *id > last_stream)
-                    .collect();
-                for id in refused {
-                    self.finish(
-                        id,
-                        Err(Status::unavailable("refused by the server's GOAWAY")),
+            } => {
+                // Responses are counted, not kept: credited back at once.
+                self.conn.release(stream, data.len());
+                if end_stream {
+                    self.end(
+                        stream,
+                        Err(Status::internal("the stream ended without trailers")),
                     );
                 }
             }
-            Frame::PushPromise { .. } => {
-                return Err(self.fail(code::PROTOCOL_ERROR, "PUSH_PROMISE with push disabled"));
+            Event::Trailers { stream, fields } => self.finish(stream, &fields),
+            Event::Reset { stream, code, .. } => {
+                let status = if code == code::REFUSED_STREAM {
+                    Status::unavailable("the server refused the stream")
+                } else {
+                    Status::new(
+                        Code::from_http2_error_code(code),
+                        format!("stream reset (HTTP/2 error {code:#x})"),
+                    )
+                };
+                self.end(stream, Err(status));
             }
-            Frame::Priority { .. } | Frame::Unknown { .. } => {}
-        }
-        Ok(())
-    }
-
-    fn settings(&mut self, settings: Settings) {
-        if let Some(n) = settings.max_concurrent_streams {
-            self.max_streams = n as usize;
-        }
-        if let Some(window) = settings.initial_window_size {
-            let delta = i64::from(window) - self.initial_send_window;
-            self.initial_send_window = i64::from(window);
-            for stream in self.streams.values_mut() {
-                stream.send_window += delta;
-            }
-            let ids: Vec<u32> = self.streams.keys().copied().collect();
-            for id in ids {
-                self.send_data(id);
-            }
-        }
-        if let Some(size) = settings.max_frame_size {
-            self.max_frame_size = size as usize;
-        }
-        if let Some(size) = settings.header_table_size {
-            self.encoder.set_peer_table_size(size as usize);
-            // The next block carries the size update and may differ: encode again.
-            self.block = None;
-        }
-    }
-
-    /// Response headers, trailers, or a Trailers-Only response.
-    fn headers(&mut self, id: u32, end_stream: bool, block: &Bytes) -> Result<(), Status> {
-        let mut http_status = None;
-        let mut grpc_status = None;
-        let mut grpc_message = Bytes::new();
-        let decoded = self.decoder.decode(block, MAX_HEADER_LIST, |field| {
-            let text = std::str::from_utf8(&field.value).ok();
-            match &field.name[..] {
-                b":status" => http_status = text.and_then(|t| t.parse::<u16>().ok()),
-                b"grpc-status" => grpc_status = text.and_then(|t| t.parse::<i32>().ok()),
-                b"grpc-message" => grpc_message = field.value,
-                _ => {}
-            }
-        });
-        let decoded = match decoded {
-            Ok(decoded) => decoded,
-            Err(e) => return Err(self.fail(code::COMPRESSION_ERROR, &e.to_string())),
-        };
-        let (sent_all, first_status) = match self.streams.get_mut(&id) {
-            Some(stream) => {
-                if stream.http_status.is_none() {
-                    stream.http_status = http_status;
+            Event::WindowUpdate { .. } => {
+                let held: Vec<u32> = self
+                    .open
+                    .iter()
+                    .filter(|(_, call)| !call.unsent.is_empty())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for stream in held {
+                    if let Some(call) = self.open.get_mut(&stream) {
+                        self.conn.send_data(stream, &mut call.unsent, true);
+                    }
                 }
-                (stream.unsent.is_empty(), stream.http_status)
             }
-            None => return Ok(()),
-        };
-        if decoded.too_large {
-            frame::encode_rst_stream(id, code::CANCEL, &mut self.out);
-            self.finish(
-                id,
-                Err(Status::resource_exhausted("response headers too large")),
-            );
-            return Ok(());
+            Event::Ping { .. } | Event::PingAck { .. } | Event::GoAway { .. } => {}
         }
-        if !end_stream {
-            return Ok(());
-        }
-        let outcome = match (grpc_status, first_status) {
+    }
+
+    /// The call on `stream` ends with the status its trailers (or Trailers-Only headers)
+    /// carry.
+    fn finish(&mut self, stream: u32, fields: &[Field]) {
+        let field = |name: &[u8]| fields.iter().find(|f| &f.name[..] == name);
+        let grpc_status = field(b"grpc-status")
+            .and_then(|f| std::str::from_utf8(&f.value).ok()?.parse::<i32>().ok());
+        let http_status = self.open.get(&stream).and_then(|c| c.http_status);
+        let outcome = match (grpc_status, http_status) {
             (Some(0), _) => Ok(()),
-            (Some(n), _) => Err(Status::new(
-                Code::from_i32(n),
-                percent_decode(&grpc_message),
-            )),
+            (Some(n), _) => {
+                let message =
+                    field(b"grpc-message").map_or(String::new(), |f| percent_decode(&f.value));
+                Err(Status::new(Code::from_i32(n), message))
+            }
             (None, Some(200) | None) => Err(Status::internal("no grpc-status in the trailers")),
             (None, Some(http)) => Err(Status::new(
                 Code::from_http_status(http),
                 format!("HTTP status {http}"),
             )),
         };
-        if !sent_all {
+        if self.open.get(&stream).is_some_and(|c| !c.unsent.is_empty()) {
             // Answered before the request ended: the rest is not wanted.
-            frame::encode_rst_stream(id, code::CANCEL, &mut self.out);
+            self.conn.reset(stream, code::CANCEL);
         }
-        self.finish(id, outcome);
-        Ok(())
+        self.end(stream, outcome);
     }
 
-    fn data(&mut self, id: u32, end_stream: bool, flow_len: u32) {
-        self.unacked += flow_len;
-        if self.unacked >= CONNECTION_WINDOW / 2 {
-            frame::encode_window_update(0, self.unacked, &mut self.out);
-            self.unacked = 0;
-        }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        if end_stream {
-            self.finish(
-                id,
-                Err(Status::internal("the stream ended without trailers")),
-            );
-            return;
-        }
-        stream.unacked += flow_len;
-        if stream.unacked >= STREAM_WINDOW / 2 {
-            frame::encode_window_update(id, stream.unacked, &mut self.out);
-            stream.unacked = 0;
-        }
-    }
-
-    fn finish(&mut self, id: u32, outcome: Result<(), Status>) {
-        if let Some(stream) = self.streams.remove(&id) {
-            let _ = stream.done.send(outcome);
+    fn end(&mut self, stream: u32, outcome: Result<(), Status>) {
+        if let Some(call) = self.open.remove(&stream) {
+            let _ = call.done.send(outcome);
         }
     }
 }

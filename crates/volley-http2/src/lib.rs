@@ -7,9 +7,14 @@
 //! checked, header blocks reassembled under a cap, and frames written; and [`server`], the
 //! server side of a connection as a state machine (bytes in, events and bytes out): stream
 //! states, identifiers, concurrency, flow control both ways, SETTINGS, PING, GOAWAY and the
-//! request rules of RFC 9113 §8. The I/O around it (the engine behind `volley`'s transport
-//! seam) is the next step.
+//! request rules of RFC 9113 §8; [`client`], its mirror for the client side. The I/O around
+//! them (the engine behind `volley`'s transport seam) is the next step; `volley bench`'s lean
+//! load engine already runs [`client::ClientConnection`] over a socket.
 
+pub mod client;
+mod common;
 pub mod frame;
 pub mod hpack;
 pub mod server;
+
+pub use common::{ConnectionError, StreamIdHasher, StreamMap};

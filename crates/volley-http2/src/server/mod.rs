@@ -13,10 +13,11 @@
 //! [`send_data`]: ServerConnection::send_data
 //! [`reset`]: ServerConnection::reset
 
-use std::collections::HashMap;
-
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::common::{
+    ConnectionError, StreamMap, check_trailers, connection_specific, fail, valid_field,
+};
 use crate::frame::{
     self, Frame, FrameDecoder, FrameError, MAX_WINDOW_SIZE, PREFACE, Settings, code,
 };
@@ -126,27 +127,6 @@ pub enum Event {
     },
 }
 
-/// A connection error: GOAWAY is in the output; flush it and close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionError {
-    /// The error code sent.
-    pub code: u32,
-    /// Why (also GOAWAY's debug data).
-    pub reason: &'static str,
-}
-
-impl std::fmt::Display for ConnectionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "HTTP/2 connection error {:#x}: {}",
-            self.code, self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConnectionError {}
-
 /// One open stream.
 #[derive(Debug)]
 struct Stream {
@@ -187,7 +167,7 @@ pub struct ServerConnection {
     decoder: hpack::Decoder,
     encoder: hpack::Encoder,
     out: Vec<u8>,
-    streams: HashMap<u32, Stream>,
+    streams: StreamMap<Stream>,
     /// The highest stream the client opened: lower ones not in `streams` are closed.
     last_stream: u32,
     /// After our GOAWAY: streams above this are ignored.
@@ -197,10 +177,6 @@ pub struct ServerConnection {
     connection_send_window: i64,
     peer_initial_window: i64,
     peer_max_frame_size: usize,
-}
-
-fn fail(code: u32, reason: &'static str) -> ConnectionError {
-    ConnectionError { code, reason }
 }
 
 impl ServerConnection {
@@ -228,7 +204,7 @@ impl ServerConnection {
             decoder: hpack::Decoder::default(),
             encoder: hpack::Encoder::default(),
             out,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             last_stream: 0,
             accept_up_to: MAX_WINDOW_SIZE,
             connection_recv_window: i64::from(connection_window),
@@ -741,32 +717,6 @@ impl ServerConnection {
     }
 }
 
-/// Field names are lower-case tokens (§8.2, §8.2.1); values have no NUL, CR or LF and no
-/// leading or trailing whitespace.
-fn valid_field(field: &Field) -> bool {
-    let name = match field.name.strip_prefix(b":") {
-        Some(rest) => rest,
-        None => &field.name[..],
-    };
-    let name_ok = !name.is_empty()
-        && name.iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
-    let value = &field.value[..];
-    let value_ok = !value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
-        && !value.first().is_some_and(|b| *b == b' ' || *b == b'\t')
-        && !value.last().is_some_and(|b| *b == b' ' || *b == b'\t');
-    name_ok && value_ok
-}
-
-/// Header fields that only mean something on one HTTP/1.1 hop (§8.2.2).
-fn connection_specific(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
-    )
-}
-
 /// Checks a request's fields (§8.3.1); returns its content-length, if any.
 fn check_request(fields: &[Field]) -> Result<Option<u64>, ()> {
     let (mut method, mut scheme, mut path, mut authority) = (None, false, false, false);
@@ -819,16 +769,6 @@ fn check_request(fields: &[Field]) -> Result<Option<u64>, ()> {
         Some(_) if scheme && path => Ok(content_length),
         Some(_) => Err(()),
     }
-}
-
-/// Checks trailers: no pseudo-header fields (§8.1).
-fn check_trailers(fields: &[Field]) -> Result<(), ()> {
-    for field in fields {
-        if !valid_field(field) || field.name.starts_with(b":") || connection_specific(&field.name) {
-            return Err(());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
