@@ -273,7 +273,7 @@ impl Connection {
                     let _ = ready.send(());
                 }
             }
-            Event::Response {
+            Event::Headers {
                 stream,
                 fields,
                 end_stream,
@@ -327,7 +327,10 @@ impl Connection {
                     }
                 }
             }
-            Event::Ping { .. } | Event::PingAck { .. } | Event::GoAway { .. } => {}
+            Event::HeadersTooLarge { .. }
+            | Event::Ping { .. }
+            | Event::PingAck { .. }
+            | Event::GoAway { .. } => {}
         }
     }
 

@@ -16,5 +16,9 @@ mod common;
 pub mod frame;
 pub mod hpack;
 pub mod server;
+mod streams;
+#[cfg(test)]
+mod testing;
 
 pub use common::{ConnectionError, StreamIdHasher, StreamMap};
+pub use streams::Event;

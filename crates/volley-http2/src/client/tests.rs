@@ -3,20 +3,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::frame::{FrameHeader, flag, kind};
-
-fn raw(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    FrameHeader {
-        len: payload.len() as u32,
-        kind,
-        flags,
-        stream,
-    }
-    .encode(&mut out);
-    out.extend_from_slice(payload);
-    out
-}
+use crate::frame::{flag, kind};
+use crate::testing::raw;
 
 fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
     let payload: Vec<u8> = entries
@@ -171,7 +159,7 @@ fn a_call_from_request_to_trailers() {
     let (events, result) = peer.send(&all);
     assert_eq!(result, Ok(()));
     assert!(
-        matches!(&events[0], Event::Response { stream: 1, end_stream: false, fields } if &fields[0].value[..] == b"200")
+        matches!(&events[0], Event::Headers { stream: 1, end_stream: false, fields } if &fields[0].value[..] == b"200")
     );
     assert_eq!(
         events[1],
@@ -191,7 +179,7 @@ fn a_call_from_request_to_trailers() {
     let (events, _) = peer.send(&only);
     assert!(matches!(
         &events[..],
-        [Event::Response {
+        [Event::Headers {
             stream: 3,
             end_stream: true,
             ..

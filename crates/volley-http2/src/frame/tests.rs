@@ -4,19 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-
-fn raw(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    FrameHeader {
-        len: payload.len() as u32,
-        kind,
-        flags,
-        stream,
-    }
-    .encode(&mut out);
-    out.extend_from_slice(payload);
-    out
-}
+use crate::testing::raw;
 
 fn decode_one(bytes: &[u8]) -> Result<Option<Frame>, FrameError> {
     FrameDecoder::default().decode(&mut BytesMut::from(bytes))

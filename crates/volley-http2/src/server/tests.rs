@@ -5,7 +5,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::frame::{FrameHeader, flag, kind};
+use crate::frame::{flag, kind};
+use crate::testing::raw;
 
 /// A client written by hand, and the server connection it talks to.
 struct Peer {
@@ -15,19 +16,6 @@ struct Peer {
     /// Reads the server's output.
     frames: FrameDecoder,
     out: BytesMut,
-}
-
-fn raw(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    FrameHeader {
-        len: payload.len() as u32,
-        kind,
-        flags,
-        stream,
-    }
-    .encode(&mut out);
-    out.extend_from_slice(payload);
-    out
 }
 
 /// What a case expects.
@@ -51,7 +39,7 @@ impl Peer {
             out: BytesMut::new(),
         };
         let (events, result) = peer.send(&[PREFACE, &raw(kind::SETTINGS, 0, 0, &[])].concat());
-        assert_eq!((events, result), (Vec::new(), Ok(())));
+        assert_eq!((events, result), (vec![Event::Ready], Ok(())));
         let frames = peer.received();
         assert!(
             matches!(frames[0], Frame::Settings { ack: false, .. }),
@@ -159,7 +147,7 @@ fn a_request_its_data_and_trailers_are_reported_and_answered() {
     let (events, result) = peer.send(&headers);
     assert_eq!(result, Ok(()));
     let [
-        Event::Request {
+        Event::Headers {
             stream: 1,
             fields,
             end_stream: false,
@@ -876,7 +864,7 @@ fn a_header_list_above_the_limit_still_opens_the_stream_for_an_answer() {
     let next = peer.headers(3, &[], true);
     let (events, _) = peer.send(&next);
     assert!(
-        matches!(&events[..], [Event::Request { stream: 3, .. }]),
+        matches!(&events[..], [Event::Headers { stream: 3, .. }]),
         "{events:?}"
     );
 }
@@ -957,7 +945,7 @@ fn fuzz_client_input() {
             let (events, result) = peer.send(&input[at..at + piece]);
             at += piece;
             for event in events {
-                if let Event::Request { stream, .. } | Event::HeadersTooLarge { stream } = event {
+                if let Event::Headers { stream, .. } | Event::HeadersTooLarge { stream } = event {
                     peer.conn
                         .send_headers(stream, &[(b":status", b"200")], false);
                     let mut body = Bytes::from_static(b"0123456789");
