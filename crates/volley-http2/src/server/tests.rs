@@ -678,6 +678,33 @@ fn each_rule_gives_its_error_code_and_scope() {
             Expect::Connection(code::COMPRESSION_ERROR),
         ),
         (
+            "hpack 6.1 index 0",
+            |_| raw(kind::HEADERS, flag::END_HEADERS, 1, &[0x80]),
+            1,
+            Expect::Connection(code::COMPRESSION_ERROR),
+        ),
+        (
+            "hpack 2.3.3 an index past the tables",
+            |_| raw(kind::HEADERS, flag::END_HEADERS, 1, &[0xbe]),
+            1,
+            Expect::Connection(code::COMPRESSION_ERROR),
+        ),
+        (
+            "6.5.3 every value in range is acknowledged",
+            |_| {
+                settings(&[
+                    (1, 0),
+                    (2, 0),
+                    (3, 0),
+                    (4, 0x7fff_ffff),
+                    (5, 0xff_ffff),
+                    (6, 0),
+                ])
+            },
+            0,
+            Expect::Fine,
+        ),
+        (
             "a PUSH_PROMISE from a client",
             |_| raw(kind::PUSH_PROMISE, flag::END_HEADERS, 1, &[0, 0, 0, 2]),
             1,
