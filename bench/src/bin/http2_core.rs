@@ -78,14 +78,14 @@ fn main() {
     while done < requests {
         let n = batch.min(requests - done);
         for _ in 0..n {
-            if block.is_none() {
-                block = client.reusable_block(&fields);
-            }
-            let stream = match &block {
-                Some(block) => client.open_with_block(block, false),
-                None => client.open(&fields, false),
-            }
-            .expect("a stream slot");
+            let reused = block.as_ref().and_then(|b| client.open_with_block(b, false));
+            let stream = match reused {
+                Some(stream) => stream,
+                None => {
+                    block = client.reusable_block(&fields);
+                    client.open(&fields, false).expect("a stream slot")
+                }
+            };
             let mut body = message.clone();
             client.send_data(stream, &mut body, true);
         }

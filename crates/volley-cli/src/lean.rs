@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use volley::{Code, Status};
 use volley_http2::StreamMap;
-use volley_http2::client::{ClientConnection, Config, Event};
+use volley_http2::client::{ClientConnection, Config, Event, ReusableBlock};
 use volley_http2::frame::code;
 use volley_http2::hpack::{Field, Indexing};
 
@@ -120,7 +120,7 @@ struct Connection {
     conn: ClientConnection,
     /// The request's header fields, and their block once it no longer changes the tables.
     fields: Vec<(Vec<u8>, Vec<u8>)>,
-    block: Option<Vec<u8>>,
+    block: Option<ReusableBlock>,
     open: StreamMap<Open>,
     waiting: VecDeque<Call>,
     /// Told when the server's SETTINGS arrive.
@@ -224,15 +224,20 @@ impl Connection {
                 return;
             };
             let end_stream = call.request.is_empty();
-            let stream = match &self.block {
-                Some(block) => self.conn.open_with_block(block, end_stream),
+            let reused = self
+                .block
+                .as_ref()
+                .and_then(|block| self.conn.open_with_block(block, end_stream));
+            let stream = match reused {
+                Some(stream) => Some(stream),
                 None => {
                     let fields: Vec<(&[u8], &[u8], Indexing)> = self
                         .fields
                         .iter()
                         .map(|(n, v)| (&n[..], &v[..], Indexing::Incremental))
                         .collect();
-                    // Once a block changes nothing in the tables, it is reused as bytes.
+                    // Once a block changes nothing in the tables, it is reused as bytes
+                    // (until the table changes: the server's SETTINGS may resize it).
                     self.block = self.conn.reusable_block(&fields);
                     match &self.block {
                         Some(block) => self.conn.open_with_block(block, end_stream),

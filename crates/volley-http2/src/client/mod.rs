@@ -47,6 +47,22 @@ impl Default for Config {
     }
 }
 
+/// A request header block that can be sent again as it is: see
+/// [`ClientConnection::reusable_block`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReusableBlock {
+    bytes: Vec<u8>,
+    /// The encoder's generation it was made at.
+    generation: u64,
+}
+
+impl ReusableBlock {
+    /// The encoded block.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// The client side of one connection.
 #[derive(Debug)]
 pub struct ClientConnection {
@@ -145,32 +161,32 @@ impl ClientConnection {
         Some(id)
     }
 
-    /// Opens a stream with a header block already encoded by this connection's encoder
-    /// state: see [`reusable_block`](ClientConnection::reusable_block).
-    pub fn open_with_block(&mut self, block: &[u8], end_stream: bool) -> Option<u32> {
-        if !self.can_open() {
+    /// Opens a stream with a block from [`reusable_block`](ClientConnection::reusable_block).
+    /// `None` when no stream can be opened now, or when the block no longer holds (the
+    /// HPACK table changed since: get a new one).
+    pub fn open_with_block(&mut self, block: &ReusableBlock, end_stream: bool) -> Option<u32> {
+        if !self.can_open() || block.generation != self.encoder.generation() {
             return None;
         }
         let id = self.next_stream;
         self.next_stream += 2;
-        self.open_encoded(id, block, end_stream);
+        self.open_encoded(id, &block.bytes, end_stream);
         Some(id)
     }
 
     /// Encodes `fields` for a request the way [`open`](ClientConnection::open) would, and
-    /// returns the block when it changed nothing in the HPACK tables: then every later
-    /// request with the same fields is these same bytes, for
-    /// [`open_with_block`](ClientConnection::open_with_block), until the server changes its
-    /// table size. `None` while the tables still change (open with the fields meanwhile).
-    pub fn reusable_block(&mut self, fields: &[(&[u8], &[u8], Indexing)]) -> Option<Vec<u8>> {
+    /// returns the block when it changes nothing in the HPACK tables: then every request with
+    /// the same fields is these same bytes, for
+    /// [`open_with_block`](ClientConnection::open_with_block), for as long as the table does
+    /// not change (another block adding entries, or the server changing the table size,
+    /// invalidates it). `None` while the fields still change the table (open with the fields
+    /// meanwhile).
+    pub fn reusable_block(&mut self, fields: &[(&[u8], &[u8], Indexing)]) -> Option<ReusableBlock> {
+        let generation = self.encoder.generation();
         let mut probe = self.encoder.clone();
-        let before = (probe.table().len(), probe.table().size());
-        let mut block = Vec::new();
-        probe.encode(fields.iter().copied(), &mut block);
-        let unchanged = before == (probe.table().len(), probe.table().size());
-        // A block that starts with a table size update is not the steady state either.
-        let update = block.first().is_some_and(|b| b & 0xe0 == 0x20);
-        (unchanged && !update).then_some(block)
+        let mut bytes = Vec::new();
+        probe.encode(fields.iter().copied(), &mut bytes);
+        (probe.generation() == generation).then_some(ReusableBlock { bytes, generation })
     }
 
     fn open_encoded(&mut self, id: u32, block: &[u8], end_stream: bool) {

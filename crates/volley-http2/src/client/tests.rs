@@ -425,19 +425,36 @@ fn a_reusable_block_is_the_steady_state_encoding() {
     peer.conn.open(&REQUEST, true).expect("opens");
     let block = peer.conn.reusable_block(&REQUEST).expect("steady");
     assert!(
-        block.iter().all(|b| b & 0x80 != 0),
+        block.bytes().iter().all(|b| b & 0x80 != 0),
         "all indexed: {block:?}"
     );
     peer.conn.open_with_block(&block, true).expect("opens");
     // The server's decoder reads both.
-    let frames = peer.received();
-    for frame in frames {
+    for frame in peer.received() {
         if let Frame::Headers { block, .. } = frame {
             let mut n = 0;
             peer.decoder
                 .decode(&block, usize::MAX, |_| n += 1)
                 .expect("decodes");
             assert_eq!(n, 5);
+        }
+    }
+    // Another request that adds an entry shifts the dynamic indexes: the block no longer
+    // holds, and a fresh one does.
+    let other: [(&[u8], &[u8], Indexing); 1] = [(b"x-other", b"1", Indexing::Incremental)];
+    let fields: Vec<_> = REQUEST.iter().copied().chain(other).collect();
+    peer.conn.open(&fields, true).expect("opens");
+    assert_eq!(peer.conn.open_with_block(&block, true), None, "stale");
+    let fresh = peer.conn.reusable_block(&REQUEST).expect("steady again");
+    assert_ne!(fresh, block);
+    peer.conn.open_with_block(&fresh, true).expect("opens");
+    for frame in peer.received() {
+        if let Frame::Headers { block, .. } = frame {
+            let mut got = Vec::new();
+            peer.decoder
+                .decode(&block, usize::MAX, |f| got.push(f))
+                .expect("decodes");
+            assert_eq!(&got[2].value[..], b"/pkg.S/M");
         }
     }
     // A new table size: the next block announces it, so it is not reusable.

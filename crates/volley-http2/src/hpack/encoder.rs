@@ -57,6 +57,9 @@ pub struct Encoder {
     /// Size updates to send at the start of the next block: the smallest limit seen since
     /// the last block, then the current one (§4.2).
     pending: Option<(usize, usize)>,
+    /// Counts the changes to the table (entries added, size changed): an encoded block that
+    /// refers to the dynamic table stays valid while this does not move.
+    generation: u64,
 }
 
 impl Default for Encoder {
@@ -84,12 +87,20 @@ impl Encoder {
             limit,
             // Below HTTP/2's default, the peer's decoder learns the size from the first block.
             pending: (size < 4096).then_some((size, size)),
+            generation: 0,
         }
     }
 
     /// The dynamic table, for tests and diagnostics.
     pub fn table(&self) -> &DynamicTable {
         &self.table
+    }
+
+    /// How many times the dynamic table changed (an entry added, its size changed, or a
+    /// size update still to announce): a block encoded at one generation means the same
+    /// fields as long as the generation has not moved.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: the table follows (within our limit),
@@ -102,6 +113,7 @@ impl Encoder {
         let lowest = self.pending.map_or(size, |(lowest, _)| lowest.min(size));
         self.pending = Some((lowest, size));
         self.table.set_max_size(size);
+        self.generation += 1;
     }
 
     /// Appends the header block of `fields` to `dst`.
@@ -115,6 +127,7 @@ impl Encoder {
                 encode_int(lowest, 5, 0x20, dst);
             }
             encode_int(size, 5, 0x20, dst);
+            self.generation += 1;
         }
         for (name, value, indexing) in fields {
             self.encode_field(name, value, indexing, dst);
@@ -152,6 +165,7 @@ impl Encoder {
         if indexing == Indexing::Incremental {
             self.table
                 .insert(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
+            self.generation += 1;
         }
     }
 
