@@ -2,17 +2,18 @@
 //! per unary gRPC request, without sockets or a runtime: B requests at a time (HEADERS and a
 //! DATA frame of a 1-byte helloworld message each, encoded once by a client connection) are
 //! fed to a `ServerConnection`, and each is answered as Volley answers it (response headers,
-//! a DATA frame, `grpc-status: 0` trailers); the server's output is read back by the client
+//! a DATA frame, `grpc-status: 0` trailers; the header blocks reused as bytes once they no
+//! longer change the HPACK tables); the server's output is read back by the client
 //! connection, which credits the data. Prints nanoseconds per request; run it under
 //! `valgrind --tool=callgrind` (twice, with two counts) for instructions per request.
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use volley_http2::Event;
 use volley_http2::client::{self, ClientConnection};
 use volley_http2::hpack::Indexing;
 use volley_http2::server::{self, ServerConnection};
+use volley_http2::{Event, ReusableBlock};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -56,6 +57,10 @@ fn main() {
     let mut to_client = BytesMut::new();
     let mut events = Vec::new();
     let mut block = None;
+    // The server's gRPC head and OK trailers, reused as bytes once steady.
+    let head: [(&[u8], &[u8]); 2] = [(b":status", b"200"), (b"content-type", b"application/grpc")];
+    let ok: [(&[u8], &[u8]); 1] = [(b"grpc-status", b"0")];
+    let mut response_blocks: Option<(ReusableBlock, ReusableBlock)> = None;
     // Handshake: each side's preface and SETTINGS to the other.
     let mut exchange =
         |client: &mut ClientConnection, server: &mut ServerConnection, events: &mut Vec<Event>| {
@@ -78,7 +83,9 @@ fn main() {
     while done < requests {
         let n = batch.min(requests - done);
         for _ in 0..n {
-            let reused = block.as_ref().and_then(|b| client.open_with_block(b, false));
+            let reused = block
+                .as_ref()
+                .and_then(|b| client.open_with_block(b, false));
             let stream = match reused {
                 Some(stream) => stream,
                 None => {
@@ -97,14 +104,24 @@ fn main() {
         for event in events.drain(..) {
             match event {
                 Event::Headers { stream, .. } => {
-                    server.send_headers(
-                        stream,
-                        &[(b":status", b"200"), (b"content-type", b"application/grpc")],
-                        false,
-                    );
+                    let reused = match &response_blocks {
+                        Some((head_block, _)) => server.send_block(stream, head_block, false),
+                        None => false,
+                    };
+                    if !reused {
+                        server.send_headers(stream, &head, false);
+                    }
                     let mut body = reply.clone();
                     server.send_data(stream, &mut body, false);
-                    server.send_headers(stream, &[(b"grpc-status", b"0")], true);
+                    let reused = match &response_blocks {
+                        Some((_, ok_block)) => server.send_block(stream, ok_block, true),
+                        None => false,
+                    };
+                    if !reused {
+                        server.send_headers(stream, &ok, true);
+                        response_blocks =
+                            server.reusable_block(&head).zip(server.reusable_block(&ok));
+                    }
                 }
                 Event::Data { stream, data, .. } => server.release(stream, data.len()),
                 _ => {}

@@ -19,8 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use volley::{Code, Status};
+use volley_http2::ReusableBlock;
 use volley_http2::StreamMap;
-use volley_http2::client::{ClientConnection, Config, Event, ReusableBlock};
+use volley_http2::client::{ClientConnection, Config, Event};
 use volley_http2::frame::code;
 use volley_http2::hpack::{Field, Indexing};
 

@@ -21,4 +21,4 @@ mod streams;
 mod testing;
 
 pub use common::{ConnectionError, StreamIdHasher, StreamMap};
-pub use streams::Event;
+pub use streams::{Event, ReusableBlock};

@@ -6,7 +6,43 @@ use bytes::Bytes;
 
 use crate::common::{ConnectionError, StreamMap, fail};
 use crate::frame::{self, MAX_WINDOW_SIZE, Settings, code};
-use crate::hpack::Field;
+use crate::hpack::{Encoder, Field, Indexing};
+
+/// A header block that can be sent again as it is: encoded when it no longer changed the
+/// HPACK tables, and valid for as long as the table does not change (see
+/// `ClientConnection::reusable_block`, `ServerConnection::reusable_block`). gRPC sends the
+/// same request headers, response headers and `grpc-status: 0` trailers call after call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReusableBlock {
+    bytes: Vec<u8>,
+    /// The encoder's generation it was made at.
+    generation: u64,
+}
+
+impl ReusableBlock {
+    /// The block `fields` encode to when that changes nothing in `encoder`'s table (the
+    /// steady state); `None` while it still would (or a size update is due).
+    pub(crate) fn probe<'a>(
+        encoder: &Encoder,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Indexing)>,
+    ) -> Option<ReusableBlock> {
+        let generation = encoder.generation();
+        let mut probe = encoder.clone();
+        let mut bytes = Vec::new();
+        probe.encode(fields, &mut bytes);
+        (probe.generation() == generation).then_some(ReusableBlock { bytes, generation })
+    }
+
+    /// Whether the block still means its fields to `encoder`'s peer.
+    pub(crate) fn holds(&self, encoder: &Encoder) -> bool {
+        self.generation == encoder.generation()
+    }
+
+    /// The encoded block.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// What the peer did, for the connection's owner to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]

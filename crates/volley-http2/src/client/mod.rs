@@ -16,7 +16,7 @@ use crate::common::{ConnectionError, check_trailers, fail, valid_field};
 use crate::frame::{self, Frame, FrameDecoder, FrameError, MAX_WINDOW_SIZE, Settings, code};
 use crate::hpack::{self, Field, Indexing};
 pub use crate::streams::Event;
-use crate::streams::Streams;
+use crate::streams::{ReusableBlock, Streams};
 
 /// A client connection's own settings.
 #[derive(Debug, Clone)]
@@ -44,22 +44,6 @@ impl Default for Config {
             max_header_list_size: 16 << 10,
             max_header_block: 64 << 10,
         }
-    }
-}
-
-/// A request header block that can be sent again as it is: see
-/// [`ClientConnection::reusable_block`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReusableBlock {
-    bytes: Vec<u8>,
-    /// The encoder's generation it was made at.
-    generation: u64,
-}
-
-impl ReusableBlock {
-    /// The encoded block.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
     }
 }
 
@@ -165,12 +149,12 @@ impl ClientConnection {
     /// `None` when no stream can be opened now, or when the block no longer holds (the
     /// HPACK table changed since: get a new one).
     pub fn open_with_block(&mut self, block: &ReusableBlock, end_stream: bool) -> Option<u32> {
-        if !self.can_open() || block.generation != self.encoder.generation() {
+        if !self.can_open() || !block.holds(&self.encoder) {
             return None;
         }
         let id = self.next_stream;
         self.next_stream += 2;
-        self.open_encoded(id, &block.bytes, end_stream);
+        self.open_encoded(id, block.bytes(), end_stream);
         Some(id)
     }
 
@@ -182,11 +166,7 @@ impl ClientConnection {
     /// invalidates it). `None` while the fields still change the table (open with the fields
     /// meanwhile).
     pub fn reusable_block(&mut self, fields: &[(&[u8], &[u8], Indexing)]) -> Option<ReusableBlock> {
-        let generation = self.encoder.generation();
-        let mut probe = self.encoder.clone();
-        let mut bytes = Vec::new();
-        probe.encode(fields.iter().copied(), &mut bytes);
-        (probe.generation() == generation).then_some(ReusableBlock { bytes, generation })
+        ReusableBlock::probe(&self.encoder, fields.iter().copied())
     }
 
     fn open_encoded(&mut self, id: u32, block: &[u8], end_stream: bool) {

@@ -21,7 +21,7 @@ use crate::frame::{
 };
 use crate::hpack::{self, Field, Indexing};
 pub use crate::streams::Event;
-use crate::streams::Streams;
+use crate::streams::{ReusableBlock, Streams};
 
 /// A server connection's own settings.
 #[derive(Debug, Clone)]
@@ -434,29 +434,56 @@ impl ServerConnection {
     /// Sends a header block on `stream`: the response headers, or with `end_stream` the
     /// trailers (or a Trailers-Only response). Does nothing on a stream that is gone.
     pub fn send_headers(&mut self, stream: u32, fields: &[(&[u8], &[u8])], end_stream: bool) {
-        let Some(s) = self.streams.map.get_mut(&stream) else {
-            return;
-        };
-        if s.send_closed {
+        if !self.start_block(stream, end_stream) {
             return;
         }
-        s.send_closed = end_stream;
         let mut block = Vec::new();
         self.encoder.encode(
-            fields.iter().map(|(n, v)| {
-                // Values that change per response are not worth a table entry.
-                let indexing = if *n == b"grpc-message" || *n == b"date" {
-                    Indexing::Without
-                } else {
-                    Indexing::Incremental
-                };
-                (*n, *v, indexing)
-            }),
+            fields.iter().map(|(n, v)| (*n, *v, indexing(n))),
             &mut block,
         );
+        self.finish_block(stream, &block, end_stream);
+    }
+
+    /// The block `fields` encode to once they no longer change the HPACK tables (as
+    /// [`send_headers`](ServerConnection::send_headers) encodes them), for
+    /// [`send_block`](ServerConnection::send_block): gRPC's `:status: 200` and
+    /// `content-type` head and its `grpc-status: 0` trailers are the same bytes response
+    /// after response. `None` while they still change the tables (send them with
+    /// `send_headers` meanwhile).
+    pub fn reusable_block(&self, fields: &[(&[u8], &[u8])]) -> Option<ReusableBlock> {
+        ReusableBlock::probe(
+            &self.encoder,
+            fields.iter().map(|(n, v)| (*n, *v, indexing(n))),
+        )
+    }
+
+    /// Sends a block from [`reusable_block`](ServerConnection::reusable_block) on `stream`.
+    /// `false` when it no longer holds (the HPACK table changed since: get a new one) or the
+    /// stream is gone; nothing is sent then.
+    pub fn send_block(&mut self, stream: u32, block: &ReusableBlock, end_stream: bool) -> bool {
+        if !block.holds(&self.encoder) || !self.start_block(stream, end_stream) {
+            return false;
+        }
+        self.finish_block(stream, block.bytes(), end_stream);
+        true
+    }
+
+    /// Marks `stream` as ending with this block when `end_stream`; whether a block may go.
+    fn start_block(&mut self, stream: u32, end_stream: bool) -> bool {
+        match self.streams.map.get_mut(&stream) {
+            Some(s) if !s.send_closed => {
+                s.send_closed = end_stream;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn finish_block(&mut self, stream: u32, block: &[u8], end_stream: bool) {
         frame::encode_headers(
             stream,
-            &block,
+            block,
             end_stream,
             self.streams.peer_max_frame_size,
             &mut self.streams.out,
@@ -486,6 +513,16 @@ impl ServerConnection {
     pub fn go_away(&mut self, last_stream: u32, code: u32, debug: &[u8]) {
         self.accept_up_to = self.accept_up_to.min(last_stream);
         frame::encode_goaway(last_stream, code, debug, &mut self.streams.out);
+    }
+}
+
+/// How a response field is kept in the HPACK tables: values that change per response are
+/// not worth an entry.
+fn indexing(name: &[u8]) -> Indexing {
+    if name == b"grpc-message" || name == b"date" {
+        Indexing::Without
+    } else {
+        Indexing::Incremental
     }
 }
 

@@ -226,6 +226,61 @@ fn a_request_its_data_and_trailers_are_reported_and_answered() {
 }
 
 #[test]
+fn reusable_response_blocks_hold_until_the_table_changes() {
+    let mut peer = Peer::new(Config::default());
+    let head: [(&[u8], &[u8]); 2] = [(b":status", b"200"), (b"content-type", b"application/grpc")];
+    let ok: [(&[u8], &[u8]); 1] = [(b"grpc-status", b"0")];
+    assert_eq!(
+        peer.conn.reusable_block(&head),
+        None,
+        "the first head fills the table"
+    );
+    let mut blocks = (None, None);
+    for stream in [1u32, 3, 5, 7] {
+        let request = peer.headers(stream, &[], true);
+        assert_eq!(peer.send(&request).1, Ok(()));
+        match &blocks {
+            (Some(head_block), Some(ok_block)) => {
+                assert!(peer.conn.send_block(stream, head_block, false));
+                assert!(peer.conn.send_block(stream, ok_block, true));
+            }
+            _ => {
+                peer.conn.send_headers(stream, &head, false);
+                peer.conn.send_headers(stream, &ok, true);
+                blocks = (
+                    peer.conn.reusable_block(&head),
+                    peer.conn.reusable_block(&ok),
+                );
+            }
+        }
+    }
+    let (Some(head_block), Some(_)) = &blocks else {
+        panic!("steady after one response");
+    };
+    // The client reads every response the same.
+    let mut seen = Vec::new();
+    for frame in peer.received() {
+        if let Frame::Headers { block, .. } = frame {
+            let mut fields = Vec::new();
+            peer.decoder
+                .decode(&block, usize::MAX, |f| fields.push(f))
+                .expect("decodes");
+            seen.push(fields.len());
+        }
+    }
+    assert_eq!(seen, [2, 1, 2, 1, 2, 1, 2, 1]);
+    // A response with a new field changes the table: the old block is refused.
+    let request = peer.headers(9, &[], true);
+    assert_eq!(peer.send(&request).1, Ok(()));
+    peer.conn
+        .send_headers(9, &[(b":status", b"200"), (b"x-new", b"1")], false);
+    let request = peer.headers(11, &[], true);
+    assert_eq!(peer.send(&request).1, Ok(()));
+    assert!(!peer.conn.send_block(11, head_block, false), "stale");
+    assert!(peer.conn.reusable_block(&head).is_some());
+}
+
+#[test]
 fn the_preface_and_the_first_settings_are_required() {
     let mut conn = ServerConnection::new(Config::default());
     let mut events = Vec::new();
