@@ -306,6 +306,14 @@ impl Status {
         }
     }
 
+    /// Reads a status out of trailers (or Trailers-Only headers), as a call does:
+    /// `grpc-status`, the percent-decoded `grpc-message`, `grpc-status-details-bin`, and the
+    /// rest as metadata. `None` when `grpc-status` is absent; a malformed one is UNKNOWN (as
+    /// grpc-go treats it). For code that reads gRPC responses off the wire itself.
+    pub fn from_header_map(headers: &HeaderMap) -> Option<Status> {
+        Status::from_trailers(headers)
+    }
+
     /// Reads a status out of trailers (or Trailers-Only headers). `None` when `grpc-status` is
     /// absent. A malformed `grpc-status` is UNKNOWN, as grpc-go treats it.
     pub(crate) fn from_trailers(headers: &HeaderMap) -> Option<Status> {
