@@ -292,13 +292,11 @@ impl Streams {
         }
     }
 
-    /// Resets `stream` (RST_STREAM with `code`) if it is open; whether it was.
-    pub(crate) fn reset(&mut self, stream: u32, code: u32) -> bool {
-        let open = self.map.remove(&stream).is_some();
-        if open {
+    /// Resets `stream` (RST_STREAM with `code`) if it is open.
+    pub(crate) fn reset(&mut self, stream: u32, code: u32) {
+        if self.map.remove(&stream).is_some() {
             frame::encode_rst_stream(stream, code, &mut self.out);
         }
-        open
     }
 
     /// Resets `stream` for breaking a rule (RST_STREAM even if it is not open), reporting it
