@@ -155,6 +155,10 @@ pub(crate) struct Streams {
     connection_send_window: i64,
     peer_initial_window: i64,
     pub(crate) peer_max_frame_size: usize,
+    /// Streams reset for breaking a rule (REFUSED_STREAM included), and how many may be:
+    /// past that the peer is abusing the connection (`too_many_internal_resets`, as h2).
+    local_resets: usize,
+    max_local_resets: usize,
 }
 
 impl Streams {
@@ -172,11 +176,19 @@ impl Streams {
             connection_send_window: 65_535,
             peer_initial_window: 65_535,
             peer_max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE as usize,
+            local_resets: 0,
+            max_local_resets: usize::MAX,
         };
         if streams.connection_window > 65_535 {
             frame::encode_window_update(0, streams.connection_window - 65_535, &mut streams.out);
         }
         streams
+    }
+
+    /// Limits the streams reset for breaking rules (default: no limit).
+    pub(crate) fn with_max_local_resets(mut self, max: usize) -> Streams {
+        self.max_local_resets = max;
+        self
     }
 
     /// Opens a stream.
@@ -302,7 +314,12 @@ impl Streams {
     /// Resets `stream` for breaking a rule (RST_STREAM even if it is not open), reporting it
     /// if it was.
     pub(crate) fn stream_error(&mut self, stream: u32, code: u32, events: &mut Vec<Event>) {
-        frame::encode_rst_stream(stream, code, &mut self.out);
+        // Past the limit the connection is about to end (see `too_many_resets`): no more
+        // RST_STREAMs.
+        if self.local_resets < self.max_local_resets {
+            frame::encode_rst_stream(stream, code, &mut self.out);
+        }
+        self.local_resets = self.local_resets.saturating_add(1);
         if self.map.remove(&stream).is_some() {
             events.push(Event::Reset {
                 stream,
@@ -310,6 +327,11 @@ impl Streams {
                 by_peer: false,
             });
         }
+    }
+
+    /// Whether more streams were reset for breaking rules than allowed.
+    pub(crate) fn too_many_resets(&self) -> bool {
+        self.local_resets > self.max_local_resets
     }
 
     /// A WINDOW_UPDATE for an open or closed (not idle: the caller checks) stream, or the

@@ -14,6 +14,8 @@ struct Pending {
     /// HEADERS' END_STREAM and priority, or PUSH_PROMISE's promised stream.
     head: Head,
     fragments: BytesMut,
+    /// CONTINUATION frames so far.
+    continuations: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +67,14 @@ impl FrameDecoder {
     /// Changes the largest frame accepted (once the peer acknowledged our new setting).
     pub fn set_max_frame_size(&mut self, max_frame_size: u32) {
         self.max_frame_size = max_frame_size.clamp(DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE);
+    }
+
+    /// How many CONTINUATION frames one header block may have: what the largest block takes
+    /// in frames of the largest size, plus a quarter for imperfect packing, and at least 5
+    /// (h2's rule).
+    fn max_continuations(&self) -> usize {
+        let frames = (self.max_block / self.max_frame_size as usize).max(1);
+        (frames + frames / 4).max(5)
     }
 
     /// Whether a header block is half received (CONTINUATION frames must follow).
@@ -258,6 +268,12 @@ impl FrameDecoder {
                 if pending.fragments.len() + payload.len() > self.max_block {
                     return Err(conn(code::ENHANCE_YOUR_CALM, "header_list_way_too_large"));
                 }
+                // Empty or tiny CONTINUATIONs cost a frame each without adding to the block's
+                // size: their number is capped too (CVE-2024-27316's flood).
+                pending.continuations += 1;
+                if pending.continuations > self.max_continuations() {
+                    return Err(conn(code::ENHANCE_YOUR_CALM, "too_many_continuations"));
+                }
                 pending.fragments.extend_from_slice(&payload);
                 if flags & flag::END_HEADERS == 0 {
                     self.pending = Some(pending);
@@ -292,6 +308,7 @@ impl FrameDecoder {
             stream,
             head,
             fragments: BytesMut::from(&fragment[..]),
+            continuations: 0,
         });
         Ok(None)
     }

@@ -359,6 +359,33 @@ fn each_rule_gives_its_error_code_and_scope() {
             conn(code::PROTOCOL_ERROR),
         ),
         (
+            "a header block in too many CONTINUATION frames",
+            [
+                raw(kind::HEADERS, 0, 1, b"\x82"),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+            ]
+            .concat(),
+            conn(code::ENHANCE_YOUR_CALM),
+        ),
+        (
+            "a header block in as many CONTINUATION frames as allowed",
+            [
+                raw(kind::HEADERS, 0, 1, b"\x82"),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, 0, 1, b""),
+                raw(kind::CONTINUATION, flag::END_HEADERS, 1, b"\x84"),
+            ]
+            .concat(),
+            Ok(()),
+        ),
+        (
             "a header block above the cap",
             [
                 raw(kind::HEADERS, 0, 1, &[0x82; 16_000]),

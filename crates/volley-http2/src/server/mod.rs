@@ -41,6 +41,10 @@ pub struct Config {
     /// The largest header block kept while CONTINUATION frames arrive; past it the
     /// connection ends with ENHANCE_YOUR_CALM. Default: 64 KiB.
     pub max_header_block: usize,
+    /// How many streams may be reset for breaking a rule (REFUSED_STREAM included) over the
+    /// connection's life; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM
+    /// `too_many_internal_resets` (h2's rule and limit). Default: 1,024.
+    pub max_local_resets: usize,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
             max_header_list_size: 16 << 10,
             max_header_block: 64 << 10,
+            max_local_resets: 1024,
         }
     }
 }
@@ -80,6 +85,11 @@ pub struct ServerConnection {
     streams: Streams,
     /// The highest stream the client opened: lower ones not open are closed.
     last_stream: u32,
+    /// The most recent ranges of ids a client skipped when it opened a stream (clients
+    /// count up by two, so this stays empty for them): HEADERS on one of those is an
+    /// unexpected identifier (§5.1.1, PROTOCOL_ERROR), on any other lower id a closed stream
+    /// (§5.1, STREAM_CLOSED). Kept to [`SKIPPED_KEPT`] ranges.
+    skipped: Vec<(u32, u32)>,
     /// After our GOAWAY: streams above this are ignored.
     accept_up_to: u32,
 }
@@ -108,8 +118,10 @@ impl ServerConnection {
                 config.initial_window_size,
                 config.connection_window_size,
                 out,
-            ),
+            )
+            .with_max_local_resets(config.max_local_resets),
             last_stream: 0,
+            skipped: Vec::new(),
             accept_up_to: MAX_WINDOW_SIZE,
             config,
         }
@@ -120,9 +132,19 @@ impl ServerConnection {
         &mut self.streams.out
     }
 
+    /// How many bytes the output holds.
+    pub fn output_len(&self) -> usize {
+        self.streams.out.len()
+    }
+
     /// Streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.map.len()
+    }
+
+    /// Whether `stream` is open (in either direction).
+    pub fn is_open(&self, stream: u32) -> bool {
+        self.streams.map.contains_key(&stream)
     }
 
     /// The highest stream the client opened.
@@ -198,6 +220,9 @@ impl ServerConnection {
                     ..
                 }) => self.streams.stream_error(stream, code, events),
                 Err(FrameError { code, reason, .. }) => return Err(fail(code, reason)),
+            }
+            if self.streams.too_many_resets() {
+                return Err(fail(code::ENHANCE_YOUR_CALM, "too_many_internal_resets"));
             }
         }
     }
@@ -325,7 +350,28 @@ impl ServerConnection {
             return Ok(());
         }
         if stream <= self.last_stream {
+            if self
+                .skipped
+                .iter()
+                .any(|&(lo, hi)| (lo..=hi).contains(&stream))
+            {
+                return Err(fail(
+                    code::PROTOCOL_ERROR,
+                    "a stream id lower than one already used",
+                ));
+            }
             return Err(fail(code::STREAM_CLOSED, "HEADERS on a closed stream"));
+        }
+        let next = if self.last_stream == 0 {
+            1
+        } else {
+            self.last_stream + 2
+        };
+        if stream > next {
+            if self.skipped.len() == SKIPPED_KEPT {
+                self.skipped.remove(0);
+            }
+            self.skipped.push((next, stream - 2));
         }
         self.last_stream = stream;
         if stream > self.accept_up_to {
@@ -515,6 +561,9 @@ impl ServerConnection {
         frame::encode_goaway(last_stream, code, debug, &mut self.streams.out);
     }
 }
+
+/// How many ranges of skipped stream ids a connection remembers.
+const SKIPPED_KEPT: usize = 8;
 
 /// How a response field is kept in the HPACK tables: values that change per response are
 /// not worth an entry.

@@ -512,13 +512,25 @@ fn each_rule_gives_its_error_code_and_scope() {
             Expect::Connection(code::PROTOCOL_ERROR),
         ),
         (
-            "5.1.1 a stream id lower than one already used",
+            "5.1.1 a stream id lower than one already used (never opened)",
             |p| {
                 let a = p.headers(5, &[], false);
                 let b = p.headers(3, &[], false);
                 [a, b].concat()
             },
             3,
+            Expect::Connection(code::PROTOCOL_ERROR),
+        ),
+        (
+            "5.1 HEADERS on a lower stream that was opened and closed",
+            |p| {
+                let a = p.headers(1, &[], true);
+                let b = raw(kind::RST_STREAM, 0, 1, &code::CANCEL.to_be_bytes());
+                let c = p.headers(3, &[], false);
+                let d = p.headers(1, &[], false);
+                [a, b, c, d].concat()
+            },
+            1,
             Expect::Connection(code::STREAM_CLOSED),
         ),
         (
@@ -948,6 +960,47 @@ fn a_header_list_above_the_limit_still_opens_the_stream_for_an_answer() {
     assert!(
         matches!(&events[..], [Event::Headers { stream: 3, .. }]),
         "{events:?}"
+    );
+}
+
+#[test]
+fn a_client_that_keeps_breaking_rules_is_closed_after_the_reset_limit() {
+    let mut p = Peer::new(Config {
+        max_concurrent_streams: 1,
+        max_local_resets: 3,
+        ..Config::default()
+    });
+    let mut bytes = Vec::new();
+    for i in 0..5 {
+        bytes.extend(p.headers(1 + 2 * i, &[], false));
+    }
+    let (_, result) = p.send(&bytes);
+    assert_eq!(
+        result,
+        Err(ConnectionError {
+            code: code::ENHANCE_YOUR_CALM,
+            reason: "too_many_internal_resets"
+        })
+    );
+    // Stream 1 is open; 3, 5 and 7 are refused; 9 is one too many: GOAWAY, no fourth reset.
+    let frames = p.received();
+    let refused: Vec<u32> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::RstStream { stream, code } if *code == code::REFUSED_STREAM => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [3, 5, 7]);
+    assert!(
+        matches!(
+            frames.last(),
+            Some(Frame::GoAway {
+                code: code::ENHANCE_YOUR_CALM,
+                ..
+            })
+        ),
+        "{frames:?}"
     );
 }
 
