@@ -53,6 +53,8 @@ pub use metadata::{InvalidMetadata, MetadataMap, MetadataValue};
 pub use request::{IntoRequest, IntoStreamingRequest, Request};
 pub use response::Response;
 pub use server::{Server, ServerBuilder};
+#[cfg(feature = "engine")]
+pub use transport::Http2Engine;
 
 /// Protobuf's well-known types (`google.protobuf.Timestamp`, `Duration`, `Any`...), the
 /// version generated code uses: `.proto` files that import them get these Rust types.

@@ -169,6 +169,8 @@ impl Server {
                     initial_connection_window_size: defaults::CONNECTION_WINDOW,
                     max_frame_size: None,
                     max_header_list_size: defaults::MAX_HEADER_LIST_SIZE,
+                    #[cfg(feature = "engine")]
+                    engine: crate::transport::Http2Engine::default(),
                 },
                 tcp_nodelay: true,
                 max_connections: None,
@@ -347,6 +349,14 @@ impl ServerBuilder {
     /// to 16 MiB - 1 (values outside are raised or lowered to it). Default: 16 KiB (HTTP/2's).
     pub fn max_frame_size(mut self, bytes: u32) -> ServerBuilder {
         self.connection.http2.max_frame_size = Some(crate::transport::frame_size(bytes));
+        self
+    }
+
+    /// Which HTTP/2 implementation serves the connections (feature `engine`). Default:
+    /// [`Http2Engine::Volley`](crate::Http2Engine::Volley), Volley's own.
+    #[cfg(feature = "engine")]
+    pub fn http2_engine(mut self, engine: crate::Http2Engine) -> ServerBuilder {
+        self.connection.http2.engine = engine;
         self
     }
 

@@ -15,12 +15,30 @@ enum Repr {
     /// A body that is not an h2 stream failed, or its reader went away (tower).
     #[cfg(feature = "tower")]
     Other(Status),
+    /// A stream of Volley's own engine failed.
+    #[cfg(feature = "engine")]
+    Engine(Failure),
+    /// The engine's socket failed.
+    #[cfg(feature = "engine")]
+    Io(std::io::Error),
 }
 
 impl StreamError {
     /// The connection ended before it could be used (`why` says how).
     pub(crate) fn closed_early(why: &'static str) -> StreamError {
         StreamError(Repr::ClosedEarly(why))
+    }
+
+    /// A stream of Volley's own engine failed.
+    #[cfg(feature = "engine")]
+    pub(crate) fn engine(failure: Failure) -> StreamError {
+        StreamError(Repr::Engine(failure))
+    }
+
+    /// The engine's socket failed.
+    #[cfg(feature = "engine")]
+    pub(crate) fn io(err: std::io::Error) -> StreamError {
+        StreamError(Repr::Io(err))
     }
 
     /// A failure that is not h2's, with the status it ends the call with.
@@ -32,13 +50,22 @@ impl StreamError {
     /// True when the peer (or the connection's end) reset this stream, as opposed to an I/O
     /// error.
     pub(crate) fn is_reset(&self) -> bool {
-        matches!(&self.0, Repr::H2(e) if e.reason().is_some())
+        match &self.0 {
+            Repr::H2(e) => e.reason().is_some(),
+            #[cfg(feature = "engine")]
+            Repr::Engine(_) => true,
+            _ => false,
+        }
     }
 
     /// True when the server certainly did not process the stream, so that the request can be
     /// sent again elsewhere: the stream was refused (RST_STREAM REFUSED_STREAM), or it was
     /// above the last stream id of a graceful GOAWAY.
     pub(crate) fn is_unprocessed(&self) -> bool {
+        #[cfg(feature = "engine")]
+        if let Repr::Engine(Failure::Reset { code, by_peer }) = &self.0 {
+            return *by_peer && *code == REFUSED_STREAM;
+        }
         let Repr::H2(err) = &self.0 else {
             return false;
         };
@@ -61,6 +88,19 @@ impl StreamError {
             }
             #[cfg(feature = "tower")]
             Repr::Other(status) => return status.clone(),
+            #[cfg(feature = "engine")]
+            Repr::Engine(Failure::Reset { code, .. }) => {
+                return Status::new(
+                    Code::from_http2_error_code(*code),
+                    format!("HTTP/2 RST_STREAM with error code {}", reason_name(*code)),
+                );
+            }
+            #[cfg(feature = "engine")]
+            Repr::Engine(Failure::Closed(why)) => {
+                return Status::unavailable(format!("connection error: {why}"));
+            }
+            #[cfg(feature = "engine")]
+            Repr::Io(err) => return Status::unavailable(format!("connection error: {err}")),
         };
         if let Some(reason) = err.reason() {
             let code = if err.is_go_away() {
@@ -95,8 +135,27 @@ impl std::fmt::Display for StreamError {
             Repr::ClosedEarly(why) => f.write_str(why),
             #[cfg(feature = "tower")]
             Repr::Other(status) => status.fmt(f),
+            #[cfg(feature = "engine")]
+            Repr::Engine(Failure::Reset { code, .. }) => {
+                write!(f, "stream reset with {}", reason_name(*code))
+            }
+            #[cfg(feature = "engine")]
+            Repr::Engine(Failure::Closed(why)) => f.write_str(why),
+            #[cfg(feature = "engine")]
+            Repr::Io(err) => err.fmt(f),
         }
     }
+}
+
+/// How a stream of Volley's own engine failed, as its handles see it.
+#[cfg(feature = "engine")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// RST_STREAM with this code: sent by the peer (`by_peer`), or by this side because the
+    /// peer broke a rule on the stream.
+    Reset { code: u32, by_peer: bool },
+    /// The connection ended (closed, failed, or went away) with the stream open.
+    Closed(&'static str),
 }
 
 /// Why [`SendBody::send_flow_controlled`] stopped.
@@ -106,4 +165,33 @@ pub(crate) enum SendError {
     Reset,
     /// The caller's stop signal fired while waiting for flow-control window.
     Stopped,
+}
+
+/// RST_STREAM's REFUSED_STREAM code.
+#[cfg(feature = "engine")]
+const REFUSED_STREAM: u32 = 0x7;
+
+/// An HTTP/2 error code's name (RFC 9113 §7), as h2 prints it (`CANCEL`, ...).
+#[cfg(feature = "engine")]
+fn reason_name(code: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    match NAMES.get(code as usize) {
+        Some(name) => (*name).to_owned(),
+        None => format!("Reason({code})"),
+    }
 }

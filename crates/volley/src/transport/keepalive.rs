@@ -10,9 +10,19 @@ use super::watch::Activity;
 
 /// Sends PINGs on one connection and waits for their ACKs.
 pub(crate) struct Pinger {
-    inner: h2::PingPong,
+    inner: Pings,
     /// A PING was sent and its ACK has not arrived yet.
     outstanding: bool,
+}
+
+/// Whose PINGs: h2's, or (feature `engine`) those of a connection on Volley's own engine.
+enum Pings {
+    H2(h2::PingPong),
+    #[cfg(feature = "engine")]
+    Engine {
+        acks: std::sync::Arc<super::engine::server::PingSlot>,
+        commands: tokio::sync::mpsc::UnboundedSender<super::engine::Command>,
+    },
 }
 
 impl std::fmt::Debug for Pinger {
@@ -26,8 +36,42 @@ impl std::fmt::Debug for Pinger {
 impl Pinger {
     pub(crate) fn new(inner: h2::PingPong) -> Pinger {
         Pinger {
-            inner,
+            inner: Pings::H2(inner),
             outstanding: false,
+        }
+    }
+
+    /// The pinger of a connection on Volley's engine.
+    #[cfg(feature = "engine")]
+    pub(crate) fn engine(
+        (acks, commands): (
+            std::sync::Arc<super::engine::server::PingSlot>,
+            tokio::sync::mpsc::UnboundedSender<super::engine::Command>,
+        ),
+    ) -> Pinger {
+        Pinger {
+            inner: Pings::Engine { acks, commands },
+            outstanding: false,
+        }
+    }
+
+    /// Sends a PING; `Err` when the connection is closing.
+    fn send_ping(&mut self) -> Result<(), ()> {
+        match &mut self.inner {
+            Pings::H2(inner) => inner.send_ping(h2::Ping::opaque()).map_err(drop),
+            #[cfg(feature = "engine")]
+            Pings::Engine { commands, .. } => {
+                commands.send(super::engine::Command::Ping).map_err(drop)
+            }
+        }
+    }
+
+    /// Ready when the PING's ACK arrived (`Err`: the connection is closing).
+    fn poll_pong(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), ()>> {
+        match &mut self.inner {
+            Pings::H2(inner) => inner.poll_pong(cx).map(|r| r.map(drop).map_err(drop)),
+            #[cfg(feature = "engine")]
+            Pings::Engine { acks, .. } => acks.poll_ack(cx).map(Ok),
         }
     }
 }
@@ -67,13 +111,13 @@ pub(crate) async fn keepalive(
             continue;
         }
         if !pinger.outstanding {
-            if pinger.inner.send_ping(h2::Ping::opaque()).is_err() {
+            if pinger.send_ping().is_err() {
                 // The connection is closing; its owner learns that from the connection.
                 return std::future::pending().await;
             }
             pinger.outstanding = true;
         }
-        let pong = poll_fn(|cx| pinger.inner.poll_pong(cx));
+        let pong = poll_fn(|cx| pinger.poll_pong(cx));
         match tokio::time::timeout(params.timeout, pong).await {
             Ok(Ok(_)) => pinger.outstanding = false,
             Ok(Err(_)) => return std::future::pending().await,

@@ -7,6 +7,8 @@
 #[cfg(feature = "tower")]
 mod body;
 pub(crate) mod client;
+#[cfg(feature = "engine")]
+pub(crate) mod engine;
 mod error;
 pub(crate) mod keepalive;
 #[cfg(feature = "tower")]
@@ -37,6 +39,17 @@ use futures_core::Stream;
 use crate::Status;
 use crate::codec::{self, CompressionEncoding};
 use crate::middleware::{Direction, Observers};
+
+/// Which HTTP/2 implementation a server's connections run on (feature `engine`).
+#[cfg(feature = "engine")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http2Engine {
+    /// Volley's own engine (`volley-http2`'s protocol code on a task per connection).
+    #[default]
+    Volley,
+    /// The `h2` crate.
+    H2,
+}
 
 /// HTTP/2's largest flow-control window (2^31-1).
 const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;

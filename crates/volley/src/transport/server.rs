@@ -21,12 +21,24 @@ pub(crate) struct ServerSettings {
     pub(crate) initial_connection_window_size: u32,
     pub(crate) max_frame_size: Option<u32>,
     pub(crate) max_header_list_size: u32,
+    /// Which HTTP/2 implementation serves the connection.
+    #[cfg(feature = "engine")]
+    pub(crate) engine: super::Http2Engine,
 }
 
 /// An accepted HTTP/2 connection.
 pub(crate) struct ServerConnection<T> {
-    inner: h2::server::Connection<Watched<T>, Bytes>,
+    inner: Conn<T>,
     activity: Arc<Activity>,
+}
+
+/// The HTTP/2 implementation under a [`ServerConnection`]. One per connection, for its whole
+/// life, so the sizes' difference costs nothing worth a box (and its indirection).
+#[allow(clippy::large_enum_variant)]
+enum Conn<T> {
+    H2(h2::server::Connection<Watched<T>, Bytes>),
+    #[cfg(feature = "engine")]
+    Engine(super::engine::server::EngineConnection<T>),
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
@@ -37,6 +49,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
         settings: &ServerSettings,
         ping_policy: Option<PingPolicy>,
     ) -> Result<Self, StreamError> {
+        #[cfg(feature = "engine")]
+        if settings.engine == super::Http2Engine::Volley {
+            let config = volley_http2::server::Config {
+                max_concurrent_streams: settings.max_concurrent_streams.unwrap_or(u32::MAX),
+                initial_window_size: settings.initial_stream_window_size,
+                connection_window_size: settings.initial_connection_window_size,
+                max_frame_size: settings
+                    .max_frame_size
+                    .unwrap_or(volley_http2::frame::DEFAULT_MAX_FRAME_SIZE),
+                max_header_list_size: settings.max_header_list_size,
+                ..volley_http2::server::Config::default()
+            };
+            let conn =
+                super::engine::server::EngineConnection::handshake(io, config, ping_policy).await?;
+            return Ok(ServerConnection {
+                activity: conn.activity().clone(),
+                inner: Conn::Engine(conn),
+            });
+        }
         let (io, activity) = Watched::server(io, ping_policy);
         let mut builder = h2::server::Builder::new();
         builder
@@ -51,7 +82,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
             builder.max_frame_size(n);
         }
         let inner = builder.handshake(io).await?;
-        Ok(ServerConnection { inner, activity })
+        Ok(ServerConnection {
+            inner: Conn::H2(inner),
+            activity,
+        })
     }
 
     /// What the connection's frames say: when the client last sent anything, and whether it
@@ -62,7 +96,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
 
     /// The connection's PING sender, for keepalive (once; `None` after).
     pub(crate) fn pinger(&mut self) -> Option<Pinger> {
-        self.inner.ping_pong().map(Pinger::new)
+        match &mut self.inner {
+            Conn::H2(inner) => inner.ping_pong().map(Pinger::new),
+            #[cfg(feature = "engine")]
+            Conn::Engine(conn) => Some(Pinger::engine(conn.ping_handle())),
+        }
     }
 
     /// The next stream a client opened, driving the connection meanwhile. `None` once the
@@ -70,9 +108,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
     pub(crate) async fn accept(
         &mut self,
     ) -> Option<Result<(http::Request<RecvBody>, Respond), StreamError>> {
-        match self.inner.accept().await? {
-            Ok((request, respond)) => Some(Ok((request.map(RecvBody::new), Respond::h2(respond)))),
-            Err(e) => Some(Err(e.into())),
+        match &mut self.inner {
+            Conn::H2(inner) => match inner.accept().await? {
+                Ok((request, respond)) => {
+                    Some(Ok((request.map(RecvBody::new), Respond::h2(respond))))
+                }
+                Err(e) => Some(Err(e.into())),
+            },
+            #[cfg(feature = "engine")]
+            Conn::Engine(conn) => match std::future::poll_fn(|cx| conn.poll_accept(cx)).await? {
+                Ok((request, respond)) => Some(Ok((
+                    request.map(RecvBody::engine),
+                    Respond {
+                        inner: Answer::Engine(respond),
+                    },
+                ))),
+                Err(e) => Some(Err(e)),
+            },
         }
     }
 
@@ -80,14 +132,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ServerConnection<T> {
     /// PING returns, so that streams already in flight are never refused (gRFC A9). Streams
     /// open then run to completion.
     pub(crate) fn graceful_shutdown(&mut self) {
-        self.inner.graceful_shutdown();
+        match &mut self.inner {
+            Conn::H2(inner) => inner.graceful_shutdown(),
+            #[cfg(feature = "engine")]
+            Conn::Engine(conn) => conn.graceful_shutdown(),
+        }
     }
 
     /// Closes the connection because the client pinged too often: GOAWAY ENHANCE_YOUR_CALM
     /// with debug data `too_many_pings` (added by [`Watched`]), streams reset, then the
     /// connection closes once the GOAWAY is written.
     pub(crate) fn close_too_many_pings(&mut self) {
-        self.inner.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+        match &mut self.inner {
+            Conn::H2(inner) => inner.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM),
+            #[cfg(feature = "engine")]
+            Conn::Engine(conn) => conn.close_too_many_pings(),
+        }
     }
 }
 
@@ -102,6 +162,8 @@ enum Answer {
     H2(h2::server::SendResponse<Bytes>),
     #[cfg(feature = "tower")]
     Pipe(super::pipe::PipeRespond),
+    #[cfg(feature = "engine")]
+    Engine(super::engine::handles::EngineRespond),
 }
 
 impl Respond {
@@ -135,6 +197,10 @@ impl Respond {
             Answer::Pipe(pipe) => pipe
                 .send_response(response, end_of_stream)
                 .map(SendBody::pipe),
+            #[cfg(feature = "engine")]
+            Answer::Engine(respond) => respond
+                .send_response(response, end_of_stream)
+                .map(SendBody::engine),
         }
     }
 
@@ -144,6 +210,8 @@ impl Respond {
             Answer::H2(inner) => inner.poll_reset(cx).map(drop),
             #[cfg(feature = "tower")]
             Answer::Pipe(pipe) => pipe.poll_reset(cx),
+            #[cfg(feature = "engine")]
+            Answer::Engine(respond) => respond.poll_reset(cx),
         }
     }
 }

@@ -25,6 +25,8 @@ enum Recv {
     H2(h2::RecvStream),
     #[cfg(feature = "tower")]
     Body(Box<super::pipe::BodyIn>),
+    #[cfg(feature = "engine")]
+    Engine(super::engine::handles::EngineRecv),
 }
 
 impl RecvBody {
@@ -36,6 +38,12 @@ impl RecvBody {
     #[cfg(feature = "tower")]
     pub(crate) fn from_body(body: super::pipe::BodyIn) -> RecvBody {
         RecvBody(Recv::Body(Box::new(body)), None)
+    }
+
+    /// A stream of Volley's own engine.
+    #[cfg(feature = "engine")]
+    pub(crate) fn engine(inner: super::engine::handles::EngineRecv) -> RecvBody {
+        RecvBody(Recv::Engine(inner), None)
     }
 
     /// Keeps the stream counted as active on its connection while the body lives.
@@ -62,6 +70,8 @@ impl RecvBody {
             },
             #[cfg(feature = "tower")]
             Recv::Body(body) => body.poll_data(cx),
+            #[cfg(feature = "engine")]
+            Recv::Engine(stream) => stream.poll_data(cx),
         }
     }
 
@@ -74,6 +84,8 @@ impl RecvBody {
             Recv::H2(stream) => stream.poll_trailers(cx).map_err(StreamError::from),
             #[cfg(feature = "tower")]
             Recv::Body(body) => body.poll_trailers(cx),
+            #[cfg(feature = "engine")]
+            Recv::Engine(stream) => stream.poll_trailers(cx),
         }
     }
 
@@ -83,6 +95,8 @@ impl RecvBody {
         match &self.0 {
             Recv::H2(stream) => stream.is_end_stream(),
             Recv::Body(body) => body.is_end_stream(),
+            #[cfg(feature = "engine")]
+            Recv::Engine(stream) => stream.is_end_stream(),
         }
     }
 }
@@ -98,6 +112,8 @@ enum Send {
     H2(h2::SendStream<Bytes>),
     #[cfg(feature = "tower")]
     Pipe(super::pipe::PipeSender),
+    #[cfg(feature = "engine")]
+    Engine(super::engine::handles::EngineSend),
 }
 
 impl SendBody {
@@ -108,6 +124,12 @@ impl SendBody {
     #[cfg(feature = "tower")]
     pub(crate) fn pipe(inner: super::pipe::PipeSender) -> SendBody {
         SendBody(Send::Pipe(inner))
+    }
+
+    /// A stream of Volley's own engine.
+    #[cfg(feature = "engine")]
+    pub(crate) fn engine(inner: super::engine::handles::EngineSend) -> SendBody {
+        SendBody(Send::Engine(inner))
     }
 
     /// Queues DATA without waiting for flow-control window (for one bounded message).
@@ -122,6 +144,8 @@ impl SendBody {
                 .map_err(StreamError::from),
             #[cfg(feature = "tower")]
             Send::Pipe(pipe) => pipe.send_data(data, end_of_stream),
+            #[cfg(feature = "engine")]
+            Send::Engine(stream) => stream.send_data(data, end_of_stream),
         }
     }
 
@@ -131,6 +155,8 @@ impl SendBody {
             Send::H2(stream) => stream.send_trailers(trailers).map_err(StreamError::from),
             #[cfg(feature = "tower")]
             Send::Pipe(pipe) => pipe.send_trailers(trailers),
+            #[cfg(feature = "engine")]
+            Send::Engine(stream) => stream.send_trailers(trailers),
         }
     }
 
@@ -140,6 +166,8 @@ impl SendBody {
             Send::H2(stream) => stream.send_reset(h2::Reason::CANCEL),
             #[cfg(feature = "tower")]
             Send::Pipe(pipe) => pipe.cancel(),
+            #[cfg(feature = "engine")]
+            Send::Engine(stream) => stream.cancel(),
         }
     }
 
@@ -149,6 +177,8 @@ impl SendBody {
             Send::H2(stream) => stream.poll_reset(cx).map(drop),
             #[cfg(feature = "tower")]
             Send::Pipe(pipe) => pipe.poll_reset(cx),
+            #[cfg(feature = "engine")]
+            Send::Engine(stream) => stream.poll_reset(cx),
         }
     }
 
@@ -165,6 +195,8 @@ impl SendBody {
             Send::H2(stream) => h2_send_flow_controlled(stream, data, end_of_stream, stop).await,
             #[cfg(feature = "tower")]
             Send::Pipe(pipe) => pipe.send_flow_controlled(data, end_of_stream, stop).await,
+            #[cfg(feature = "engine")]
+            Send::Engine(stream) => stream.send_flow_controlled(data, end_of_stream, stop).await,
         }
     }
 }

@@ -34,7 +34,7 @@ const FLAG_ACK: u8 = 0x1;
 /// HTTP/2's ENHANCE_YOUR_CALM error code.
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 /// The GOAWAY debug data with which a server asks a client to ping less often (grpc-go's).
-pub(crate) const TOO_MANY_PINGS: &[u8] = b"too_many_pings";
+pub(crate) const TOO_MANY_PINGS: &str = "too_many_pings";
 /// The client connection preface, which precedes the first frame a client sends.
 const CLIENT_PREFACE_LEN: usize = 24;
 /// How many bytes of a received GOAWAY's payload are kept: last stream id, error code and
@@ -67,7 +67,7 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    fn new() -> Arc<Activity> {
+    pub(crate) fn new() -> Arc<Activity> {
         let base = Instant::now();
         Arc::new(Activity {
             base,
@@ -80,7 +80,7 @@ impl Activity {
         })
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let micros = self.base.elapsed().as_micros() as u64;
         self.last_read.store(micros, Ordering::Relaxed);
     }
@@ -95,8 +95,20 @@ impl Activity {
         self.too_many_pings.load(Ordering::Relaxed)
     }
 
-    fn set_too_many_pings(&self) {
+    pub(crate) fn set_too_many_pings(&self) {
         self.too_many_pings.store(true, Ordering::Relaxed);
+    }
+
+    /// Server: the client's first SETTINGS frame arrived.
+    #[cfg(feature = "engine")]
+    pub(crate) fn saw_settings(&self) {
+        self.settings_seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Server: the client acknowledged a PING.
+    #[cfg(feature = "engine")]
+    pub(crate) fn saw_ping_ack(&self) {
+        self.ping_acks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Server: whether the client's first SETTINGS frame has arrived (RFC 9113 makes it the
@@ -152,7 +164,7 @@ pub(crate) struct PingPolicy {
 
 /// Enforcement state of one server connection.
 #[derive(Debug)]
-struct Enforcer {
+pub(crate) struct Enforcer {
     policy: PingPolicy,
     last_ping: Option<Instant>,
     strikes: u32,
@@ -162,8 +174,23 @@ struct Enforcer {
 }
 
 impl Enforcer {
+    pub(crate) fn new(policy: PingPolicy) -> Enforcer {
+        Enforcer {
+            policy,
+            last_ping: None,
+            strikes: 0,
+            forgive: false,
+        }
+    }
+
+    /// The server sent HEADERS or DATA: the next ping is forgiven.
+    #[cfg(feature = "engine")]
+    pub(crate) fn forgive(&mut self) {
+        self.forgive = true;
+    }
+
     /// A PING (not an ACK) arrived; true when it is one strike too many.
-    fn ping(&mut self, active_calls: usize) -> bool {
+    pub(crate) fn ping(&mut self, active_calls: usize) -> bool {
         let now = Instant::now();
         let last = self.last_ping.replace(now);
         if std::mem::take(&mut self.forgive) {
@@ -291,12 +318,7 @@ impl<T> Watched<T> {
                 ..FrameCursor::default()
             },
             role: Role::Server {
-                enforcer: policy.map(|policy| Enforcer {
-                    policy,
-                    last_ping: None,
-                    strikes: 0,
-                    forgive: false,
-                }),
+                enforcer: policy.map(Enforcer::new),
                 written: FrameCursor::default(),
                 rewrite: None,
             },
@@ -348,7 +370,7 @@ impl<T> Watched<T> {
 fn goaway_says_too_many_pings(payload: &[u8]) -> bool {
     payload.len() >= 8
         && u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]) == ENHANCE_YOUR_CALM
-        && payload[8..].starts_with(TOO_MANY_PINGS)
+        && payload[8..].starts_with(TOO_MANY_PINGS.as_bytes())
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -538,7 +560,7 @@ impl Rewriter {
                         frame_header[2] = len as u8;
                         out.extend_from_slice(&frame_header);
                         out.extend_from_slice(held_bytes);
-                        out.extend_from_slice(TOO_MANY_PINGS);
+                        out.extend_from_slice(TOO_MANY_PINGS.as_bytes());
                     } else {
                         out.extend_from_slice(&frame_header);
                         out.extend_from_slice(held_bytes);
@@ -718,7 +740,7 @@ mod tests {
         stream.extend(goaway(7, ENHANCE_YOUR_CALM, b""));
         stream.extend(goaway(7, 0, b""));
         let mut expected = frame(TYPE_DATA, 0, 1, b"abc");
-        expected.extend(goaway(7, ENHANCE_YOUR_CALM, TOO_MANY_PINGS));
+        expected.extend(goaway(7, ENHANCE_YOUR_CALM, TOO_MANY_PINGS.as_bytes()));
         expected.extend(goaway(7, 0, b""));
         for split in 0..stream.len() {
             let mut r = Rewriter::new(FrameCursor::default());

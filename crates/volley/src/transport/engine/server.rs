@@ -1,0 +1,799 @@
+//! The server side of an engine connection: [`EngineConnection`] drives
+//! `volley_http2::server::ServerConnection` over a socket.
+//!
+//! Each turn ([`EngineConnection::poll_io`]) applies the calls' commands, reads what the
+//! socket has (into one buffer, whose DATA payloads the calls get as slices, not copies),
+//! and writes what the turn produced in one write. Reading pauses while more than
+//! [`OUTPUT_LIMIT`] bytes wait to be written, so a client that does not read cannot make the
+//! server buffer without bound (its PINGs, SETTINGS and requests all produce output).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::hash::BuildHasherDefault;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use volley_http2::hpack::Field;
+use volley_http2::server::{Config, ServerConnection};
+use volley_http2::{Event, StreamIdHasher};
+
+use super::handles::{EngineRecv, EngineRespond};
+use super::{Command, Failure, Link, StreamShared};
+use crate::transport::error::StreamError;
+use crate::transport::watch::{Activity, Enforcer, PingPolicy, TOO_MANY_PINGS};
+
+/// Reading pauses while this many bytes wait to be written.
+const OUTPUT_LIMIT: usize = 256 * 1024;
+/// How much is read at once.
+const READ_SIZE: usize = 32 * 1024;
+/// The payload of keepalive PINGs.
+const KEEPALIVE_PING: [u8; 8] = *b"vlkeepal";
+/// The payload of the PING that follows a graceful shutdown's first GOAWAY (gRFC A9).
+const DRAIN_PING: [u8; 8] = *b"vlgoaway";
+/// HTTP/2 error codes.
+const NO_ERROR: u32 = 0x0;
+const PROTOCOL_ERROR: u32 = 0x1;
+const CANCEL: u32 = 0x8;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// How long a closing connection waits for the client to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How many streams the client may reset before the server took them (h2's default).
+const MAX_PENDING_RESETS: usize = 20;
+/// The last stream id of a graceful shutdown's first GOAWAY.
+const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// A stream the connection accepted: the request and its response's start.
+pub(crate) type Accepted = (http::Request<EngineRecv>, EngineRespond);
+
+/// What the connection's task keeps per open stream.
+#[derive(Debug)]
+struct Entry {
+    shared: Arc<StreamShared>,
+    /// What the call sent that has not gone into the output yet, in order.
+    pending: VecDeque<Out>,
+    /// Waiting for flow-control window or for the output to drain.
+    blocked: bool,
+    /// The call queued the end of its response.
+    ended: bool,
+    /// Every handle is gone.
+    dropped: bool,
+    /// `poll_accept` handed the stream to the server.
+    handed_out: bool,
+}
+
+#[derive(Debug)]
+enum Out {
+    Headers(http::response::Parts, bool),
+    Data(Bytes, bool),
+    Trailers(HeaderMap),
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Open,
+    /// The first GOAWAY (2^31-1) and its PING are out; the final GOAWAY follows the ACK.
+    Draining,
+    /// The final GOAWAY is out: done once the open streams end.
+    GoneAway,
+    /// Closing: no more reading; done once the output is written.
+    Closing,
+    /// Everything is written and our side shut down; what the client still sends is read
+    /// and dropped until it closes too or [`LINGER`] passes. Closing a socket with unread
+    /// input makes the kernel send RST, which can destroy our last frames (the GOAWAY)
+    /// before the client reads them.
+    Lingering,
+    /// Done.
+    Closed,
+}
+
+/// A server connection on Volley's engine.
+pub(crate) struct EngineConnection<T> {
+    io: T,
+    conn: ServerConnection,
+    read_buf: BytesMut,
+    events: Vec<Event>,
+    /// How much of the connection's output has been written.
+    written: usize,
+    streams: HashMap<u32, Entry, BuildHasherDefault<StreamIdHasher>>,
+    blocked: Vec<u32>,
+    accepted: VecDeque<Accepted>,
+    commands: UnboundedReceiver<Command>,
+    sender: UnboundedSender<Command>,
+    activity: Arc<Activity>,
+    enforcer: Option<Enforcer>,
+    pings: Arc<PingSlot>,
+    life: Life,
+    /// The client sent GOAWAY: done once the open streams end.
+    peer_gone: bool,
+    /// Streams the client reset before the server took them from the accept queue, since
+    /// it was last empty (rapid reset, CVE-2023-44487: h2's rule and limit).
+    pending_resets: usize,
+    /// Why the connection ended, reported once by `poll_accept`.
+    error: Option<StreamError>,
+    /// While lingering: when to give up on the client, and whether our side is shut down.
+    linger: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
+}
+
+impl<T> std::fmt::Debug for EngineConnection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConnection")
+            .field("streams", &self.streams.len())
+            .field("life", &self.life)
+            .finish()
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
+    /// Starts a connection on `io` (our SETTINGS are queued) and drives it until the
+    /// client's preface and first SETTINGS have arrived.
+    pub(crate) async fn handshake(
+        io: T,
+        config: Config,
+        ping_policy: Option<PingPolicy>,
+    ) -> Result<EngineConnection<T>, StreamError> {
+        let (sender, commands) = unbounded_channel();
+        let mut conn = EngineConnection {
+            io,
+            conn: ServerConnection::new(config),
+            read_buf: BytesMut::new(),
+            events: Vec::new(),
+            written: 0,
+            streams: HashMap::default(),
+            blocked: Vec::new(),
+            accepted: VecDeque::new(),
+            commands,
+            sender,
+            activity: Activity::new(),
+            enforcer: ping_policy.map(Enforcer::new),
+            pings: Arc::default(),
+            life: Life::Open,
+            peer_gone: false,
+            pending_resets: 0,
+            error: None,
+            linger: None,
+        };
+        std::future::poll_fn(|cx| conn.poll_handshake(cx)).await?;
+        Ok(conn)
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamError>> {
+        loop {
+            if self.activity.settings_seen() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.life == Life::Closed {
+                return Poll::Ready(Err(self.error.take().unwrap_or_else(|| {
+                    StreamError::closed_early("closed during the handshake")
+                })));
+            }
+            if !self.poll_io(cx) {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// Keepalive's handle on the connection's PINGs.
+    pub(crate) fn ping_handle(&self) -> (Arc<PingSlot>, UnboundedSender<Command>) {
+        (self.pings.clone(), self.sender.clone())
+    }
+
+    /// The next stream a client opened, driving the connection meanwhile; `None` once the
+    /// connection is over. Cancel-safe: all state lives in `self`.
+    pub(crate) fn poll_accept(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Accepted, StreamError>>> {
+        loop {
+            if let Some(accepted) = self.accepted.pop_front() {
+                let stream = accepted.1.stream_id();
+                if let Some(entry) = self.streams.get_mut(&stream) {
+                    entry.handed_out = true;
+                }
+                return Poll::Ready(Some(Ok(accepted)));
+            }
+            self.pending_resets = 0;
+            if self.life == Life::Closed {
+                return Poll::Ready(self.error.take().map(Err));
+            }
+            if !self.poll_io(cx) {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Graceful shutdown (gRFC A9): GOAWAY(2^31-1) and a PING now, the final GOAWAY with
+    /// the last stream id when the PING returns; streams open then run to completion.
+    pub(crate) fn graceful_shutdown(&mut self) {
+        if self.life == Life::Open {
+            self.conn.go_away(MAX_STREAM_ID, NO_ERROR, b"");
+            self.conn.ping(DRAIN_PING);
+            self.life = Life::Draining;
+        }
+    }
+
+    /// Closes the connection because the client pinged too often: GOAWAY ENHANCE_YOUR_CALM
+    /// `too_many_pings`, every stream reset, then the connection closes once that is written.
+    pub(crate) fn close_too_many_pings(&mut self) {
+        self.abort(ENHANCE_YOUR_CALM, TOO_MANY_PINGS);
+    }
+
+    /// Ends the connection for the client's misbehaviour: GOAWAY with `code` and `why` as
+    /// debug data, every stream failed, closed once that is written.
+    fn abort(&mut self, code: u32, why: &'static str) {
+        if matches!(self.life, Life::Closing | Life::Lingering | Life::Closed) {
+            return;
+        }
+        tracing::debug!(why, "HTTP/2 connection: GOAWAY");
+        let last = self.conn.last_stream();
+        self.conn.go_away(last, code, why.as_bytes());
+        self.fail_all(Failure::Closed(why));
+        self.error = Some(StreamError::engine(Failure::Closed(why)));
+        self.life = Life::Closing;
+    }
+
+    /// One turn: commands, reading, writing. Returns whether anything happened (call
+    /// again) or not (everything is registered for a wake-up).
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.life == Life::Lingering {
+            return self.poll_linger(cx);
+        }
+        let mut progress = false;
+        while let Poll::Ready(Some(command)) = self.commands.poll_recv(cx) {
+            self.command(command);
+            progress = true;
+        }
+        if self.reading() {
+            progress |= self.poll_read(cx);
+        }
+        match self.poll_write(cx) {
+            Poll::Ready(Ok(wrote)) => {
+                progress |= wrote;
+                if !self.blocked.is_empty() && !self.output_full() {
+                    self.retry_blocked();
+                    progress |= self.pending_output() > 0;
+                }
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "HTTP/2 connection: write failed");
+                self.fail_all(Failure::Closed("the connection broke"));
+                self.error.get_or_insert(StreamError::io(e));
+                self.life = Life::Closed;
+                return true;
+            }
+            Poll::Pending => {}
+        }
+        if self.life != Life::Closed && self.finished() && self.pending_output() == 0 {
+            self.life = Life::Lingering;
+            self.fail_all(Failure::Closed("the connection closed"));
+            progress = true;
+        }
+        progress
+    }
+
+    /// Shuts our side down, then reads and drops what the client sends until it closes or
+    /// [`LINGER`] passes; whether the connection is now closed.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> bool {
+        let (deadline, shut) = self
+            .linger
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(LINGER)), false));
+        if !*shut && Pin::new(&mut self.io).poll_shutdown(cx).is_ready() {
+            *shut = true;
+        }
+        loop {
+            self.read_buf.clear();
+            self.read_buf.reserve(READ_SIZE);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => {
+                    if deadline.as_mut().poll(cx).is_pending() {
+                        return false;
+                    }
+                    break;
+                }
+            }
+        }
+        self.life = Life::Closed;
+        true
+    }
+
+    fn reading(&self) -> bool {
+        !matches!(self.life, Life::Closing | Life::Lingering | Life::Closed) && !self.output_full()
+    }
+
+    /// Whether nothing more will happen on the connection (once the output is written).
+    fn finished(&self) -> bool {
+        match self.life {
+            Life::Closing | Life::Lingering => true,
+            Life::GoneAway => self.streams.is_empty() && self.conn.open_streams() == 0,
+            Life::Open | Life::Draining => {
+                self.peer_gone && self.streams.is_empty() && self.conn.open_streams() == 0
+            }
+            Life::Closed => true,
+        }
+    }
+
+    fn pending_output(&self) -> usize {
+        self.conn.output_len() - self.written
+    }
+
+    fn output_full(&self) -> bool {
+        self.pending_output() >= OUTPUT_LIMIT
+    }
+
+    /// Reads what the socket has and handles it; whether anything was read (or the
+    /// connection ended).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.read_buf.capacity() - self.read_buf.len() < READ_SIZE / 4 {
+            self.read_buf.reserve(READ_SIZE);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) => {
+                tracing::trace!("HTTP/2 connection: the client closed it");
+                self.fail_all(Failure::Closed("the client closed the connection"));
+                self.life = Life::Closed;
+                true
+            }
+            Poll::Ready(Ok(_)) => {
+                self.activity.touch();
+                let result = self.conn.receive(&mut self.read_buf, &mut self.events);
+                let mut events = std::mem::take(&mut self.events);
+                for event in events.drain(..) {
+                    self.event(event);
+                }
+                self.events = events;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "HTTP/2 connection error; GOAWAY sent");
+                    self.fail_all(Failure::Closed(e.reason));
+                    self.error = Some(StreamError::engine(Failure::Closed(e.reason)));
+                    self.life = Life::Closing;
+                }
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "HTTP/2 connection: read failed");
+                self.fail_all(Failure::Closed("the connection broke"));
+                self.error = Some(StreamError::io(e));
+                self.life = Life::Closed;
+                true
+            }
+        }
+    }
+
+    /// Writes the output; ready with whether anything was written once all of it is.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.life == Life::Closed {
+            return Poll::Ready(Ok(false));
+        }
+        let mut wrote = false;
+        loop {
+            let out = self.conn.output();
+            if self.written == out.len() {
+                break;
+            }
+            match Pin::new(&mut self.io).poll_write(cx, &out[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if wrote {
+            self.conn.output().clear();
+            self.written = 0;
+        }
+        // A TLS stream may hold records back until flushed; a TCP stream's flush is a no-op.
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(wrote)),
+        }
+    }
+
+    /// What the client did.
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Ready => self.activity.saw_settings(),
+            Event::Headers {
+                stream,
+                fields,
+                end_stream,
+            } => self.request(stream, fields, end_stream),
+            Event::HeadersTooLarge { stream } => {
+                // The stream is answered here, not by a call: HTTP 431.
+                self.conn
+                    .send_headers(stream, &[(b":status", b"431")], true);
+                if self.conn.is_open(stream) {
+                    self.conn.reset(stream, NO_ERROR);
+                }
+            }
+            Event::Data {
+                stream,
+                data,
+                end_stream,
+            } => {
+                let unread = match self.streams.get(&stream) {
+                    Some(entry) => {
+                        let back = if data.is_empty() {
+                            None
+                        } else {
+                            entry.shared.push_data(data)
+                        };
+                        if end_stream {
+                            entry.shared.end_recv(None);
+                        }
+                        back.map_or(0, |b| b.len())
+                    }
+                    None => data.len(),
+                };
+                if unread > 0 {
+                    self.conn.release(stream, unread);
+                }
+                self.forget_if_done(stream);
+            }
+            Event::Trailers { stream, fields } => {
+                if let Some(entry) = self.streams.get(&stream) {
+                    entry.shared.end_recv(Some(header_map(fields)));
+                }
+                self.forget_if_done(stream);
+            }
+            Event::Reset {
+                stream,
+                code,
+                by_peer,
+            } => {
+                if let Some(entry) = self.streams.remove(&stream) {
+                    let unread = entry.shared.fail(Failure::Reset { code, by_peer });
+                    if unread > 0 {
+                        self.conn.release(stream, unread);
+                    }
+                    if !entry.handed_out {
+                        self.accepted
+                            .retain(|(_, respond)| respond.stream_id() != stream);
+                        self.pending_resets += 1;
+                        if by_peer && self.pending_resets > MAX_PENDING_RESETS {
+                            self.abort(ENHANCE_YOUR_CALM, "too_many_resets");
+                        }
+                    }
+                }
+            }
+            Event::Ping { .. } => {
+                if let Some(enforcer) = &mut self.enforcer
+                    && enforcer.ping(self.activity.active_calls())
+                    && !self.activity.too_many_pings()
+                {
+                    tracing::debug!("client pinged too often: GOAWAY too_many_pings");
+                    self.activity.set_too_many_pings();
+                }
+            }
+            Event::PingAck { payload } => {
+                self.activity.saw_ping_ack();
+                if payload == KEEPALIVE_PING {
+                    self.pings.ack();
+                } else if payload == DRAIN_PING && self.life == Life::Draining {
+                    let last = self.conn.last_stream();
+                    self.conn.go_away(last, NO_ERROR, b"");
+                    self.life = Life::GoneAway;
+                }
+            }
+            Event::GoAway { .. } => self.peer_gone = true,
+            Event::WindowUpdate { stream: 0 } => self.retry_blocked(),
+            Event::WindowUpdate { stream } => {
+                if self.streams.get(&stream).is_some_and(|e| e.blocked) {
+                    self.pump(stream);
+                }
+            }
+        }
+    }
+
+    /// A request arrived: it becomes a stream the server accepts.
+    fn request(&mut self, stream: u32, fields: Vec<Field>, end_stream: bool) {
+        let Some(parts) = request_parts(fields) else {
+            tracing::debug!(stream, "a request the http crate cannot represent: reset");
+            self.conn.reset(stream, PROTOCOL_ERROR);
+            return;
+        };
+        let shared = StreamShared::new(stream, end_stream);
+        let link = Arc::new(Link {
+            shared: shared.clone(),
+            commands: self.sender.clone(),
+        });
+        self.streams.insert(
+            stream,
+            Entry {
+                shared,
+                pending: VecDeque::new(),
+                blocked: false,
+                ended: false,
+                dropped: false,
+                handed_out: false,
+            },
+        );
+        let request = http::Request::from_parts(parts, EngineRecv::new(link.clone()));
+        self.accepted.push_back((request, EngineRespond::new(link)));
+    }
+
+    /// What a call asked for.
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Headers {
+                stream,
+                head,
+                end_stream,
+            } => self.queue(stream, Out::Headers(head, end_stream), end_stream),
+            Command::Data {
+                stream,
+                data,
+                end_stream,
+            } => self.queue(stream, Out::Data(data, end_stream), end_stream),
+            Command::Trailers { stream, trailers } => {
+                self.queue(stream, Out::Trailers(trailers), true)
+            }
+            Command::Reset { stream, code } => {
+                if let Some(entry) = self.streams.remove(&stream) {
+                    let unread = entry.shared.fail(Failure::Reset {
+                        code,
+                        by_peer: false,
+                    });
+                    self.conn.reset(stream, code);
+                    if unread > 0 {
+                        self.conn.release(stream, unread);
+                    }
+                }
+            }
+            Command::Release { stream, n } => self.conn.release(stream, n),
+            Command::Dropped { stream } => {
+                if let Some(entry) = self.streams.get_mut(&stream) {
+                    entry.dropped = true;
+                    let unread = entry.shared.take_unread();
+                    if unread > 0 {
+                        self.conn.release(stream, unread);
+                    }
+                }
+                self.forget_if_done(stream);
+            }
+            Command::Ping => self.conn.ping(KEEPALIVE_PING),
+        }
+    }
+
+    fn queue(&mut self, stream: u32, out: Out, end: bool) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            // The stream is gone (reset); its call learns that from its handles.
+            if let Out::Data(data, _) = out {
+                drop(data);
+            }
+            return;
+        };
+        entry.ended |= end;
+        entry.pending.push_back(out);
+        if !entry.blocked {
+            self.pump(stream);
+        }
+    }
+
+    /// Moves what `stream`'s call sent into the output, in order, as far as the windows and
+    /// the output limit allow.
+    fn pump(&mut self, stream: u32) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        entry.blocked = false;
+        while let Some(out) = entry.pending.front_mut() {
+            match out {
+                Out::Headers(head, end_stream) => {
+                    send_head(&mut self.conn, stream, head, *end_stream);
+                    if let Some(enforcer) = &mut self.enforcer {
+                        enforcer.forgive();
+                    }
+                }
+                Out::Data(data, end_stream) => {
+                    if self.conn.output_len() - self.written >= OUTPUT_LIMIT {
+                        entry.blocked = true;
+                        self.blocked.push(stream);
+                        return;
+                    }
+                    let before = data.len();
+                    let all = data.is_empty() && !*end_stream
+                        || self.conn.send_data(stream, data, *end_stream);
+                    let sent = before - data.len();
+                    if sent > 0 {
+                        entry.shared.refill(sent);
+                        if let Some(enforcer) = &mut self.enforcer {
+                            enforcer.forgive();
+                        }
+                    }
+                    if !all {
+                        if self.conn.is_open(stream) {
+                            entry.blocked = true;
+                            self.blocked.push(stream);
+                            return;
+                        }
+                        // Gone (reset meanwhile): nothing more goes.
+                        entry.pending.clear();
+                        break;
+                    }
+                }
+                Out::Trailers(trailers) => {
+                    send_trailers(&mut self.conn, stream, trailers);
+                }
+            }
+            entry.pending.pop_front();
+        }
+        self.forget_if_done(stream);
+    }
+
+    fn retry_blocked(&mut self) {
+        let blocked = std::mem::take(&mut self.blocked);
+        for stream in blocked {
+            if self.streams.get(&stream).is_some_and(|e| e.blocked) {
+                self.pump(stream);
+            }
+        }
+    }
+
+    /// Forgets `stream` once nothing more can happen on it: the protocol closed it and its
+    /// call's output is all out, or its call is gone (a call gone before ending its response
+    /// resets the stream; one gone after, with the request still coming, stops it with
+    /// NO_ERROR).
+    fn forget_if_done(&mut self, stream: u32) {
+        let Some(entry) = self.streams.get(&stream) else {
+            return;
+        };
+        let open = self.conn.is_open(stream);
+        let done = if entry.dropped {
+            entry.pending.is_empty() || !open
+        } else {
+            !open && entry.pending.is_empty()
+        };
+        if !done {
+            return;
+        }
+        let Some(entry) = self.streams.remove(&stream) else {
+            return;
+        };
+        if open {
+            let code = if entry.ended { NO_ERROR } else { CANCEL };
+            self.conn.reset(stream, code);
+            entry.shared.fail(Failure::Reset {
+                code,
+                by_peer: false,
+            });
+        }
+    }
+
+    /// Ends every stream: the connection is going.
+    fn fail_all(&mut self, failure: Failure) {
+        for (_, entry) in self.streams.drain() {
+            entry.shared.fail(failure);
+        }
+        self.accepted.clear();
+        self.blocked.clear();
+    }
+}
+
+impl<T> Drop for EngineConnection<T> {
+    fn drop(&mut self) {
+        for (_, entry) in self.streams.drain() {
+            entry.shared.fail(Failure::Closed("the connection closed"));
+        }
+    }
+}
+
+/// Encodes a response head into the connection's output.
+fn send_head(
+    conn: &mut ServerConnection,
+    stream: u32,
+    head: &http::response::Parts,
+    end_stream: bool,
+) {
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(1 + head.headers.len());
+    fields.push((b":status", head.status.as_str().as_bytes()));
+    for (name, value) in &head.headers {
+        fields.push((name.as_str().as_bytes(), value.as_bytes()));
+    }
+    conn.send_headers(stream, &fields, end_stream);
+}
+
+/// Encodes trailers into the connection's output, ending the stream.
+fn send_trailers(conn: &mut ServerConnection, stream: u32, trailers: &HeaderMap) {
+    let fields: Vec<(&[u8], &[u8])> = trailers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+        .collect();
+    conn.send_headers(stream, &fields, true);
+}
+
+/// A request's head from its (already checked) fields; `None` when the `http` crate cannot
+/// represent it.
+fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.version = http::Version::HTTP_2;
+    let (mut scheme, mut authority, mut path) = (None, None, None);
+    parts.headers.reserve(fields.len());
+    for field in fields {
+        if field.name.first() == Some(&b':') {
+            match &field.name[..] {
+                b":method" => parts.method = http::Method::from_bytes(&field.value).ok()?,
+                b":scheme" => scheme = Some(field.value),
+                b":authority" => authority = Some(field.value),
+                b":path" => path = Some(field.value),
+                _ => return None,
+            }
+            continue;
+        }
+        let name = HeaderName::from_bytes(&field.name).ok()?;
+        let value = HeaderValue::from_maybe_shared(field.value).ok()?;
+        parts.headers.append(name, value);
+    }
+    let mut uri = http::uri::Parts::default();
+    if let Some(authority) = authority {
+        uri.authority = Some(http::uri::Authority::from_maybe_shared(authority).ok()?);
+        if let Some(scheme) = scheme {
+            uri.scheme = Some(http::uri::Scheme::try_from(&scheme[..]).ok()?);
+        }
+    }
+    if let Some(path) = path {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(path).ok()?);
+    } else if uri.authority.is_none() {
+        return None;
+    }
+    if uri.scheme.is_none() && uri.path_and_query.is_some() {
+        uri.authority = None;
+    }
+    parts.uri = http::Uri::from_parts(uri).ok()?;
+    Some(parts)
+}
+
+/// Trailer fields as a header map (fields `http` cannot represent are left out).
+fn header_map(fields: Vec<Field>) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&field.name),
+            HeaderValue::from_maybe_shared(field.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Keepalive PING ACKs, from the connection's task to the keepalive loop.
+#[derive(Debug, Default)]
+pub(crate) struct PingSlot {
+    state: Mutex<(bool, Option<Waker>)>,
+}
+
+impl PingSlot {
+    fn ack(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = true;
+        if let Some(w) = state.1.take() {
+            w.wake();
+        }
+    }
+
+    /// Ready once an ACK arrived since the last one taken.
+    pub(crate) fn poll_ack(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::take(&mut state.0) {
+            return Poll::Ready(());
+        }
+        state.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
