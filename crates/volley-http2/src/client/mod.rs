@@ -103,9 +103,19 @@ impl ClientConnection {
         &mut self.streams.out
     }
 
+    /// How many bytes the output holds.
+    pub fn output_len(&self) -> usize {
+        self.streams.out.len()
+    }
+
     /// Streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.map.len()
+    }
+
+    /// Whether `stream` is open (in either direction).
+    pub fn is_open(&self, stream: u32) -> bool {
+        self.streams.map.contains_key(&stream)
     }
 
     /// Whether [`open`](ClientConnection::open) would start a stream now: the server's
@@ -201,6 +211,14 @@ impl ClientConnection {
     /// Sends a PING.
     pub fn ping(&mut self, payload: [u8; 8]) {
         frame::encode_ping(false, payload, &mut self.streams.out);
+    }
+
+    /// Tells the server that this client is going away (GOAWAY with `code` and `debug`;
+    /// the last stream id is 0, as a client accepts no pushed streams): no stream is opened
+    /// after it.
+    pub fn go_away(&mut self, code: u32, debug: &[u8]) {
+        self.gone_away = true;
+        frame::encode_goaway(0, code, debug, &mut self.streams.out);
     }
 
     /// Handles every complete frame in `buf` (consuming it), pushing what happened to
@@ -355,7 +373,7 @@ impl ClientConnection {
         block: &Bytes,
         events: &mut Vec<Event>,
     ) -> Result<(), ConnectionError> {
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(16);
         let decoded = self
             .decoder
             .decode(block, self.config.max_header_list_size as usize, |f| {

@@ -84,7 +84,18 @@ pub struct Decoder {
     allowed: usize,
     /// Our setting went below the table's limit: the next block must lower it.
     update_due: bool,
+    /// The last few short Huffman-coded literals and what they decode to. Peers send some
+    /// values as literals every time (nghttp2 never indexes `:path`, for one), so a gRPC
+    /// client's method path is the same Huffman string call after call: a byte compare
+    /// instead of decoding it again.
+    memo: Vec<(Bytes, Bytes)>,
+    /// Where the next memo entry goes once it is full.
+    memo_next: usize,
 }
+
+/// How many literals the memo keeps, and the longest one it keeps (encoded).
+const MEMO_ENTRIES: usize = 4;
+const MEMO_MAX_LEN: usize = 128;
 
 impl Default for Decoder {
     fn default() -> Decoder {
@@ -127,6 +138,8 @@ impl Decoder {
             table: DynamicTable::new(max_table_size),
             allowed: max_table_size,
             update_due: false,
+            memo: Vec::new(),
+            memo_next: 0,
         }
     }
 
@@ -242,36 +255,49 @@ impl Decoder {
 
     /// A literal field's name (indexed with an `n`-bit prefix, or a string) and value.
     fn literal(
-        &self,
+        &mut self,
         block: &Bytes,
         pos: &mut usize,
         n: u8,
     ) -> Result<(Bytes, Bytes), DecodeError> {
         let index = decode_int(block, pos, n)?;
         let name = if index == 0 {
-            string(block, pos)?
+            self.string(block, pos)?
         } else {
             self.entry(index)?.0
         };
-        let value = string(block, pos)?;
+        let value = self.string(block, pos)?;
         Ok((name, value))
     }
-}
 
-/// A string literal (§5.2) at `*pos`: a slice of the block, or its Huffman decoding.
-fn string(block: &Bytes, pos: &mut usize) -> Result<Bytes, DecodeError> {
-    let huffman = block.get(*pos).ok_or(DecodeError::Truncated)? & 0x80 != 0;
-    let len = decode_int(block, pos, 7)?;
-    let end = pos.checked_add(len).ok_or(DecodeError::Truncated)?;
-    if end > block.len() {
-        return Err(DecodeError::Truncated);
+    /// A string literal (§5.2) at `*pos`: a slice of the block, or its Huffman decoding.
+    fn string(&mut self, block: &Bytes, pos: &mut usize) -> Result<Bytes, DecodeError> {
+        let huffman = block.get(*pos).ok_or(DecodeError::Truncated)? & 0x80 != 0;
+        let len = decode_int(block, pos, 7)?;
+        let end = pos.checked_add(len).ok_or(DecodeError::Truncated)?;
+        if end > block.len() {
+            return Err(DecodeError::Truncated);
+        }
+        let raw = &block[*pos..end];
+        *pos = end;
+        if !huffman {
+            return Ok(block.slice(end - len..end));
+        }
+        if let Some((_, decoded)) = self.memo.iter().find(|(r, _)| r[..] == *raw) {
+            return Ok(decoded.clone());
+        }
+        let mut out = Vec::new();
+        huffman::decode(raw, &mut out).map_err(DecodeError::Huffman)?;
+        let decoded = Bytes::from(out);
+        if len <= MEMO_MAX_LEN {
+            let entry = (Bytes::copy_from_slice(raw), decoded.clone());
+            if self.memo.len() < MEMO_ENTRIES {
+                self.memo.push(entry);
+            } else {
+                self.memo[self.memo_next] = entry;
+                self.memo_next = (self.memo_next + 1) % MEMO_ENTRIES;
+            }
+        }
+        Ok(decoded)
     }
-    let raw = block.slice(*pos..end);
-    *pos = end;
-    if !huffman {
-        return Ok(raw);
-    }
-    let mut out = Vec::new();
-    huffman::decode(&raw, &mut out).map_err(DecodeError::Huffman)?;
-    Ok(Bytes::from(out))
 }

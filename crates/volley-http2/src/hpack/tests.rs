@@ -546,3 +546,32 @@ fn fuzz_decode_never_panics_and_stays_bounded() {
         }
     }
 }
+
+#[test]
+fn repeated_huffman_literals_decode_the_same_from_the_memo() {
+    // Values sent as literals without indexing, Huffman-coded, block after block: more
+    // distinct ones than the memo keeps, in an order that reuses and evicts its entries.
+    let values: Vec<String> = (0..7).map(|i| format!("/pkg.Service/Method{i}")).collect();
+    let mut encoder = Encoder::default();
+    let mut decoder = Decoder::default();
+    for round in 0..3 {
+        for (i, value) in values.iter().enumerate() {
+            let v = &values[(i * (round + 1)) % values.len()];
+            let mut block = Vec::new();
+            encoder.encode(
+                [
+                    (&b":path"[..], v.as_bytes(), Indexing::Without),
+                    (
+                        &b"x-long"[..],
+                        value.repeat(8).as_bytes(),
+                        Indexing::Without,
+                    ),
+                ],
+                &mut block,
+            );
+            assert!(block[1] & 0x80 != 0, "the value is Huffman-coded");
+            let got = decode_all(&mut decoder, &Bytes::from(block)).expect("decodes");
+            assert_eq!(got, fields(&[(":path", v), ("x-long", &value.repeat(8))]));
+        }
+    }
+}

@@ -316,7 +316,7 @@ impl ServerConnection {
             ));
         }
         // The block is decoded whatever becomes of the stream: the table must follow.
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(16);
         let decoded = self
             .decoder
             .decode(block, self.config.max_header_list_size as usize, |f| {
