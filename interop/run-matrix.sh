@@ -11,8 +11,7 @@
 # Usage: interop/run-matrix.sh [--quick] [--engine]
 #   --quick:  plaintext only
 #   --engine: the Volley binaries are built with Volley's own HTTP/2 engine (feature
-#             `volley/engine`), and only the cells with a Volley server run (the engine serves
-#             server connections; the client cells and negative cases test what h2 runs).
+#             `volley/engine`, serving both the client's and the server's connections).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -122,7 +121,6 @@ for mode in "${MODES[@]}"; do
 done
 
 PAIRS=(volley:volley volley:cpp volley:python cpp:volley python:volley)
-((ENGINE)) && PAIRS=(volley:volley cpp:volley python:volley)
 declare -A RESULT
 passed=0; failed=0; skipped=0
 SKIPS=()
@@ -177,7 +175,6 @@ done
 # asserts its side (the ping count, a second connection after GOAWAY), logged no error.
 HTTP2_CASES=(data_frame_padding goaway max_streams no_df_padding_sanity_test ping rst_after_data
              rst_after_header rst_during_data)
-((ENGINE)) && HTTP2_CASES=()
 declare -A HTTP2_RESULT
 if ((${#HTTP2_CASES[@]})); then
   log "the negative HTTP/2 cases against gRPC's http2_test_server.py"

@@ -5,8 +5,8 @@
 # a Go peer on etcd's own naming packages, built from Debian's Go packages by
 # scripts/etcd-go.sh),
 # then the interop matrix against the official C++ and Python interop peers (built once by
-# interop/peers/ into /var/tmp/volley-peers); the server-side tests run a second time on
-# Volley's own HTTP/2 engine (feature `volley/engine`).
+# interop/peers/ into /var/tmp/volley-peers); then all of it a second time on Volley's own
+# HTTP/2 engine (feature `volley/engine`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The core crate's modules must not import each other in a circle (docs/ARCHITECTURE.md).
@@ -22,11 +22,10 @@ export VOLLEY_PYTHON
 VOLLEY_ETCD_GO="$(scripts/etcd-go.sh)"
 export VOLLEY_ETCD_GO
 cargo test --workspace -- --include-ignored
-# Volley's own HTTP/2 engine (feature `volley/engine`, serving server connections): the core
-# crate's tests, every integration test (grpcio's included) and the hostile-peer suite again
-# on it (the conformance cases then expect RFC 9113's answer where h2 deviates).
-cargo test -p volley -p volley-integration-tests -p volley-hostile-tests \
-  --features volley/engine,volley-hostile-tests/engine -- --include-ignored
+# Volley's own HTTP/2 engine (feature `volley/engine`, serving client and server
+# connections): every test again on it, grpcio's, etcd's and the hostile-peer suite's
+# included (the conformance cases then expect RFC 9113's answer where h2 deviates).
+cargo test --workspace --features volley/engine,volley-hostile-tests/engine -- --include-ignored
 interop/run-matrix.sh
-# The interop cells with a Volley server, on the engine.
+# The whole matrix again, the Volley binaries on the engine.
 interop/run-matrix.sh --engine

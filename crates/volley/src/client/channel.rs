@@ -127,6 +127,8 @@ impl Channel {
                 initial_stream_window_size: defaults::STREAM_WINDOW,
                 initial_connection_window_size: defaults::CONNECTION_WINDOW,
                 max_header_list_size: defaults::MAX_HEADER_LIST_SIZE,
+                #[cfg(feature = "engine")]
+                engine: crate::transport::Http2Engine::default(),
                 tcp_nodelay: true,
                 disable_health_check: false,
                 interceptors: Interceptors::default(),
@@ -622,6 +624,14 @@ impl ChannelBuilder {
     /// limit.
     pub fn max_header_list_size(mut self, bytes: u32) -> ChannelBuilder {
         self.config.max_header_list_size = bytes;
+        self
+    }
+
+    /// Which HTTP/2 implementation the channel's connections run on (feature `engine`).
+    /// Default: [`Http2Engine::Volley`](crate::Http2Engine::Volley), Volley's own.
+    #[cfg(feature = "engine")]
+    pub fn http2_engine(mut self, engine: crate::Http2Engine) -> ChannelBuilder {
+        self.config.engine = engine;
         self
     }
 

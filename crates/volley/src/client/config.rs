@@ -21,6 +21,9 @@ pub(crate) struct ChannelConfig {
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
     pub(crate) max_header_list_size: u32,
+    /// Which HTTP/2 implementation the connections run on.
+    #[cfg(feature = "engine")]
+    pub(crate) engine: crate::transport::Http2Engine,
     pub(crate) tcp_nodelay: bool,
     pub(crate) disable_health_check: bool,
     pub(crate) interceptors: Interceptors,

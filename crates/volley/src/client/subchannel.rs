@@ -684,6 +684,8 @@ impl RealSubchannel {
             initial_stream_window_size: config.initial_stream_window_size,
             initial_connection_window_size: config.initial_connection_window_size,
             max_header_list_size: config.max_header_list_size,
+            #[cfg(feature = "engine")]
+            engine: config.engine,
         };
         let unavailable =
             |e: std::io::Error| Status::unavailable(format!("failed to connect to {address}: {e}"));
@@ -740,18 +742,12 @@ impl RealSubchannel {
         let h2_failed =
             |e| Status::unavailable(format!("HTTP/2 handshake with {address} failed: {e}"));
         match &self.inner.config.tls {
-            None => {
-                let (sender, driver, signals) =
-                    client::handshake(io, settings).await.map_err(h2_failed)?;
-                Ok((sender, Box::pin(driver), signals))
-            }
+            None => client::handshake(io, settings).await.map_err(h2_failed),
             Some(tls) => {
                 let io = tls.connect(io).await.map_err(|e| {
                     Status::unavailable(format!("TLS handshake with {address} failed: {e}"))
                 })?;
-                let (sender, driver, signals) =
-                    client::handshake(io, settings).await.map_err(h2_failed)?;
-                Ok((sender, Box::pin(driver), signals))
+                client::handshake(io, settings).await.map_err(h2_failed)
             }
         }
     }

@@ -23,13 +23,24 @@ pub(crate) struct ClientSettings {
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
     pub(crate) max_header_list_size: u32,
+    /// Which HTTP/2 implementation runs the connection.
+    #[cfg(feature = "engine")]
+    pub(crate) engine: super::Http2Engine,
 }
 
 /// Opens streams on one connection; clones share it.
 #[derive(Clone, Debug)]
 pub(crate) struct Sender {
-    inner: h2::client::SendRequest<Bytes>,
+    inner: Opener,
     active: Arc<AtomicUsize>,
+}
+
+/// Whose streams a [`Sender`] opens: h2's, or (feature `engine`) Volley's own engine's.
+#[derive(Clone, Debug)]
+enum Opener {
+    H2(h2::client::SendRequest<Bytes>),
+    #[cfg(feature = "engine")]
+    Engine(super::engine::client::EngineSender),
 }
 
 /// The future that drives a connection, boxed so that connections over different I/O types
@@ -69,17 +80,14 @@ impl StreamCount {
 pub(crate) async fn handshake<T>(
     io: T,
     settings: &ClientSettings,
-) -> Result<
-    (
-        Sender,
-        impl Future<Output = Result<(), StreamError>> + Send + use<T>,
-        ConnectionSignals,
-    ),
-    StreamError,
->
+) -> Result<(Sender, Driver, ConnectionSignals), StreamError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    #[cfg(feature = "engine")]
+    if settings.engine == super::Http2Engine::Volley {
+        return engine_handshake(io, settings).await;
+    }
     let (io, activity) = Watched::client(io);
     let (inner, mut connection) = h2::client::Builder::new()
         .initial_window_size(settings.initial_stream_window_size)
@@ -146,8 +154,47 @@ where
         activity,
         streams: StreamCount(active.clone()),
     };
-    let sender = Sender { inner, active };
-    Ok((sender, driver, signals))
+    let sender = Sender {
+        inner: Opener::H2(inner),
+        active,
+    };
+    Ok((sender, Box::pin(driver), signals))
+}
+
+/// [`handshake`] on Volley's own engine.
+#[cfg(feature = "engine")]
+async fn engine_handshake<T>(
+    io: T,
+    settings: &ClientSettings,
+) -> Result<(Sender, Driver, ConnectionSignals), StreamError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = volley_http2::client::Config {
+        initial_window_size: settings.initial_stream_window_size,
+        connection_window_size: settings.initial_connection_window_size,
+        max_header_list_size: settings.max_header_list_size,
+        ..volley_http2::client::Config::default()
+    };
+    let (opener, mut conn, pings, activity, going_away) =
+        super::engine::client::EngineClient::handshake(io, config).await?;
+    let driver = async move { poll_fn(|cx| conn.poll_drive(cx)).await };
+    // The engine closes a connection once every sender is gone and its streams ended; the
+    // owner's release changes nothing more.
+    let (release, _) = oneshot::channel();
+    let active = Arc::new(AtomicUsize::new(0));
+    let signals = ConnectionSignals {
+        going_away,
+        release,
+        pinger: Some(Pinger::engine(pings)),
+        activity,
+        streams: StreamCount(active.clone()),
+    };
+    let sender = Sender {
+        inner: Opener::Engine(opener),
+        active,
+    };
+    Ok((sender, Box::pin(driver), signals))
 }
 
 impl Sender {
@@ -158,14 +205,32 @@ impl Sender {
         request: http::Request<()>,
         end_of_stream: bool,
     ) -> Result<(ResponseFuture, SendBody), StreamError> {
-        let active = self.active.clone();
-        let mut ready = self.inner.ready().await?;
-        let (response, send) = ready.send_request(request, end_of_stream)?;
-        let response = ResponseFuture {
-            inner: response,
-            active: Some(ActiveStream::new(active)),
-        };
-        Ok((response, SendBody::new(send)))
+        let active = Some(ActiveStream::new(self.active.clone()));
+        match self.inner {
+            Opener::H2(inner) => {
+                let mut ready = inner.ready().await?;
+                let (response, send) = ready.send_request(request, end_of_stream)?;
+                let response = ResponseFuture {
+                    inner: Pending::H2(response),
+                    active,
+                };
+                Ok((response, SendBody::new(send)))
+            }
+            #[cfg(feature = "engine")]
+            Opener::Engine(opener) => {
+                let (head, ()) = request.into_parts();
+                let (response, link) = opener.open(head, end_of_stream)?;
+                let send = super::engine::handles::EngineSend::new(link.clone());
+                let response = ResponseFuture {
+                    inner: Pending::Engine {
+                        response,
+                        link: Some(link),
+                    },
+                    active,
+                };
+                Ok((response, SendBody::engine(send)))
+            }
+        }
     }
 
     /// How many streams opened by this connection's senders are still in use.
@@ -177,8 +242,20 @@ impl Sender {
 /// The response headers of a stream, to come.
 #[derive(Debug)]
 pub(crate) struct ResponseFuture {
-    inner: h2::client::ResponseFuture,
+    inner: Pending,
     active: Option<ActiveStream>,
+}
+
+/// Whose response a [`ResponseFuture`] waits for.
+#[derive(Debug)]
+enum Pending {
+    H2(h2::client::ResponseFuture),
+    #[cfg(feature = "engine")]
+    Engine {
+        response: oneshot::Receiver<Result<http::response::Parts, super::engine::Failure>>,
+        /// The stream's link, for the body (taken when the response comes).
+        link: Option<Arc<super::engine::Link>>,
+    },
 }
 
 impl ResponseFuture {
@@ -196,10 +273,25 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        Pin::new(&mut this.inner).poll(cx).map(|r| {
-            let active = this.active.take();
-            r.map(|resp| resp.map(|body| RecvBody::new(body).counted(active)))
-                .map_err(StreamError::from)
-        })
+        match &mut this.inner {
+            Pending::H2(inner) => Pin::new(inner).poll(cx).map(|r| {
+                let active = this.active.take();
+                r.map(|resp| resp.map(|body| RecvBody::new(body).counted(active)))
+                    .map_err(StreamError::from)
+            }),
+            #[cfg(feature = "engine")]
+            Pending::Engine { response, link } => Pin::new(response).poll(cx).map(|r| {
+                use super::engine::Failure;
+                let head = r
+                    .unwrap_or(Err(Failure::Closed("the connection closed")))
+                    .map_err(StreamError::engine)?;
+                let link = link.take().ok_or(StreamError::engine(Failure::Closed(
+                    "response already taken",
+                )))?;
+                let body = RecvBody::engine(super::engine::handles::EngineRecv::new(link))
+                    .counted(this.active.take());
+                Ok(http::Response::from_parts(head, body))
+            }),
+        }
     }
 }

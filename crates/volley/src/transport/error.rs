@@ -63,8 +63,12 @@ impl StreamError {
     /// above the last stream id of a graceful GOAWAY.
     pub(crate) fn is_unprocessed(&self) -> bool {
         #[cfg(feature = "engine")]
-        if let Repr::Engine(Failure::Reset { code, by_peer }) = &self.0 {
-            return *by_peer && *code == REFUSED_STREAM;
+        match &self.0 {
+            Repr::Engine(Failure::Reset { code, by_peer }) => {
+                return *by_peer && *code == REFUSED_STREAM;
+            }
+            Repr::Engine(Failure::Refused(_)) => return true,
+            _ => {}
         }
         let Repr::H2(err) = &self.0 else {
             return false;
@@ -96,7 +100,7 @@ impl StreamError {
                 );
             }
             #[cfg(feature = "engine")]
-            Repr::Engine(Failure::Closed(why)) => {
+            Repr::Engine(Failure::Closed(why) | Failure::Refused(why)) => {
                 return Status::unavailable(format!("connection error: {why}"));
             }
             #[cfg(feature = "engine")]
@@ -140,7 +144,7 @@ impl std::fmt::Display for StreamError {
                 write!(f, "stream reset with {}", reason_name(*code))
             }
             #[cfg(feature = "engine")]
-            Repr::Engine(Failure::Closed(why)) => f.write_str(why),
+            Repr::Engine(Failure::Closed(why) | Failure::Refused(why)) => f.write_str(why),
             #[cfg(feature = "engine")]
             Repr::Io(err) => err.fmt(f),
         }
@@ -156,6 +160,9 @@ pub(crate) enum Failure {
     Reset { code: u32, by_peer: bool },
     /// The connection ended (closed, failed, or went away) with the stream open.
     Closed(&'static str),
+    /// Client side: the stream was never sent (the connection went away or failed before
+    /// it had room for it), so it may be sent again elsewhere.
+    Refused(&'static str),
 }
 
 /// Why [`SendBody::send_flow_controlled`] stopped.

@@ -20,7 +20,7 @@ enum Pings {
     H2(h2::PingPong),
     #[cfg(feature = "engine")]
     Engine {
-        acks: std::sync::Arc<super::engine::server::PingSlot>,
+        acks: std::sync::Arc<super::engine::PingSlot>,
         commands: tokio::sync::mpsc::UnboundedSender<super::engine::Command>,
     },
 }
@@ -45,7 +45,7 @@ impl Pinger {
     #[cfg(feature = "engine")]
     pub(crate) fn engine(
         (acks, commands): (
-            std::sync::Arc<super::engine::server::PingSlot>,
+            std::sync::Arc<super::engine::PingSlot>,
             tokio::sync::mpsc::UnboundedSender<super::engine::Command>,
         ),
     ) -> Pinger {

@@ -40,7 +40,8 @@ use crate::Status;
 use crate::codec::{self, CompressionEncoding};
 use crate::middleware::{Direction, Observers};
 
-/// Which HTTP/2 implementation a server's connections run on (feature `engine`).
+/// Which HTTP/2 implementation a server's or a channel's connections run on (feature
+/// `engine`).
 #[cfg(feature = "engine")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Http2Engine {

@@ -121,6 +121,12 @@ pub(crate) struct EngineSend {
 }
 
 impl EngineSend {
+    /// The sending half of a client's stream (a server's comes from
+    /// [`EngineRespond::send_response`]).
+    pub(crate) fn new(link: Arc<Link>) -> EngineSend {
+        EngineSend { link }
+    }
+
     /// Queues DATA without waiting for quota (one bounded message).
     pub(crate) fn send_data(&mut self, data: Bytes, end_stream: bool) -> Result<(), StreamError> {
         self.link

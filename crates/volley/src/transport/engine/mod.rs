@@ -10,22 +10,31 @@
 //! call may queue (its send quota), and how the stream failed. Nothing is shared across
 //! streams, so there is no connection-wide lock.
 
+pub(crate) mod client;
 pub(crate) mod handles;
 pub(crate) mod server;
 
 use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-use http::HeaderMap;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
+use volley_http2::hpack::Field;
 
 pub(crate) use crate::transport::error::Failure;
 
 /// How many bytes of DATA a call may have queued on its connection (written to the socket
 /// or waiting for flow-control window) before it waits (grpc-go's `defaultWriteQuota`).
 pub(crate) const SEND_QUOTA: usize = 64 * 1024;
+
+/// The payload of keepalive PINGs.
+pub(crate) const KEEPALIVE_PING: [u8; 8] = *b"vlkeepal";
 
 /// What a call's handles ask of the connection's task.
 #[derive(Debug)]
@@ -53,6 +62,22 @@ pub(crate) enum Command {
     Dropped { stream: u32 },
     /// Send a keepalive PING.
     Ping,
+    /// Client side: open a stream for this request once the connection has room for it.
+    Open(Box<OpenStream>),
+    /// Client side: every stream opener is gone; the connection closes once its streams end.
+    SendersGone,
+}
+
+/// A request for the client's connection task to open (see [`Command::Open`]).
+#[derive(Debug)]
+pub(crate) struct OpenStream {
+    /// The stream's shared state; its `id` is the key the handles name it by, not the
+    /// HTTP/2 stream id (which the connection assigns when it sends the headers).
+    pub(crate) shared: Arc<StreamShared>,
+    pub(crate) head: http::request::Parts,
+    pub(crate) end_stream: bool,
+    /// Where the response headers go (or how the stream failed before them).
+    pub(crate) response: oneshot::Sender<Result<http::response::Parts, Failure>>,
 }
 
 /// How the receiving half of a stream ended normally.
@@ -60,6 +85,55 @@ pub(crate) enum Command {
 enum RecvEnd {
     /// END_STREAM, with trailers not yet taken.
     Ended(Option<HeaderMap>),
+}
+
+/// DATA received on a stream and not read yet, in order.
+///
+/// A chunk that arrives while the call is still reading earlier ones is copied into one
+/// buffer when it is small, rather than queued as a slice of the connection's read buffer:
+/// a peer sending one-byte DATA frames would otherwise make every byte of window cost a
+/// queued slice (32 bytes) and keep its read buffers alive, tens of megabytes per stream
+/// window. A chunk that arrives while nothing waits is handed on as it is (no copy).
+#[derive(Debug, Default)]
+struct Received {
+    chunks: VecDeque<Bytes>,
+    /// Small chunks that came after `chunks`, copied together.
+    tail: BytesMut,
+}
+
+/// Chunks up to this size are copied together while others wait.
+const SMALL_CHUNK: usize = 1024;
+
+impl Received {
+    fn push(&mut self, data: Bytes) {
+        if self.chunks.is_empty() && self.tail.is_empty() {
+            self.chunks.push_back(data);
+        } else if data.len() <= SMALL_CHUNK {
+            self.tail.extend_from_slice(&data);
+        } else {
+            if !self.tail.is_empty() {
+                self.chunks.push_back(self.tail.split().freeze());
+            }
+            self.chunks.push_back(data);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        self.chunks
+            .pop_front()
+            .or_else(|| (!self.tail.is_empty()).then(|| self.tail.split().freeze()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.tail.is_empty()
+    }
+
+    /// Drops everything; returns how many bytes that was.
+    fn clear(&mut self) -> usize {
+        let n = self.chunks.drain(..).map(|d| d.len()).sum::<usize>() + self.tail.len();
+        self.tail = BytesMut::new();
+        n
+    }
 }
 
 /// One stream's state shared between the connection's task and the call's handles.
@@ -72,7 +146,7 @@ pub(crate) struct StreamShared {
 #[derive(Debug)]
 struct State {
     /// Received DATA not yet read by the call.
-    data: VecDeque<Bytes>,
+    data: Received,
     recv_end: Option<RecvEnd>,
     /// The call no longer reads: received DATA is credited back at once.
     recv_dropped: bool,
@@ -89,7 +163,7 @@ impl StreamShared {
         Arc::new(StreamShared {
             id,
             state: Mutex::new(State {
-                data: VecDeque::new(),
+                data: Received::default(),
                 recv_end: end_stream.then_some(RecvEnd::Ended(None)),
                 recv_dropped: false,
                 failure: None,
@@ -114,7 +188,7 @@ impl StreamShared {
         if state.recv_dropped {
             return Some(data);
         }
-        state.data.push_back(data);
+        state.data.push(data);
         let waker = state.recv_waker.take();
         drop(state);
         wake(waker);
@@ -137,7 +211,7 @@ impl StreamShared {
         if state.failure.is_none() {
             state.failure = Some(failure);
         }
-        let unread = state.data.drain(..).map(|d| d.len()).sum();
+        let unread = state.data.clear();
         let wakers = [
             state.recv_waker.take(),
             state.send_waker.take(),
@@ -164,7 +238,7 @@ impl StreamShared {
     pub(crate) fn take_unread(&self) -> usize {
         let mut state = self.lock();
         state.recv_dropped = true;
-        state.data.drain(..).map(|d| d.len()).sum()
+        state.data.clear()
     }
 
     /// Call side: ready with the bytes that may be queued now (above zero), or the failure.
@@ -193,7 +267,7 @@ impl StreamShared {
     /// Call side: the next received DATA, `None` at the end of the stream.
     pub(crate) fn poll_data(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Failure>>> {
         let mut state = self.lock();
-        if let Some(data) = state.data.pop_front() {
+        if let Some(data) = state.data.pop() {
             return Poll::Ready(Some(Ok(data)));
         }
         if state.recv_end.is_some() {
@@ -278,5 +352,119 @@ impl Drop for Link {
         let _ = self.commands.send(Command::Dropped {
             stream: self.shared.id,
         });
+    }
+}
+
+/// Writes `out[*written..]` to `io`, then flushes; ready with whether anything was written
+/// once all of it is (the output is then cleared), pending while the socket is full.
+pub(crate) fn poll_write_output<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    out: &mut Vec<u8>,
+    written: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<bool>> {
+    let mut wrote = false;
+    while *written < out.len() {
+        match Pin::new(&mut *io).poll_write(cx, &out[*written..]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                *written += n;
+                wrote = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    if wrote {
+        out.clear();
+        *written = 0;
+    }
+    // A TLS stream may hold records back until flushed; a TCP stream's flush is a no-op.
+    match Pin::new(io).poll_flush(cx) {
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        _ => Poll::Ready(Ok(wrote)),
+    }
+}
+
+/// Received fields as a header map (fields `http` cannot represent are left out).
+pub(crate) fn header_map(fields: Vec<Field>) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&field.name),
+            HeaderValue::from_maybe_shared(field.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Keepalive PING ACKs, from a connection's task to the keepalive loop.
+#[derive(Debug, Default)]
+pub(crate) struct PingSlot {
+    state: Mutex<(bool, Option<Waker>)>,
+}
+
+impl PingSlot {
+    pub(crate) fn ack(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = true;
+        if let Some(w) = state.1.take() {
+            w.wake();
+        }
+    }
+
+    /// Ready once an ACK arrived since the last one taken.
+    pub(crate) fn poll_ack(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::take(&mut state.0) {
+            return Poll::Ready(());
+        }
+        state.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_data_keeps_its_order_and_copies_only_small_chunks_that_wait() {
+        let mut r = Received::default();
+        let first = Bytes::from_static(b"first");
+        r.push(first.clone());
+        // Nothing waited: handed on as it is.
+        assert_eq!(r.chunks.len(), 1);
+        for b in b"abc" {
+            r.push(Bytes::copy_from_slice(&[*b]));
+        }
+        let big = Bytes::from(vec![7u8; SMALL_CHUNK + 1]);
+        r.push(big.clone());
+        r.push(Bytes::from_static(b"z"));
+        assert_eq!(r.chunks.len(), 3, "first, abc copied together, big");
+        let popped = r.pop().expect("first");
+        assert_eq!(popped, first);
+        assert_eq!(popped.as_ptr(), first.as_ptr(), "not copied");
+        assert_eq!(r.pop().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(r.pop().expect("big").as_ptr(), big.as_ptr(), "not copied");
+        assert_eq!(r.pop().as_deref(), Some(&b"z"[..]));
+        assert!(r.pop().is_none() && r.is_empty());
+        r.push(Bytes::from_static(b"12"));
+        r.push(Bytes::from_static(b"345"));
+        assert_eq!(r.clear(), 5);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_million_one_byte_chunks_cost_a_million_bytes() {
+        let mut r = Received::default();
+        r.push(Bytes::from_static(b"x"));
+        for _ in 0..1_000_000 {
+            r.push(Bytes::from_static(b"y"));
+        }
+        assert_eq!(r.chunks.len(), 1);
+        assert_eq!(r.tail.len(), 1_000_000);
     }
 }

@@ -12,8 +12,8 @@ use std::future::Future;
 use std::hash::BuildHasherDefault;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -21,10 +21,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use volley_http2::hpack::Field;
 use volley_http2::server::{Config, ServerConnection};
-use volley_http2::{Event, StreamIdHasher};
+use volley_http2::{Event, ReusableBlock, StreamIdHasher};
 
 use super::handles::{EngineRecv, EngineRespond};
-use super::{Command, Failure, Link, StreamShared};
+use super::{
+    Command, Failure, KEEPALIVE_PING, Link, PingSlot, StreamShared, header_map, poll_write_output,
+};
 use crate::transport::error::StreamError;
 use crate::transport::watch::{Activity, Enforcer, PingPolicy, TOO_MANY_PINGS};
 
@@ -32,8 +34,6 @@ use crate::transport::watch::{Activity, Enforcer, PingPolicy, TOO_MANY_PINGS};
 const OUTPUT_LIMIT: usize = 256 * 1024;
 /// How much is read at once.
 const READ_SIZE: usize = 32 * 1024;
-/// The payload of keepalive PINGs.
-const KEEPALIVE_PING: [u8; 8] = *b"vlkeepal";
 /// The payload of the PING that follows a graceful shutdown's first GOAWAY (gRFC A9).
 const DRAIN_PING: [u8; 8] = *b"vlgoaway";
 /// HTTP/2 error codes.
@@ -96,18 +96,15 @@ enum Life {
 /// A server connection on Volley's engine.
 pub(crate) struct EngineConnection<T> {
     io: T,
-    conn: ServerConnection,
+    w: Writer,
     read_buf: BytesMut,
     events: Vec<Event>,
-    /// How much of the connection's output has been written.
-    written: usize,
     streams: HashMap<u32, Entry, BuildHasherDefault<StreamIdHasher>>,
     blocked: Vec<u32>,
     accepted: VecDeque<Accepted>,
     commands: UnboundedReceiver<Command>,
     sender: UnboundedSender<Command>,
     activity: Arc<Activity>,
-    enforcer: Option<Enforcer>,
     pings: Arc<PingSlot>,
     life: Life,
     /// The client sent GOAWAY: done once the open streams end.
@@ -141,17 +138,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
         let (sender, commands) = unbounded_channel();
         let mut conn = EngineConnection {
             io,
-            conn: ServerConnection::new(config),
+            w: Writer {
+                conn: ServerConnection::new(config),
+                written: 0,
+                enforcer: ping_policy.map(Enforcer::new),
+                head_block: None,
+                ok_trailers_block: None,
+            },
             read_buf: BytesMut::new(),
             events: Vec::new(),
-            written: 0,
             streams: HashMap::default(),
             blocked: Vec::new(),
             accepted: VecDeque::new(),
             commands,
             sender,
             activity: Activity::new(),
-            enforcer: ping_policy.map(Enforcer::new),
             pings: Arc::default(),
             life: Life::Open,
             peer_gone: false,
@@ -216,8 +217,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
     /// the last stream id when the PING returns; streams open then run to completion.
     pub(crate) fn graceful_shutdown(&mut self) {
         if self.life == Life::Open {
-            self.conn.go_away(MAX_STREAM_ID, NO_ERROR, b"");
-            self.conn.ping(DRAIN_PING);
+            self.w.conn.go_away(MAX_STREAM_ID, NO_ERROR, b"");
+            self.w.conn.ping(DRAIN_PING);
             self.life = Life::Draining;
         }
     }
@@ -235,8 +236,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             return;
         }
         tracing::debug!(why, "HTTP/2 connection: GOAWAY");
-        let last = self.conn.last_stream();
-        self.conn.go_away(last, code, why.as_bytes());
+        let last = self.w.conn.last_stream();
+        self.w.conn.go_away(last, code, why.as_bytes());
         self.fail_all(Failure::Closed(why));
         self.error = Some(StreamError::engine(Failure::Closed(why)));
         self.life = Life::Closing;
@@ -316,16 +317,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
     fn finished(&self) -> bool {
         match self.life {
             Life::Closing | Life::Lingering => true,
-            Life::GoneAway => self.streams.is_empty() && self.conn.open_streams() == 0,
+            Life::GoneAway => self.streams.is_empty() && self.w.conn.open_streams() == 0,
             Life::Open | Life::Draining => {
-                self.peer_gone && self.streams.is_empty() && self.conn.open_streams() == 0
+                self.peer_gone && self.streams.is_empty() && self.w.conn.open_streams() == 0
             }
             Life::Closed => true,
         }
     }
 
     fn pending_output(&self) -> usize {
-        self.conn.output_len() - self.written
+        self.w.conn.output_len() - self.w.written
     }
 
     fn output_full(&self) -> bool {
@@ -348,7 +349,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             }
             Poll::Ready(Ok(_)) => {
                 self.activity.touch();
-                let result = self.conn.receive(&mut self.read_buf, &mut self.events);
+                let result = self.w.conn.receive(&mut self.read_buf, &mut self.events);
                 let mut events = std::mem::take(&mut self.events);
                 for event in events.drain(..) {
                     self.event(event);
@@ -377,31 +378,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
         if self.life == Life::Closed {
             return Poll::Ready(Ok(false));
         }
-        let mut wrote = false;
-        loop {
-            let out = self.conn.output();
-            if self.written == out.len() {
-                break;
-            }
-            match Pin::new(&mut self.io).poll_write(cx, &out[self.written..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    wrote = true;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        if wrote {
-            self.conn.output().clear();
-            self.written = 0;
-        }
-        // A TLS stream may hold records back until flushed; a TCP stream's flush is a no-op.
-        match Pin::new(&mut self.io).poll_flush(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            _ => Poll::Ready(Ok(wrote)),
-        }
+        let Writer { conn, written, .. } = &mut self.w;
+        poll_write_output(&mut self.io, conn.output(), written, cx)
     }
 
     /// What the client did.
@@ -415,10 +393,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             } => self.request(stream, fields, end_stream),
             Event::HeadersTooLarge { stream } => {
                 // The stream is answered here, not by a call: HTTP 431.
-                self.conn
+                self.w
+                    .conn
                     .send_headers(stream, &[(b":status", b"431")], true);
-                if self.conn.is_open(stream) {
-                    self.conn.reset(stream, NO_ERROR);
+                if self.w.conn.is_open(stream) {
+                    self.w.conn.reset(stream, NO_ERROR);
                 }
             }
             Event::Data {
@@ -441,7 +420,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                     None => data.len(),
                 };
                 if unread > 0 {
-                    self.conn.release(stream, unread);
+                    self.w.conn.release(stream, unread);
                 }
                 self.forget_if_done(stream);
             }
@@ -459,7 +438,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 if let Some(entry) = self.streams.remove(&stream) {
                     let unread = entry.shared.fail(Failure::Reset { code, by_peer });
                     if unread > 0 {
-                        self.conn.release(stream, unread);
+                        self.w.conn.release(stream, unread);
                     }
                     if !entry.handed_out {
                         self.accepted
@@ -472,7 +451,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 }
             }
             Event::Ping { .. } => {
-                if let Some(enforcer) = &mut self.enforcer
+                if let Some(enforcer) = &mut self.w.enforcer
                     && enforcer.ping(self.activity.active_calls())
                     && !self.activity.too_many_pings()
                 {
@@ -485,8 +464,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 if payload == KEEPALIVE_PING {
                     self.pings.ack();
                 } else if payload == DRAIN_PING && self.life == Life::Draining {
-                    let last = self.conn.last_stream();
-                    self.conn.go_away(last, NO_ERROR, b"");
+                    let last = self.w.conn.last_stream();
+                    self.w.conn.go_away(last, NO_ERROR, b"");
                     self.life = Life::GoneAway;
                 }
             }
@@ -504,7 +483,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
     fn request(&mut self, stream: u32, fields: Vec<Field>, end_stream: bool) {
         let Some(parts) = request_parts(fields) else {
             tracing::debug!(stream, "a request the http crate cannot represent: reset");
-            self.conn.reset(stream, PROTOCOL_ERROR);
+            self.w.conn.reset(stream, PROTOCOL_ERROR);
             return;
         };
         let shared = StreamShared::new(stream, end_stream);
@@ -549,89 +528,70 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                         code,
                         by_peer: false,
                     });
-                    self.conn.reset(stream, code);
+                    self.w.conn.reset(stream, code);
                     if unread > 0 {
-                        self.conn.release(stream, unread);
+                        self.w.conn.release(stream, unread);
                     }
                 }
             }
-            Command::Release { stream, n } => self.conn.release(stream, n),
+            Command::Release { stream, n } => self.w.conn.release(stream, n),
             Command::Dropped { stream } => {
                 if let Some(entry) = self.streams.get_mut(&stream) {
                     entry.dropped = true;
                     let unread = entry.shared.take_unread();
                     if unread > 0 {
-                        self.conn.release(stream, unread);
+                        self.w.conn.release(stream, unread);
                     }
                 }
                 self.forget_if_done(stream);
             }
-            Command::Ping => self.conn.ping(KEEPALIVE_PING),
+            Command::Ping => self.w.conn.ping(KEEPALIVE_PING),
+            // Client-side commands.
+            Command::Open(_) | Command::SendersGone => {}
         }
     }
 
     fn queue(&mut self, stream: u32, out: Out, end: bool) {
+        // A stream gone (reset) drops what comes: its call learns that from its handles.
         let Some(entry) = self.streams.get_mut(&stream) else {
-            // The stream is gone (reset); its call learns that from its handles.
-            if let Out::Data(data, _) = out {
-                drop(data);
-            }
             return;
         };
         entry.ended |= end;
-        entry.pending.push_back(out);
-        if !entry.blocked {
-            self.pump(stream);
+        // Something already waits (for window or room): this waits behind it.
+        if entry.blocked {
+            entry.pending.push_back(out);
+            return;
         }
+        match self.w.emit(stream, &entry.shared, out) {
+            Emitted::All => {}
+            Emitted::Blocked(rest) => {
+                entry.pending.push_back(rest);
+                entry.blocked = true;
+                self.blocked.push(stream);
+            }
+            Emitted::Gone => entry.pending.clear(),
+        }
+        self.forget_if_done(stream);
     }
 
-    /// Moves what `stream`'s call sent into the output, in order, as far as the windows and
-    /// the output limit allow.
+    /// Moves what waits on `stream` into the output, in order, as far as the windows and the
+    /// output limit allow.
     fn pump(&mut self, stream: u32) {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
         entry.blocked = false;
-        while let Some(out) = entry.pending.front_mut() {
-            match out {
-                Out::Headers(head, end_stream) => {
-                    send_head(&mut self.conn, stream, head, *end_stream);
-                    if let Some(enforcer) = &mut self.enforcer {
-                        enforcer.forgive();
-                    }
+        while let Some(out) = entry.pending.pop_front() {
+            match self.w.emit(stream, &entry.shared, out) {
+                Emitted::All => {}
+                Emitted::Blocked(rest) => {
+                    entry.pending.push_front(rest);
+                    entry.blocked = true;
+                    self.blocked.push(stream);
+                    return;
                 }
-                Out::Data(data, end_stream) => {
-                    if self.conn.output_len() - self.written >= OUTPUT_LIMIT {
-                        entry.blocked = true;
-                        self.blocked.push(stream);
-                        return;
-                    }
-                    let before = data.len();
-                    let all = data.is_empty() && !*end_stream
-                        || self.conn.send_data(stream, data, *end_stream);
-                    let sent = before - data.len();
-                    if sent > 0 {
-                        entry.shared.refill(sent);
-                        if let Some(enforcer) = &mut self.enforcer {
-                            enforcer.forgive();
-                        }
-                    }
-                    if !all {
-                        if self.conn.is_open(stream) {
-                            entry.blocked = true;
-                            self.blocked.push(stream);
-                            return;
-                        }
-                        // Gone (reset meanwhile): nothing more goes.
-                        entry.pending.clear();
-                        break;
-                    }
-                }
-                Out::Trailers(trailers) => {
-                    send_trailers(&mut self.conn, stream, trailers);
-                }
+                Emitted::Gone => entry.pending.clear(),
             }
-            entry.pending.pop_front();
         }
         self.forget_if_done(stream);
     }
@@ -653,7 +613,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
         let Some(entry) = self.streams.get(&stream) else {
             return;
         };
-        let open = self.conn.is_open(stream);
+        let open = self.w.conn.is_open(stream);
         let done = if entry.dropped {
             entry.pending.is_empty() || !open
         } else {
@@ -667,7 +627,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
         };
         if open {
             let code = if entry.ended { NO_ERROR } else { CANCEL };
-            self.conn.reset(stream, code);
+            self.w.conn.reset(stream, code);
             entry.shared.fail(Failure::Reset {
                 code,
                 by_peer: false,
@@ -693,28 +653,144 @@ impl<T> Drop for EngineConnection<T> {
     }
 }
 
-/// Encodes a response head into the connection's output.
-fn send_head(
-    conn: &mut ServerConnection,
-    stream: u32,
-    head: &http::response::Parts,
-    end_stream: bool,
-) {
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(1 + head.headers.len());
-    fields.push((b":status", head.status.as_str().as_bytes()));
-    for (name, value) in &head.headers {
-        fields.push((name.as_str().as_bytes(), value.as_bytes()));
-    }
-    conn.send_headers(stream, &fields, end_stream);
+/// The sending side of the connection: the protocol state, how much of its output is
+/// written, ping enforcement (which sent HEADERS and DATA forgive), and gRPC's fixed header
+/// blocks pre-encoded.
+struct Writer {
+    conn: ServerConnection,
+    /// How much of the connection's output has been written.
+    written: usize,
+    enforcer: Option<Enforcer>,
+    /// `:status: 200` and `content-type: application/grpc`, once it no longer changes the
+    /// HPACK table.
+    head_block: Option<ReusableBlock>,
+    /// `grpc-status: 0`, likewise.
+    ok_trailers_block: Option<ReusableBlock>,
 }
 
-/// Encodes trailers into the connection's output, ending the stream.
-fn send_trailers(conn: &mut ServerConnection, stream: u32, trailers: &HeaderMap) {
-    let fields: Vec<(&[u8], &[u8])> = trailers
-        .iter()
-        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
-        .collect();
-    conn.send_headers(stream, &fields, true);
+/// What [`Writer::emit`] did.
+enum Emitted {
+    All,
+    /// This much waits for flow-control window or for the output to drain.
+    Blocked(Out),
+    /// The stream is gone.
+    Gone,
+}
+
+/// gRPC's usual response head and OK trailers, as fields.
+const GRPC_HEAD: [(&[u8], &[u8]); 2] =
+    [(b":status", b"200"), (b"content-type", b"application/grpc")];
+const GRPC_OK_TRAILERS: [(&[u8], &[u8]); 1] = [(b"grpc-status", b"0")];
+
+impl Writer {
+    fn pending_output(&self) -> usize {
+        self.conn.output_len() - self.written
+    }
+
+    /// Puts `out` into the output, as far as the windows and the output limit allow.
+    fn emit(&mut self, stream: u32, shared: &StreamShared, out: Out) -> Emitted {
+        match out {
+            Out::Headers(head, end_stream) => {
+                self.send_head(stream, &head, end_stream);
+                self.forgive();
+            }
+            Out::Data(mut data, end_stream) => {
+                if self.pending_output() >= OUTPUT_LIMIT {
+                    return Emitted::Blocked(Out::Data(data, end_stream));
+                }
+                let before = data.len();
+                let all = data.is_empty() && !end_stream
+                    || self.conn.send_data(stream, &mut data, end_stream);
+                let sent = before - data.len();
+                if sent > 0 {
+                    shared.refill(sent);
+                    self.forgive();
+                }
+                if !all {
+                    if self.conn.is_open(stream) {
+                        return Emitted::Blocked(Out::Data(data, end_stream));
+                    }
+                    return Emitted::Gone;
+                }
+            }
+            Out::Trailers(trailers) => self.send_trailers(stream, &trailers),
+        }
+        Emitted::All
+    }
+
+    fn forgive(&mut self) {
+        if let Some(enforcer) = &mut self.enforcer {
+            enforcer.forgive();
+        }
+    }
+
+    /// Encodes a response head (gRPC's usual one as pre-encoded bytes).
+    fn send_head(&mut self, stream: u32, head: &http::response::Parts, end_stream: bool) {
+        if head.status == http::StatusCode::OK
+            && head.headers.len() == 1
+            && head
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes())
+                == Some(GRPC_HEAD[1].1)
+            && send_block(
+                &mut self.conn,
+                &mut self.head_block,
+                &GRPC_HEAD,
+                stream,
+                end_stream,
+            )
+        {
+            return;
+        }
+        let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(1 + head.headers.len());
+        fields.push((b":status", head.status.as_str().as_bytes()));
+        for (name, value) in &head.headers {
+            fields.push((name.as_str().as_bytes(), value.as_bytes()));
+        }
+        self.conn.send_headers(stream, &fields, end_stream);
+    }
+
+    /// Encodes trailers, ending the stream (`grpc-status: 0` alone as pre-encoded bytes).
+    fn send_trailers(&mut self, stream: u32, trailers: &HeaderMap) {
+        if trailers.len() == 1
+            && trailers.get("grpc-status").map(|v| v.as_bytes()) == Some(GRPC_OK_TRAILERS[0].1)
+            && send_block(
+                &mut self.conn,
+                &mut self.ok_trailers_block,
+                &GRPC_OK_TRAILERS,
+                stream,
+                true,
+            )
+        {
+            return;
+        }
+        let fields: Vec<(&[u8], &[u8])> = trailers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+            .collect();
+        self.conn.send_headers(stream, &fields, true);
+    }
+}
+
+/// Sends `fields` as the pre-encoded `block`, making it first when the HPACK table allows (it
+/// no longer changes it); whether it was sent.
+fn send_block(
+    conn: &mut ServerConnection,
+    block: &mut Option<ReusableBlock>,
+    fields: &[(&[u8], &[u8])],
+    stream: u32,
+    end_stream: bool,
+) -> bool {
+    if let Some(b) = block
+        && conn.send_block(stream, b, end_stream)
+    {
+        return true;
+    }
+    *block = conn.reusable_block(fields);
+    block
+        .as_ref()
+        .is_some_and(|b| conn.send_block(stream, b, end_stream))
 }
 
 /// A request's head from its (already checked) fields; `None` when the `http` crate cannot
@@ -723,7 +799,11 @@ fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.version = http::Version::HTTP_2;
     let (mut scheme, mut authority, mut path) = (None, None, None);
-    parts.headers.reserve(fields.len());
+    let regular = fields
+        .iter()
+        .filter(|f| f.name.first() != Some(&b':'))
+        .count();
+    parts.headers = HeaderMap::with_capacity(regular);
     for field in fields {
         if field.name.first() == Some(&b':') {
             match &field.name[..] {
@@ -756,44 +836,4 @@ fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
     }
     parts.uri = http::Uri::from_parts(uri).ok()?;
     Some(parts)
-}
-
-/// Trailer fields as a header map (fields `http` cannot represent are left out).
-fn header_map(fields: Vec<Field>) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&field.name),
-            HeaderValue::from_maybe_shared(field.value),
-        ) {
-            map.append(name, value);
-        }
-    }
-    map
-}
-
-/// Keepalive PING ACKs, from the connection's task to the keepalive loop.
-#[derive(Debug, Default)]
-pub(crate) struct PingSlot {
-    state: Mutex<(bool, Option<Waker>)>,
-}
-
-impl PingSlot {
-    fn ack(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 = true;
-        if let Some(w) = state.1.take() {
-            w.wake();
-        }
-    }
-
-    /// Ready once an ACK arrived since the last one taken.
-    pub(crate) fn poll_ack(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if std::mem::take(&mut state.0) {
-            return Poll::Ready(());
-        }
-        state.1 = Some(cx.waker().clone());
-        Poll::Pending
-    }
 }
