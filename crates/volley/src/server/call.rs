@@ -597,6 +597,9 @@ impl Responder {
         if let Some(observers) = self.observers() {
             observers.response_headers(&metadata);
         }
+        if metadata.is_empty() && self.response_encoding.is_none() {
+            return self.respond.send_grpc_head();
+        }
         let mut resp = http::Response::new(());
         let headers = resp.headers_mut();
         *headers = metadata.into_headers();
@@ -651,7 +654,11 @@ impl Responder {
         }
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
-            let _ = stream.send_trailers(self.ok_trailers(trailers));
+            let _ = if trailers.is_empty() && self.call_metrics().is_none() {
+                stream.send_ok_trailers()
+            } else {
+                stream.send_trailers(self.ok_trailers(trailers))
+            };
         }
     }
 
@@ -698,7 +705,11 @@ impl Responder {
                     extras.end_ok(&trailers);
                 }
                 let metrics = extras.and_then(|e| e.call_metrics.as_ref());
-                let _ = stream.send_trailers(ok_trailers(trailers, metrics, &self.config));
+                let _ = if trailers.is_empty() && metrics.is_none() {
+                    stream.send_ok_trailers()
+                } else {
+                    stream.send_trailers(ok_trailers(trailers, metrics, &self.config))
+                };
                 return;
             }
             Pumped::Failed(status) => status,

@@ -204,6 +204,21 @@ impl Respond {
         }
     }
 
+    /// Sends gRPC's usual response headers: `:status: 200` and `content-type:
+    /// application/grpc`, nothing else (Volley's engine sends them as pre-encoded bytes,
+    /// with no header map built). `None` when the stream is already gone.
+    pub(crate) fn send_grpc_head(&mut self) -> Option<SendBody> {
+        #[cfg(feature = "engine")]
+        if let Answer::Engine(respond) = &mut self.inner {
+            return respond.send_grpc_head().map(SendBody::engine);
+        }
+        let mut response = http::Response::new(());
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, crate::codec::APPLICATION_GRPC);
+        self.send_response(response, false)
+    }
+
     /// Ready when the client has reset the stream (or the connection is gone).
     pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.inner {

@@ -160,6 +160,21 @@ impl SendBody {
         }
     }
 
+    /// Ends the stream with `grpc-status: 0` alone as trailers (Volley's engine sends them as
+    /// pre-encoded bytes, with no header map built).
+    pub(crate) fn send_ok_trailers(&mut self) -> Result<(), StreamError> {
+        #[cfg(feature = "engine")]
+        if let Send::Engine(stream) = &mut self.0 {
+            return stream.send_ok_trailers();
+        }
+        let mut trailers = HeaderMap::with_capacity(1);
+        trailers.insert(
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderValue::from_static("0"),
+        );
+        self.send_trailers(trailers)
+    }
+
     /// Resets the stream with RST_STREAM(CANCEL).
     pub(crate) fn cancel(&mut self) {
         match &mut self.0 {

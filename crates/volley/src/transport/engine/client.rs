@@ -570,7 +570,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineClient<T> {
                 end_stream,
             } => self.queue(stream, data, end_stream),
             // A gRPC client ends its request with END_STREAM on DATA, never with trailers.
-            Command::Trailers { stream, .. } => self.queue(stream, Bytes::new(), true),
+            Command::Trailers { stream, .. } | Command::OkTrailers { stream } => {
+                self.queue(stream, Bytes::new(), true)
+            }
             Command::Reset { stream, code } => {
                 if let Some(mut entry) = self.streams.remove(&stream) {
                     let unread = entry.fail(Failure::Reset {
@@ -606,7 +608,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineClient<T> {
             Command::Ping => self.conn.ping(KEEPALIVE_PING),
             Command::SendersGone => self.senders_gone = true,
             // Server-side commands.
-            Command::Headers { .. } => {}
+            Command::Headers { .. } | Command::GrpcHead { .. } => {}
         }
     }
 

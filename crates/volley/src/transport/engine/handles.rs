@@ -104,6 +104,22 @@ impl EngineRespond {
             })
     }
 
+    /// Sends gRPC's usual response headers (`:status: 200`, `content-type:
+    /// application/grpc`, nothing else), built by the connection without a header map.
+    /// `None` when the stream is already gone.
+    pub(crate) fn send_grpc_head(&mut self) -> Option<EngineSend> {
+        if self.link.shared.failure().is_some() {
+            return None;
+        }
+        self.link
+            .send(Command::GrpcHead {
+                stream: self.link.shared.id,
+            })
+            .then(|| EngineSend {
+                link: self.link.clone(),
+            })
+    }
+
     pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.link.shared.poll_failed(cx).map(drop)
     }
@@ -147,6 +163,16 @@ impl EngineSend {
         self.command(Command::Trailers {
             stream: self.link.shared.id,
             trailers,
+        })
+    }
+
+    /// Ends the stream with `grpc-status: 0` alone as trailers.
+    pub(crate) fn send_ok_trailers(&mut self) -> Result<(), StreamError> {
+        if let Some(f) = self.link.shared.failure() {
+            return Err(StreamError::engine(f));
+        }
+        self.command(Command::OkTrailers {
+            stream: self.link.shared.id,
         })
     }
 

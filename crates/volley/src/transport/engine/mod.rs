@@ -53,6 +53,12 @@ pub(crate) enum Command {
     },
     /// Trailers, ending the stream.
     Trailers { stream: u32, trailers: HeaderMap },
+    /// Server side: gRPC's usual response headers, `:status: 200` and
+    /// `content-type: application/grpc` alone (sent as a pre-encoded block).
+    GrpcHead { stream: u32 },
+    /// `grpc-status: 0` alone as trailers, ending the stream (a pre-encoded block on a
+    /// server).
+    OkTrailers { stream: u32 },
     /// RST_STREAM with this code.
     Reset { stream: u32, code: u32 },
     /// The call consumed this many received bytes: credit them back to the peer.
@@ -124,6 +130,7 @@ impl Received {
             .or_else(|| (!self.tail.is_empty()).then(|| self.tail.split().freeze()))
     }
 
+    #[cfg(any(feature = "tower", test))]
     fn is_empty(&self) -> bool {
         self.chunks.is_empty() && self.tail.is_empty()
     }
@@ -390,14 +397,39 @@ pub(crate) fn poll_write_output<T: AsyncWrite + Unpin>(
 pub(crate) fn header_map(fields: Vec<Field>) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(fields.len());
     for field in fields {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&field.name),
+        if let (Some(name), Ok(value)) = (
+            header_name(&field.name),
             HeaderValue::from_maybe_shared(field.value),
         ) {
             map.append(name, value);
         }
     }
     map
+}
+
+/// A received field name as a `HeaderName`: the ones gRPC sends on every call as constants,
+/// since `HeaderName::from_bytes` copies a name that is not one of HTTP's standard ones into
+/// an allocation of its own (every `grpc-*` name, on every call). `None` for a name `http`
+/// cannot represent.
+pub(crate) fn header_name(name: &[u8]) -> Option<HeaderName> {
+    use http::header;
+    Some(match name {
+        b"content-type" => header::CONTENT_TYPE,
+        b"te" => header::TE,
+        b"user-agent" => header::USER_AGENT,
+        b"authorization" => header::AUTHORIZATION,
+        b"grpc-timeout" => HeaderName::from_static("grpc-timeout"),
+        b"grpc-encoding" => HeaderName::from_static("grpc-encoding"),
+        b"grpc-accept-encoding" => HeaderName::from_static("grpc-accept-encoding"),
+        b"grpc-status" => HeaderName::from_static("grpc-status"),
+        b"grpc-message" => HeaderName::from_static("grpc-message"),
+        b"grpc-status-details-bin" => HeaderName::from_static("grpc-status-details-bin"),
+        b"grpc-previous-rpc-attempts" => HeaderName::from_static("grpc-previous-rpc-attempts"),
+        b"grpc-retry-pushback-ms" => HeaderName::from_static("grpc-retry-pushback-ms"),
+        b"traceparent" => HeaderName::from_static("traceparent"),
+        b"tracestate" => HeaderName::from_static("tracestate"),
+        _ => return HeaderName::from_bytes(name).ok(),
+    })
 }
 
 /// Keepalive PING ACKs, from a connection's task to the keepalive loop.
@@ -455,6 +487,31 @@ mod tests {
         r.push(Bytes::from_static(b"345"));
         assert_eq!(r.clear(), 5);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn known_header_names_are_the_names_they_stand_for() {
+        for name in [
+            "content-type",
+            "te",
+            "user-agent",
+            "authorization",
+            "grpc-timeout",
+            "grpc-encoding",
+            "grpc-accept-encoding",
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+            "grpc-previous-rpc-attempts",
+            "grpc-retry-pushback-ms",
+            "traceparent",
+            "tracestate",
+            "x-custom",
+        ] {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
+            assert_eq!(header_name(name.as_bytes()), parsed, "{name}");
+        }
+        assert_eq!(header_name(b"Not Valid"), None);
     }
 
     #[test]

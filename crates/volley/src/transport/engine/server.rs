@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use volley_http2::hpack::Field;
@@ -25,7 +25,8 @@ use volley_http2::{Event, ReusableBlock, StreamIdHasher};
 
 use super::handles::{EngineRecv, EngineRespond};
 use super::{
-    Command, Failure, KEEPALIVE_PING, Link, PingSlot, StreamShared, header_map, poll_write_output,
+    Command, Failure, KEEPALIVE_PING, Link, PingSlot, StreamShared, header_map, header_name,
+    poll_write_output,
 };
 use crate::transport::error::StreamError;
 use crate::transport::watch::{Activity, Enforcer, PingPolicy, TOO_MANY_PINGS};
@@ -70,7 +71,11 @@ struct Entry {
 #[derive(Debug)]
 enum Out {
     Headers(http::response::Parts, bool),
+    /// gRPC's usual response headers.
+    GrpcHead,
     Data(Bytes, bool),
+    /// `grpc-status: 0` alone.
+    OkTrailers,
     Trailers(HeaderMap),
 }
 
@@ -522,6 +527,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             Command::Trailers { stream, trailers } => {
                 self.queue(stream, Out::Trailers(trailers), true)
             }
+            Command::GrpcHead { stream } => self.queue(stream, Out::GrpcHead, false),
+            Command::OkTrailers { stream } => self.queue(stream, Out::OkTrailers, true),
             Command::Reset { stream, code } => {
                 if let Some(entry) = self.streams.remove(&stream) {
                     let unread = entry.shared.fail(Failure::Reset {
@@ -713,7 +720,30 @@ impl Writer {
                     return Emitted::Gone;
                 }
             }
+            Out::GrpcHead => {
+                if !send_block(
+                    &mut self.conn,
+                    &mut self.head_block,
+                    &GRPC_HEAD,
+                    stream,
+                    false,
+                ) {
+                    self.conn.send_headers(stream, &GRPC_HEAD, false);
+                }
+                self.forgive();
+            }
             Out::Trailers(trailers) => self.send_trailers(stream, &trailers),
+            Out::OkTrailers => {
+                if !send_block(
+                    &mut self.conn,
+                    &mut self.ok_trailers_block,
+                    &GRPC_OK_TRAILERS,
+                    stream,
+                    true,
+                ) {
+                    self.conn.send_headers(stream, &GRPC_OK_TRAILERS, true);
+                }
+            }
         }
         Emitted::All
     }
@@ -815,7 +845,7 @@ fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
             }
             continue;
         }
-        let name = HeaderName::from_bytes(&field.name).ok()?;
+        let name = header_name(&field.name)?;
         let value = HeaderValue::from_maybe_shared(field.value).ok()?;
         parts.headers.append(name, value);
     }
