@@ -106,6 +106,8 @@ class Server:
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"{impl} server did not start")
+        if impl == "tcp":
+            return  # no HTTP: nothing to check
         check = subprocess.run(
             ["taskset", "-c", "1", CLIENT, "check", "--port", str(self.port)],
             capture_output=True,
@@ -276,7 +278,9 @@ H2LOAD_SCENARIOS = [
     ("throughput, 1 KiB (-c 4 -m 50)", 4, 50, 1024),
     ("1 MiB unary payload (-c 1 -m 4)", 1, 4, 1 << 20),
 ]
-IMPLS = ["volley", "tonic", "h2"]
+# volley: Volley on h2; volley-engine: Volley on its own HTTP/2 engine (issue 21).
+IMPLS = ["volley", "volley-engine", "tonic", "h2"]
+TCP_TITLE = "plain TCP over loopback (no HTTP/2), MB/s"
 
 
 def median_of(runs, key):
@@ -308,7 +312,7 @@ def main():
             # volley-reuse: Volley's client reading into one reused message (`message_into`,
             # as grpc-go's RecvMsg); tonic has no equivalent, so it is reported beside the
             # target, not as it.
-            for impl in ["volley", "tonic", "volley-reuse"]:
+            for impl in ["volley", "volley-engine", "tonic", "volley-reuse"]:
                 log(f"  {title}: {impl}")
                 server = "volley" if impl == "volley-reuse" else impl
                 r = run_client(server, impl, ["stream", "--mode", mode, "--seconds", str(SECONDS)])
@@ -316,7 +320,7 @@ def main():
                 r["msg_per_cpu_s"] = r["messages"] / r["server_cpu"] if r["server_cpu"] else 0
                 results.setdefault(title, {}).setdefault(impl, []).append(r)
         title = "client cost: 50 tasks of unary calls against the h2 server"
-        for impl in ["volley", "tonic"]:
+        for impl in ["volley", "volley-engine", "tonic"]:
             log(f"  {title}: {impl}")
             r = run_client(
                 "h2", impl, ["unary", "--concurrency", "50", "--seconds", str(SECONDS)]
@@ -324,6 +328,10 @@ def main():
             r["calls_s"] = r["calls"] / r["seconds"]
             r["client_us_per_call"] = r["cpu_seconds"] / r["calls"] * 1e6
             results.setdefault(title, {}).setdefault(impl, []).append(r)
+        log(f"  {TCP_TITLE}")
+        r = run_client("tcp", "tcp", ["tcp", "--seconds", str(SECONDS)])
+        r["mb_s"] = r["bytes"] / r["seconds"] / 1e6
+        results.setdefault(TCP_TITLE, {}).setdefault("tcp", []).append(r)
         log(f"  {HEDGING_TITLE}")
         for mode, r in run_hedging().items():
             results.setdefault(HEDGING_TITLE, {}).setdefault(mode, []).append(r)
@@ -379,14 +387,25 @@ def machine():
     return cpu, os.cpu_count(), platform.release(), rustc, h2load
 
 
+def engine_target(targets, name, wanted, runs, base, key, ok, base_name="tonic"):
+    """A row of the engine's targets: Volley on its engine against `base` (tonic or h2)."""
+    value = paired_median(runs, base, key)
+    targets.append((name, wanted, spread(runs, base, key),
+                    None if value is None else ok(value), base_name))
+
+
 def write_report(results):
     rows = []
     targets = []
+    engine_targets = []
+    tcp = results.get(TCP_TITLE, {}).get("tcp")
+    tcp_mb_s = median_of(tcp, "mb_s") if tcp else None
     for title, _, _, size in H2LOAD_SCENARIOS:
         r = results[title]
         med = {impl: {k: median_of(r[impl], k) for k in r[impl][0]} for impl in IMPLS}
-        v, t, h = med["volley"], med["tonic"], med["h2"]
+        v, e, t, h = med["volley"], med["volley-engine"], med["tonic"], med["h2"]
         vt = lambda key: paired_median(r["volley"], r["tonic"], key)  # noqa: E731
+        et = lambda key: paired_median(r["volley-engine"], r["tonic"], key)  # noqa: E731
         ht = lambda key: paired_median(r["h2"], r["tonic"], key)  # noqa: E731
         metrics = [("req/s", "req_s", ""), ("req per server-CPU-s", "req_per_cpu_s", ""),
                    ("p50", "p50_us", " µs"), ("p99", "p99_us", " µs"), ("p99.9", "p999_us", " µs"),
@@ -394,8 +413,28 @@ def write_report(results):
         if size >= 1 << 20:
             metrics.insert(1, ("MB/s (responses)", "mb_s", ""))
         for name, key, unit in metrics:
-            rows.append((title, name, fmt(v.get(key), unit), fmt(t.get(key), unit),
-                         fmt(h.get(key), unit), ratio(vt(key)), ratio(ht(key))))
+            rows.append((title, name, fmt(v.get(key), unit), fmt(e.get(key), unit),
+                         fmt(t.get(key), unit), fmt(h.get(key), unit), ratio(vt(key)),
+                         ratio(et(key)), ratio(ht(key))))
+        if size >= 1 << 20:
+            engine_target(engine_targets, "1 MiB unary responses, MB/s", ">= 1.50x",
+                          r["volley-engine"], r["tonic"], "mb_s", lambda x: x >= 1.5)
+            if tcp_mb_s:
+                engine_targets.append((
+                    "(not a target) 1 MiB responses as a share of plain loopback TCP",
+                    "–", f"engine {e['mb_s'] / tcp_mb_s:.0%}, h2 {v['mb_s'] / tcp_mb_s:.0%},"
+                    f" tonic {t['mb_s'] / tcp_mb_s:.0%} of {tcp_mb_s:,.0f} MB/s", None, "–"))
+        if title.startswith("throughput, 1 B"):
+            engine_target(engine_targets, "unary requests per server-CPU-second, -c 4 -m 50",
+                          ">= 2.00x", r["volley-engine"], r["tonic"], "req_per_cpu_s",
+                          lambda x: x >= 2.0)
+            engine_target(engine_targets, "the same against the bare h2 floor", ">= 1.30x",
+                          r["volley-engine"], r["h2"], "req_per_cpu_s", lambda x: x >= 1.3, "h2")
+            engine_target(engine_targets, "peak RSS, -c 4 -m 50", "<= 1.00x",
+                          r["volley-engine"], r["tonic"], "rss_kib", lambda x: x <= 1.0)
+        if title.startswith("unary latency, 1 B"):
+            engine_target(engine_targets, "unary p50 latency, -c 1 -m 1", "<= 1.00x",
+                          r["volley-engine"], r["tonic"], "p50_us", lambda x: x <= 1.0)
         if title.startswith("throughput, 1 B"):
             targets.append(("unary requests per server-CPU-second, -c 4 -m 50", ">= 1.50x",
                             spread(r["volley"], r["tonic"], "req_per_cpu_s"),
@@ -411,11 +450,16 @@ def write_report(results):
     for title in ["bidi stream, messages/s", "server stream, messages/s"]:
         r = results[title]
         v = {k: median_of(r["volley"], k) for k in r["volley"][0]}
+        e = {k: median_of(r["volley-engine"], k) for k in r["volley-engine"][0]}
         t = {k: median_of(r["tonic"], k) for k in r["tonic"][0]}
         for name, key, unit in [("messages/s", "msg_s", ""), ("messages per server-CPU-s", "msg_per_cpu_s", ""),
                                 ("peak RSS", "rss_kib", " KiB")]:
-            rows.append((title, name, fmt(v.get(key), unit), fmt(t.get(key), unit), "–",
-                         ratio(paired_median(r["volley"], r["tonic"], key)), "–"))
+            rows.append((title, name, fmt(v.get(key), unit), fmt(e.get(key), unit),
+                         fmt(t.get(key), unit), "–",
+                         ratio(paired_median(r["volley"], r["tonic"], key)),
+                         ratio(paired_median(r["volley-engine"], r["tonic"], key)), "–"))
+        engine_target(engine_targets, f"streaming messages/s ({title.split(',')[0]})", ">= 2.00x",
+                      r["volley-engine"], r["tonic"], "msg_s", lambda x: x >= 2.0)
         targets.append((f"streaming messages/s ({title.split(',')[0]})", ">= 1.50x",
                         spread(r["volley"], r["tonic"], "msg_s"),
                         paired_median(r["volley"], r["tonic"], "msg_s") >= 1.5, "–"))
@@ -424,17 +468,26 @@ def write_report(results):
             u = {k: median_of(r["volley-reuse"], k) for k in r["volley-reuse"][0]}
             for name, key, unit in [("messages/s", "msg_s", ""),
                                     ("messages per server-CPU-s", "msg_per_cpu_s", "")]:
-                rows.append((reuse_title, name, fmt(u.get(key), unit), fmt(t.get(key), unit), "–",
-                             ratio(paired_median(r["volley-reuse"], r["tonic"], key)), "–"))
+                rows.append((reuse_title, name, fmt(u.get(key), unit), "–", fmt(t.get(key), unit),
+                             "–", ratio(paired_median(r["volley-reuse"], r["tonic"], key)), "–",
+                             "–"))
             targets.append((f"(not a target) {reuse_title}", "–",
                             spread(r["volley-reuse"], r["tonic"], "msg_s"), None, "–"))
     title = "client cost: 50 tasks of unary calls against the h2 server"
     r = results[title]
     v = {k: median_of(r["volley"], k) for k in r["volley"][0]}
+    e = {k: median_of(r["volley-engine"], k) for k in r["volley-engine"][0]}
     t = {k: median_of(r["tonic"], k) for k in r["tonic"][0]}
     for name, key, unit in [("calls/s", "calls_s", ""), ("client CPU per call", "client_us_per_call", " µs")]:
-        rows.append((title, name, fmt(v.get(key), unit), fmt(t.get(key), unit), "–",
-                     ratio(paired_median(r["volley"], r["tonic"], key)), "–"))
+        rows.append((title, name, fmt(v.get(key), unit), fmt(e.get(key), unit),
+                     fmt(t.get(key), unit), "–",
+                     ratio(paired_median(r["volley"], r["tonic"], key)),
+                     ratio(paired_median(r["volley-engine"], r["tonic"], key)), "–"))
+    engine_target(engine_targets, "client CPU per call", "<= 0.50x", r["volley-engine"],
+                  r["tonic"], "client_us_per_call", lambda x: x <= 0.5)
+    if tcp_mb_s:
+        rows.append((TCP_TITLE, "MB/s (no framework)", fmt(tcp_mb_s), "–", "–", "–", "–", "–",
+                     "–"))
     targets.append(("client CPU per call", "<= 0.70x",
                     spread(r["volley"], r["tonic"], "client_us_per_call"),
                     paired_median(r["volley"], r["tonic"], "client_us_per_call") <= 0.7, "–"))
@@ -492,7 +545,7 @@ def write_report(results):
         f" prost {version_of('prost')}, tokio {version_of('tokio')}; release profile with `lto = \"fat\"`,"
         " `codegen-units = 1`.",
         "",
-        "## Targets (issue: benchmarks)",
+        "## Targets (issue: benchmarks; Volley on h2)",
         "",
         "| target | wanted | Volley / tonic | met | bare h2 / tonic |",
         "|---|---|---|---|---|",
@@ -502,10 +555,26 @@ def write_report(results):
         lines.append(f"| {name} | {wanted} | {got} | {met} | {floor} |")
     lines += [
         "",
+        "## Targets (issue 21: Volley on its own HTTP/2 engine)",
+        "",
+        "Both sides of Volley on the engine where Volley runs both (the streaming scenarios);",
+        "its server under h2load; its client against the bare h2 server in the client-cost row.",
+        "",
+        "| target | wanted | Volley engine / base | met | base |",
+        "|---|---|---|---|---|",
+    ]
+    for name, wanted, got, ok, base in engine_targets:
+        met = "–" if ok is None else ("yes" if ok else "no")
+        lines.append(f"| {name} | {wanted} | {got} | {met} | {base} |")
+    lines += [
+        "",
         "## All scenarios",
         "",
-        "| scenario | measure | Volley | tonic | bare h2 | Volley / tonic | h2 / tonic |",
-        "|---|---|---|---|---|---|---|",
+        "Volley: on h2; Volley engine: on its own HTTP/2 engine.",
+        "",
+        "| scenario | measure | Volley | Volley engine | tonic | bare h2 | Volley / tonic"
+        " | engine / tonic | h2 / tonic |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append("| " + " | ".join(row) + " |")

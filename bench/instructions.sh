@@ -2,7 +2,9 @@
 # Server instructions per unary request, under valgrind's callgrind, for Volley, tonic and the
 # bare h2 floor: a deterministic measure (unlike time on a shared VM) for comparing two builds.
 #
-#   bench/instructions.sh [-n REQUESTS] [volley|tonic|h2|volley-metrics|volley-traced ...]
+#   bench/instructions.sh [-n REQUESTS] [volley|volley-engine|tonic|h2|volley-metrics|volley-traced ...]
+#
+# CALLGRIND_KEEP=DIR keeps each server's profile as DIR/callgrind.IMPL (callgrind_annotate).
 #
 # Each server answers 1,000 warm-up requests, then callgrind's counters are zeroed and h2load
 # sends REQUESTS (default 20,000) 1-byte SayHello calls over 4 connections with 50 streams
@@ -80,6 +82,8 @@ for impl in "${impls[@]}"; do
     total="$(awk '/^summary:/ { print $2 }' "$out.1")"
     [[ -n "$total" ]] || { echo "instructions.sh: no callgrind summary for $impl" >&2; exit 1; }
     per_request[$impl]=$((total / requests))
+    # CALLGRIND_KEEP=DIR keeps each profile there, for callgrind_annotate.
+    if [[ -n "${CALLGRIND_KEEP:-}" ]]; then mkdir -p "$CALLGRIND_KEEP"; cp "$out.1" "$CALLGRIND_KEEP/callgrind.$impl"; fi
     printf '%-14s %8d instructions per request\n' "$impl" "${per_request[$impl]}"
 done
 

@@ -99,7 +99,13 @@ impl volley_gen::Greeter for VolleyGreeter {
 }
 
 pub async fn serve_volley(listener: TcpListener) {
+    serve_volley_on(listener, volley::Http2Engine::H2).await;
+}
+
+/// The same Volley server with its HTTP/2 served by `engine`.
+pub async fn serve_volley_on(listener: TcpListener, engine: volley::Http2Engine) {
     let _ = volley::Server::builder()
+        .http2_engine(engine)
         .add_service(volley_gen::GreeterServer::new(VolleyGreeter))
         .serve_with_listener(listener, std::future::pending())
         .await;
@@ -263,6 +269,20 @@ async fn h2_say_hello(
 // ---------------------------------------------------------------------------------------
 // Clients
 
+/// A Volley channel to `url` whose connections run on h2 (`impl_` "volley", "volley-reuse")
+/// or on Volley's own engine ("volley-engine").
+fn volley_channel(impl_: &str, url: &str) -> Result<volley::Channel, String> {
+    let engine = if impl_ == "volley-engine" {
+        volley::Http2Engine::Volley
+    } else {
+        volley::Http2Engine::H2
+    };
+    volley::Channel::builder(url)
+        .http2_engine(engine)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// Proves that the server on `port` answers SayHello with `grpc-status: 0` and the name.
 pub async fn check(port: u16) -> Result<(), String> {
     let channel =
@@ -281,7 +301,8 @@ pub async fn check(port: u16) -> Result<(), String> {
 }
 
 /// Messages per second received on one stream for `duration`, with `impl_` ("volley",
-/// "volley-reuse": Volley reading into one reused message, or "tonic") as the client; `bidi`
+/// "volley-reuse": Volley reading into one reused message, "volley-engine": Volley on its
+/// own HTTP/2 engine, or "tonic") as the client; `bidi`
 /// streams requests too, otherwise one request and a server stream.
 pub async fn stream_rate(
     impl_: &str,
@@ -294,10 +315,8 @@ pub async fn stream_rate(
     let deadline = Instant::now() + duration;
     let mut count = 0u64;
     match impl_ {
-        "volley" | "volley-reuse" => {
-            let client = volley_gen::GreeterClient::new(
-                volley::Channel::new(&url).map_err(|e| e.to_string())?,
-            );
+        "volley" | "volley-reuse" | "volley-engine" => {
+            let client = volley_gen::GreeterClient::new(volley_channel(impl_, &url)?);
             let mut replies = if bidi {
                 let requests = Forever(move || volley_gen::HelloRequest { name: name() });
                 client.say_hello_bidi(requests).await
@@ -366,10 +385,8 @@ pub async fn unary_load(
     let deadline = Instant::now() + duration;
     let mut tasks = tokio::task::JoinSet::new();
     match impl_ {
-        "volley" => {
-            let client = volley_gen::GreeterClient::new(
-                volley::Channel::new(&url).map_err(|e| e.to_string())?,
-            );
+        "volley" | "volley-engine" => {
+            let client = volley_gen::GreeterClient::new(volley_channel(impl_, &url)?);
             for _ in 0..concurrency {
                 let client = client.clone();
                 tasks.spawn(async move {
@@ -522,4 +539,37 @@ pub async fn hedging_latencies(
     }
     all.sort();
     Ok(all)
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain TCP: the loopback ceiling
+
+/// Writes zeros to every connection as fast as the socket takes them.
+pub async fn serve_tcp(listener: TcpListener) {
+    use tokio::io::AsyncWriteExt;
+    while let Ok((mut socket, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let chunk = vec![0u8; 256 << 10];
+            while socket.write_all(&chunk).await.is_ok() {}
+        });
+    }
+}
+
+/// Bytes read from a [`serve_tcp`] server on `port` in `duration`.
+pub async fn tcp_rate(port: u16, duration: Duration) -> Result<u64, String> {
+    use tokio::io::AsyncReadExt;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + duration;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    while Instant::now() < deadline {
+        match socket.read(&mut buf).await {
+            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(n) => total += n as u64,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(total)
 }

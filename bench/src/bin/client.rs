@@ -1,7 +1,9 @@
 //! The benchmark's own clients, on a current-thread runtime:
 //! - `bench-client check --port P`: a real gRPC call proves the server answers correctly;
-//! - `bench-client stream --impl volley|volley-reuse|tonic --mode bidi|server --port P --seconds S`;
-//! - `bench-client unary --impl volley|tonic --port P --seconds S --concurrency C`;
+//! - `bench-client stream --impl volley|volley-reuse|volley-engine|tonic --mode bidi|server --port P --seconds S`;
+//! - `bench-client unary --impl volley|volley-engine|tonic --port P --seconds S --concurrency C`;
+//! - `bench-client tcp --port P --seconds S`: bytes read from a `bench-server --impl tcp`
+//!   (plain TCP over loopback, the ceiling for the large-message scenario);
 //! - `bench-client hedging --ports P1,P2,P3 --calls N --concurrency C [--hedging-delay-ms D]`:
 //!   Volley's unary latency over a round_robin channel, hedged when D is given
 //!   (`p50_ms`, `p90_ms`, `p99_ms`, `p999_ms`, `max_ms`).
@@ -73,6 +75,9 @@ fn main() {
                         )
                     })
             }
+            "tcp" => volley_bench::tcp_rate(port, duration)
+                .await
+                .map(|n| format!("bytes={n}")),
             "unary" => volley_bench::unary_load(&impl_, port, concurrency, duration)
                 .await
                 .map(|n| format!("calls={n}")),

@@ -1,5 +1,7 @@
-//! `bench-server --impl volley|tonic|h2 --port P`: one server on a current-thread runtime
-//! (run.sh pins it to one core with taskset). Prints `ready` once listening.
+//! `bench-server --impl volley|volley-engine|tonic|h2 --port P`: one server on a
+//! current-thread runtime (run.sh pins it to one core with taskset). Prints `ready` once
+//! listening. `volley` is Volley on h2, `volley-engine` on its own HTTP/2 engine; `tcp` is no
+//! HTTP at all: it writes zeros to each connection as fast as it can (the loopback ceiling).
 //! `--impl volley-stalling --every N --stall-ms MS`: a Volley server that answers every N-th
 //! call after MS milliseconds (the hedging scenario's slow backend).
 //! With the `otel` feature: `--impl volley-metrics` (A66 metrics middleware) and
@@ -26,8 +28,12 @@ fn main() {
         println!("ready");
         match impl_.as_str() {
             "volley" => volley_bench::serve_volley(listener).await,
+            "volley-engine" => {
+                volley_bench::serve_volley_on(listener, volley::Http2Engine::Volley).await
+            }
             "tonic" => volley_bench::serve_tonic(listener).await,
             "h2" => volley_bench::serve_h2(listener).await,
+            "tcp" => volley_bench::serve_tcp(listener).await,
             #[cfg(feature = "otel")]
             "volley-metrics" => volley_bench::serve_volley_observed(listener, true, false).await,
             #[cfg(feature = "otel")]
