@@ -116,10 +116,27 @@ async fn serve() -> std::io::Result<()> {
         }
     };
     volley::Server::builder()
+        .http2_engine(engine_from_env("VOLLEY_SOAK_SERVER_ENGINE"))
         .add_service(SoakServer::new(Service))
         .drain_timeout(Duration::from_secs(1))
         .serve_with_listener(listener, stdin_closed)
         .await
+}
+
+/// The HTTP/2 engine named by environment variable `var`: `h2`, or Volley's own (the default).
+fn engine_from_env(var: &str) -> volley::Http2Engine {
+    match std::env::var(var).as_deref() {
+        Ok("h2") => volley::Http2Engine::H2,
+        _ => volley::Http2Engine::Volley,
+    }
+}
+
+/// A channel to `target` on the client's engine (`VOLLEY_SOAK_CLIENT_ENGINE`).
+fn channel(target: &str) -> Channel {
+    Channel::builder(target)
+        .http2_engine(engine_from_env("VOLLEY_SOAK_CLIENT_ENGINE"))
+        .build()
+        .expect("target")
 }
 
 /// A xorshift generator per worker.
@@ -293,11 +310,11 @@ async fn main() {
         let calls = options.calls;
         workers.push(tokio::spawn(async move {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1).wrapping_mul(0x2545_f491));
-            let mut client = SoakClient::new(Channel::new(&target).expect("target"));
+            let mut client = SoakClient::new(channel(&target));
             while !stop.load(Ordering::Relaxed) && issued.fetch_add(1, Ordering::Relaxed) < calls {
                 // A client restart: a new channel (new connection), the old one dropped.
                 if rng.below(2000) == 0 {
-                    client = SoakClient::new(Channel::new(&target).expect("target"));
+                    client = SoakClient::new(channel(&target));
                     counts.restarts.fetch_add(1, Ordering::Relaxed);
                 }
                 one_call(&client, &mut rng, &counts).await;

@@ -184,6 +184,9 @@ impl Decoder {
             } else if first & 0x40 != 0 {
                 // Literal with incremental indexing (§6.2.1).
                 let (name, value) = self.literal(block, &mut pos, 6)?;
+                // The table keeps copies of what are slices of the block: a slice would keep
+                // the connection's whole read buffer alive for as long as the entry lives.
+                let (name, value) = (owned(name, block), owned(value, block));
                 self.table.insert(name.clone(), value.clone());
                 Some(Field {
                     name,
@@ -254,6 +257,7 @@ impl Decoder {
     }
 
     /// A literal field's name (indexed with an `n`-bit prefix, or a string) and value.
+    /// Plain (not Huffman-coded) strings are slices of `block`.
     fn literal(
         &mut self,
         block: &Bytes,
@@ -299,5 +303,15 @@ impl Decoder {
             }
         }
         Ok(decoded)
+    }
+}
+
+/// `bytes` as an allocation of its own when it is a slice of `block` (else it already is one,
+/// or static).
+fn owned(bytes: Bytes, block: &Bytes) -> Bytes {
+    if block.as_ptr_range().contains(&bytes.as_ptr()) {
+        Bytes::copy_from_slice(&bytes)
+    } else {
+        bytes
     }
 }

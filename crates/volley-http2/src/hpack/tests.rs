@@ -441,7 +441,8 @@ fn a_list_past_the_limit_is_flagged_and_the_table_still_follows() {
 
 #[test]
 fn plain_literals_are_slices_of_the_block() {
-    let block = hex("400a637573746f6d2d6b65790d637573746f6d2d686561646572");
+    // Without indexing (an indexed one is copied into the table, and handed out as that copy).
+    let block = hex("000a637573746f6d2d6b65790d637573746f6d2d686561646572");
     let mut got = Vec::new();
     Decoder::default()
         .decode(&block, usize::MAX, |f| got.push(f))
@@ -573,5 +574,43 @@ fn repeated_huffman_literals_decode_the_same_from_the_memo() {
             let got = decode_all(&mut decoder, &Bytes::from(block)).expect("decodes");
             assert_eq!(got, fields(&[(":path", v), ("x-long", &value.repeat(8))]));
         }
+    }
+}
+
+#[test]
+fn the_dynamic_table_keeps_no_slice_of_a_header_block() {
+    // A plain literal with incremental indexing: the field may be a slice of the block, the
+    // table's entry must not be (it would keep the read buffer the block lives in).
+    let mut encoder = Encoder::default();
+    let mut block = Vec::new();
+    encoder.encode(
+        [
+            (&b"x-plain"[..], &b"v"[..], Indexing::Incremental),
+            (
+                &b"content-type"[..],
+                &b"application/grpc"[..],
+                Indexing::Incremental,
+            ),
+        ],
+        &mut block,
+    );
+    // A larger buffer whose tail is the block, as a read buffer would hold it.
+    let mut buffer = vec![0u8; 4096];
+    buffer.extend_from_slice(&block);
+    let buffer = Bytes::from(buffer);
+    let block = buffer.slice(4096..);
+    let mut decoder = Decoder::default();
+    decoder.decode(&block, usize::MAX, |_| {}).expect("decodes");
+    let range = buffer.as_ptr_range();
+    assert_eq!(decoder.table().len(), 2);
+    for (name, value) in decoder.table().iter() {
+        assert!(
+            !range.contains(&name.as_ptr()),
+            "{name:?} is a slice of the buffer"
+        );
+        assert!(
+            !range.contains(&value.as_ptr()),
+            "{value:?} is a slice of the buffer"
+        );
     }
 }

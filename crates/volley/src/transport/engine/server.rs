@@ -66,6 +66,10 @@ struct Entry {
     dropped: bool,
     /// `poll_accept` handed the stream to the server.
     handed_out: bool,
+    /// The request's end was handed to the handles. (The protocol state runs ahead of the
+    /// events: it has taken in the whole read before they are handled, so a stream it no
+    /// longer has open may still have a Reset event on its way, which the call must see.)
+    recv_ended: bool,
 }
 
 #[derive(Debug)]
@@ -410,7 +414,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 data,
                 end_stream,
             } => {
-                let unread = match self.streams.get(&stream) {
+                let unread = match self.streams.get_mut(&stream) {
                     Some(entry) => {
                         let back = if data.is_empty() {
                             None
@@ -419,6 +423,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                         };
                         if end_stream {
                             entry.shared.end_recv(None);
+                            entry.recv_ended = true;
                         }
                         back.map_or(0, |b| b.len())
                     }
@@ -430,8 +435,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 self.forget_if_done(stream);
             }
             Event::Trailers { stream, fields } => {
-                if let Some(entry) = self.streams.get(&stream) {
+                if let Some(entry) = self.streams.get_mut(&stream) {
                     entry.shared.end_recv(Some(header_map(fields)));
+                    entry.recv_ended = true;
                 }
                 self.forget_if_done(stream);
             }
@@ -505,6 +511,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 ended: false,
                 dropped: false,
                 handed_out: false,
+                recv_ended: end_stream,
             },
         );
         let request = http::Request::from_parts(parts, EngineRecv::new(link.clone()));
@@ -624,7 +631,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
         let done = if entry.dropped {
             entry.pending.is_empty() || !open
         } else {
-            !open && entry.pending.is_empty()
+            // Closed by the protocol: after the request's end reached the call (else a Reset
+            // is still to be handled, and the call must learn of it).
+            !open && entry.pending.is_empty() && entry.recv_ended
         };
         if !done {
             return;
