@@ -394,6 +394,15 @@ def engine_target(targets, name, wanted, runs, base, key, ok, base_name="tonic")
                     None if value is None else ok(value), base_name))
 
 
+def target_rows(targets):
+    """The rows of a targets table: name, wanted, measured, met (yes/no/–), base."""
+    rows = []
+    for name, wanted, got, ok, base in targets:
+        met = "–" if ok is None else ("yes" if ok else "no")
+        rows.append(f"| {name} | {wanted} | {got} | {met} | {base} |")
+    return rows
+
+
 def write_report(results):
     rows = []
     targets = []
@@ -550,9 +559,7 @@ def write_report(results):
         "| target | wanted | Volley / tonic | met | bare h2 / tonic |",
         "|---|---|---|---|---|",
     ]
-    for name, wanted, got, ok, floor in targets:
-        met = "–" if ok is None else ("yes" if ok else "no")
-        lines.append(f"| {name} | {wanted} | {got} | {met} | {floor} |")
+    lines += target_rows(targets)
     lines += [
         "",
         "## Targets (issue 21: Volley on its own HTTP/2 engine)",
@@ -563,9 +570,7 @@ def write_report(results):
         "| target | wanted | Volley engine / base | met | base |",
         "|---|---|---|---|---|",
     ]
-    for name, wanted, got, ok, base in engine_targets:
-        met = "–" if ok is None else ("yes" if ok else "no")
-        lines.append(f"| {name} | {wanted} | {got} | {met} | {base} |")
+    lines += target_rows(engine_targets)
     lines += [
         "",
         "## All scenarios",
