@@ -473,7 +473,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineClient<T> {
             }
             Event::Trailers { stream, fields } => {
                 if let Some(entry) = self.entry_of(stream) {
-                    entry.shared.end_recv(Some(header_map(fields)));
+                    entry.shared.end_recv(Some(header_map(fields.into_iter())));
                     self.mark_recv_ended(stream);
                 }
                 self.forget_if_done_wire(stream);
@@ -839,6 +839,6 @@ fn response_parts(fields: Vec<Field>) -> Option<http::response::Parts> {
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.version = http::Version::HTTP_2;
     parts.status = http::StatusCode::from_bytes(&status.value).ok()?;
-    parts.headers = header_map(fields.collect());
+    parts.headers = header_map(fields);
     Some(parts)
 }

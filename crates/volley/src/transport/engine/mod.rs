@@ -394,7 +394,7 @@ pub(crate) fn poll_write_output<T: AsyncWrite + Unpin>(
 }
 
 /// Received fields as a header map (fields `http` cannot represent are left out).
-pub(crate) fn header_map(fields: Vec<Field>) -> HeaderMap {
+pub(crate) fn header_map(fields: impl ExactSizeIterator<Item = Field>) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(fields.len());
     for field in fields {
         if let (Some(name), Ok(value)) = (

@@ -436,7 +436,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             }
             Event::Trailers { stream, fields } => {
                 if let Some(entry) = self.streams.get_mut(&stream) {
-                    entry.shared.end_recv(Some(header_map(fields)));
+                    entry.shared.end_recv(Some(header_map(fields.into_iter())));
                     entry.recv_ended = true;
                 }
                 self.forget_if_done(stream);
