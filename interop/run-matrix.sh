@@ -8,10 +8,11 @@
 # exits 1 when anything failed. Cells a peer does not support are skipped (and listed), never
 # counted as passed.
 #
-# Usage: interop/run-matrix.sh [--quick] [--engine]
-#   --quick:  plaintext only
-#   --engine: the Volley binaries are built with Volley's own HTTP/2 engine (feature
-#             `volley/engine`, serving both the client's and the server's connections).
+# Usage: interop/run-matrix.sh [--quick] [--h2]
+#   --quick: plaintext only
+#   --h2:    the Volley binaries are built with `h2` serving both the client's and the
+#            server's connections (feature `volley/h2-default`) instead of Volley's own
+#            HTTP/2 engine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,16 +21,16 @@ LOGS=$(mktemp -d "${TMPDIR:-/tmp}/volley-interop.XXXXXX")
 SOAK_FLAGS=(--soak_iterations=10 --soak_overall_timeout_seconds=60
             --soak_per_iteration_max_acceptable_latency_ms=2000)
 MODES=(plaintext tls)
-ENGINE=0
+H2=0
 for arg in "$@"; do
   case $arg in
     --quick) MODES=(plaintext) ;;
-    --engine) ENGINE=1 ;;
-    *) echo "usage: $0 [--quick] [--engine]" >&2; exit 2 ;;
+    --h2) H2=1 ;;
+    *) echo "usage: $0 [--quick] [--h2]" >&2; exit 2 ;;
   esac
 done
 FEATURES=()
-((ENGINE)) && FEATURES=(--features volley/engine)
+((H2)) && FEATURES=(--features volley/h2-default)
 
 log() { echo "[matrix] $*" >&2; }
 

@@ -5,8 +5,8 @@
 # a Go peer on etcd's own naming packages, built from Debian's Go packages by
 # scripts/etcd-go.sh),
 # then the interop matrix against the official C++ and Python interop peers (built once by
-# interop/peers/ into /var/tmp/volley-peers); then all of it a second time on Volley's own
-# HTTP/2 engine (feature `volley/engine`).
+# interop/peers/ into /var/tmp/volley-peers); all of it on Volley's own HTTP/2 engine (the
+# default), then a second time on `h2` (feature `volley/h2-default`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The core crate's modules must not import each other in a circle (docs/ARCHITECTURE.md).
@@ -22,10 +22,10 @@ export VOLLEY_PYTHON
 VOLLEY_ETCD_GO="$(scripts/etcd-go.sh)"
 export VOLLEY_ETCD_GO
 cargo test --workspace -- --include-ignored
-# Volley's own HTTP/2 engine (feature `volley/engine`, serving client and server
-# connections): every test again on it, grpcio's, etcd's and the hostile-peer suite's
-# included (the conformance cases then expect RFC 9113's answer where h2 deviates).
-cargo test --workspace --features volley/engine,volley-hostile-tests/engine -- --include-ignored
 interop/run-matrix.sh
-# The whole matrix again, the Volley binaries on the engine.
-interop/run-matrix.sh --engine
+# Every test again with `h2` serving client and server connections (the feature
+# `volley/h2-default`), grpcio's, etcd's and the hostile-peer suite's included (the
+# conformance cases then expect h2's answers where it deviates from RFC 9113), and the whole
+# matrix again with the Volley binaries on h2.
+cargo test --workspace --features volley/h2-default -- --include-ignored
+interop/run-matrix.sh --h2

@@ -1,15 +1,15 @@
-//! Volley's own HTTP/2 protocol code, without I/O (issue 21: the engine that is to replace
-//! the `h2` crate behind `volley`'s transport seam).
+//! Volley's own HTTP/2 protocol code, without I/O: what `volley`'s engine (its default
+//! transport, in place of the `h2` crate) runs over sockets.
 //!
-//! Today: [`hpack`], header compression (RFC 7541): the Huffman code, the static and dynamic
+//! [`hpack`], header compression (RFC 7541): the Huffman code, the static and dynamic
 //! tables, a decoder that bounds what a peer can make it hold, and an encoder; and [`frame`],
 //! the frame layer (RFC 9113 §4, §6): frames read from a buffer with every per-frame rule
 //! checked, header blocks reassembled under a cap, and frames written; and [`server`], the
 //! server side of a connection as a state machine (bytes in, events and bytes out): stream
 //! states, identifiers, concurrency, flow control both ways, SETTINGS, PING, GOAWAY and the
 //! request rules of RFC 9113 §8; [`client`], its mirror for the client side. The I/O around
-//! them (the engine behind `volley`'s transport seam) is the next step; `volley bench`'s lean
-//! load engine already runs [`client::ClientConnection`] over a socket.
+//! them lives in `volley` (`transport/engine/`: one task per connection) and in `volley
+//! bench`'s lean load engine.
 
 pub mod client;
 mod common;

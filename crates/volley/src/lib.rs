@@ -1,7 +1,8 @@
 //! Volley: a gRPC framework for Rust.
 //!
 //! The runtime: wire codec, status, metadata, server, client channel, and the transport over
-//! the `h2` crate. Services and clients are generated from `.proto` files by `volley-build`.
+//! Volley's own HTTP/2 engine (`volley-http2`; the `h2` crate stays available, see
+//! `Http2Engine`). Services and clients are generated from `.proto` files by `volley-build`.
 //!
 //! ```no_run
 //! # use volley::{Channel, Server};

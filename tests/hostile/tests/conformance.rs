@@ -24,7 +24,7 @@ enum Expect {
     Fine,
     /// `h2` answers otherwise than the RFC asks (`rfc`): pinned to what it does, so that a
     /// change shows, and listed in `tests/hostile/README.md`. Volley's own HTTP/2 engine
-    /// (the `engine` feature) must give the RFC's answer.
+    /// (the default) must give the RFC's answer.
     Deviates { rfc: Rfc, h2: Seen },
 }
 
@@ -37,8 +37,11 @@ enum Rfc {
     Stream(u32),
 }
 
-/// Whether the target runs on Volley's own HTTP/2 engine rather than `h2`.
-const ENGINE: bool = cfg!(feature = "engine");
+/// Whether the target runs on Volley's own HTTP/2 engine rather than `h2` (the default,
+/// unless the feature `volley/h2-default` is on).
+fn engine() -> bool {
+    volley::Http2Engine::default() == volley::Http2Engine::Volley
+}
 
 /// What the server did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,11 +110,11 @@ async fn run(
         Expect::Deviates {
             rfc: Rfc::Connection(code),
             ..
-        } if ENGINE => seen == Seen::GoAway(code),
+        } if engine() => seen == Seen::GoAway(code),
         Expect::Deviates {
             rfc: Rfc::Stream(code),
             ..
-        } if ENGINE => seen == Seen::Reset(code) || seen == Seen::GoAway(code),
+        } if engine() => seen == Seen::Reset(code) || seen == Seen::GoAway(code),
         Expect::Deviates { h2, .. } => seen == h2,
     };
     (!ok).then(|| format!("{name}: expected {expect:?}, saw {seen:?}"))

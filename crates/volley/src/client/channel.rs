@@ -627,8 +627,9 @@ impl ChannelBuilder {
         self
     }
 
-    /// Which HTTP/2 implementation the channel's connections run on (feature `engine`).
-    /// Default: [`Http2Engine::Volley`](crate::Http2Engine::Volley), Volley's own.
+    /// Which HTTP/2 implementation the channel's connections run on (feature `engine`, on
+    /// by default). Default: [`Http2Engine::Volley`](crate::Http2Engine::Volley), Volley's own
+    /// ([`Http2Engine::H2`](crate::Http2Engine::H2) with the feature `h2-default`).
     #[cfg(feature = "engine")]
     pub fn http2_engine(mut self, engine: crate::Http2Engine) -> ChannelBuilder {
         self.config.engine = engine;

@@ -352,8 +352,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Which HTTP/2 implementation serves the connections (feature `engine`). Default:
-    /// [`Http2Engine::Volley`](crate::Http2Engine::Volley), Volley's own.
+    /// Which HTTP/2 implementation serves the connections (feature `engine`, on by
+    /// default). Default: [`Http2Engine::Volley`](crate::Http2Engine::Volley), Volley's own
+    /// ([`Http2Engine::H2`](crate::Http2Engine::H2) with the feature `h2-default`).
     #[cfg(feature = "engine")]
     pub fn http2_engine(mut self, engine: crate::Http2Engine) -> ServerBuilder {
         self.connection.http2.engine = engine;

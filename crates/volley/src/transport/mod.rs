@@ -41,15 +41,28 @@ use crate::codec::{self, CompressionEncoding};
 use crate::middleware::{Direction, Observers};
 
 /// Which HTTP/2 implementation a server's or a channel's connections run on (feature
-/// `engine`).
+/// `engine`, on by default).
+///
+/// The default is [`Http2Engine::Volley`]; with the feature `h2-default` it is
+/// [`Http2Engine::H2`].
 #[cfg(feature = "engine")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Http2Engine {
     /// Volley's own engine (`volley-http2`'s protocol code on a task per connection).
-    #[default]
     Volley,
     /// The `h2` crate.
     H2,
+}
+
+#[cfg(feature = "engine")]
+impl Default for Http2Engine {
+    fn default() -> Http2Engine {
+        if cfg!(feature = "h2-default") {
+            Http2Engine::H2
+        } else {
+            Http2Engine::Volley
+        }
+    }
 }
 
 /// HTTP/2's largest flow-control window (2^31-1).
