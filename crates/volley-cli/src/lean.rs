@@ -242,7 +242,7 @@ impl Connection {
                     self.block = self.conn.reusable_block(&fields);
                     match &self.block {
                         Some(block) => self.conn.open_with_block(block, end_stream),
-                        None => self.conn.open(&fields, end_stream),
+                        None => self.conn.open(fields.iter().copied(), end_stream),
                     }
                 }
             };

@@ -317,6 +317,30 @@ impl Status {
     /// Reads a status out of trailers (or Trailers-Only headers). `None` when `grpc-status` is
     /// absent. A malformed `grpc-status` is UNKNOWN, as grpc-go treats it.
     pub(crate) fn from_trailers(headers: &HeaderMap) -> Option<Status> {
+        let mut status = Status::read_trailers(headers)?;
+        status.inner.metadata = MetadataMap::from_headers(headers.clone());
+        Some(status)
+    }
+
+    /// [`Status::from_trailers`] that keeps `headers` as the status's metadata rather than a
+    /// copy of them; `Err(headers)` when `grpc-status` is absent.
+    pub(crate) fn from_trailers_owned(headers: HeaderMap) -> Result<Status, HeaderMap> {
+        match Status::read_trailers(&headers) {
+            Some(mut status) => {
+                status.inner.metadata = MetadataMap::from_headers(headers);
+                Ok(status)
+            }
+            None => Err(headers),
+        }
+    }
+
+    /// Takes the status's metadata out (leaving it empty).
+    pub(crate) fn take_metadata(&mut self) -> MetadataMap {
+        std::mem::take(&mut self.inner.metadata)
+    }
+
+    /// The status in `headers`, without its metadata.
+    fn read_trailers(headers: &HeaderMap) -> Option<Status> {
         let raw = headers.get(GRPC_STATUS)?;
         let code = std::str::from_utf8(raw.as_bytes())
             .ok()
@@ -344,7 +368,6 @@ impl Status {
                 }
             }
         }
-        status.inner.metadata = MetadataMap::from_headers(headers.clone());
         Some(status)
     }
 

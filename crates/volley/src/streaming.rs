@@ -566,18 +566,18 @@ impl Inner {
                     self.state = State::Done;
                     self.body = None;
                     self.guard = None;
-                    match Status::from_trailers(&trailers) {
-                        Some(status) if status.code() == Code::Ok => {
+                    match Status::from_trailers_owned(trailers) {
+                        Ok(mut status) if status.code() == Code::Ok => {
                             self.finish(&status, status.metadata());
-                            self.trailers = Some(status.metadata().clone());
+                            self.trailers = Some(status.take_metadata());
                             return Poll::Ready(None);
                         }
-                        Some(status) => {
+                        Ok(status) => {
                             self.finish(&status, status.metadata());
                             self.trailers = Some(status.metadata().clone());
                             return Poll::Ready(Some(Err(status)));
                         }
-                        None => {
+                        Err(trailers) => {
                             let trailers = MetadataMap::from_headers(trailers);
                             let status =
                                 Status::internal("server sent trailers without grpc-status");

@@ -61,6 +61,10 @@ pub struct ClientConnection {
     /// The server's GOAWAY: no stream is opened after it.
     gone_away: bool,
     max_streams: usize,
+    /// The last request's header block, kept for its capacity.
+    block: Vec<u8>,
+    /// The encoding of the fields requests start with (see `Encoder::encode_with_memo`).
+    memo: hpack::PrefixMemo,
 }
 
 impl ClientConnection {
@@ -94,6 +98,8 @@ impl ClientConnection {
             next_stream: 1,
             gone_away: false,
             max_streams: usize::MAX,
+            block: Vec::new(),
+            memo: hpack::PrefixMemo::default(),
             config,
         }
     }
@@ -143,15 +149,22 @@ impl ClientConnection {
     /// `end_stream` the request has no body. `None` when [`can_open`] says no.
     ///
     /// [`can_open`]: ClientConnection::can_open
-    pub fn open(&mut self, fields: &[(&[u8], &[u8], Indexing)], end_stream: bool) -> Option<u32> {
+    pub fn open<'a>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Indexing)>,
+        end_stream: bool,
+    ) -> Option<u32> {
         if !self.can_open() {
             return None;
         }
         let id = self.next_stream;
         self.next_stream += 2;
-        let mut block = Vec::new();
-        self.encoder.encode(fields.iter().copied(), &mut block);
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
+        self.encoder
+            .encode_with_memo(fields, &mut block, &mut self.memo);
         self.open_encoded(id, &block, end_stream);
+        self.block = block;
         Some(id)
     }
 

@@ -114,7 +114,7 @@ fn settings_frame(entries: &[(u16, u32)]) -> Vec<u8> {
 #[test]
 fn a_call_from_request_to_trailers() {
     let mut peer = Peer::new(&[]);
-    let id = peer.conn.open(&REQUEST, false).expect("opens");
+    let id = peer.conn.open(REQUEST, false).expect("opens");
     assert_eq!(id, 1);
     let mut body = Bytes::from_static(b"\0\0\0\0\x01a");
     assert!(peer.conn.send_data(id, &mut body, true));
@@ -173,7 +173,7 @@ fn a_call_from_request_to_trailers() {
     assert_eq!(events.len(), 3);
     assert_eq!(peer.conn.open_streams(), 0);
     // A Trailers-Only response ends the next call at once.
-    let id = peer.conn.open(&REQUEST, true).expect("opens");
+    let id = peer.conn.open(REQUEST, true).expect("opens");
     assert_eq!(id, 3);
     let only = peer.headers(3, &[(":status", "200"), ("grpc-status", "5")], true);
     let (events, _) = peer.send(&only);
@@ -191,10 +191,10 @@ fn a_call_from_request_to_trailers() {
 #[test]
 fn streams_stay_within_the_servers_limit() {
     let mut peer = Peer::new(&[(frame::setting::MAX_CONCURRENT_STREAMS, 2)]);
-    assert!(peer.conn.open(&REQUEST, true).is_some());
-    assert!(peer.conn.open(&REQUEST, true).is_some());
+    assert!(peer.conn.open(REQUEST, true).is_some());
+    assert!(peer.conn.open(REQUEST, true).is_some());
     assert!(!peer.conn.can_open());
-    assert_eq!(peer.conn.open(&REQUEST, true), None);
+    assert_eq!(peer.conn.open(REQUEST, true), None);
     let done = peer.headers(1, &[(":status", "200"), ("grpc-status", "0")], true);
     peer.send(&done).1.expect("fine");
     assert!(peer.conn.can_open());
@@ -203,7 +203,7 @@ fn streams_stay_within_the_servers_limit() {
 #[test]
 fn flow_control_both_ways() {
     let mut peer = Peer::new(&[]);
-    let id = peer.conn.open(&REQUEST, false).expect("opens");
+    let id = peer.conn.open(REQUEST, false).expect("opens");
     let mut body = Bytes::from(vec![0u8; 70_000]);
     assert!(!peer.conn.send_data(id, &mut body, true));
     assert_eq!(body.len(), 70_000 - 65_535);
@@ -255,7 +255,7 @@ fn flow_control_both_ways() {
 fn goaway_refuses_the_streams_above_its_last_id() {
     let mut peer = Peer::new(&[]);
     for _ in 0..3 {
-        peer.conn.open(&REQUEST, true).expect("opens");
+        peer.conn.open(REQUEST, true).expect("opens");
     }
     let mut goaway = 1u32.to_be_bytes().to_vec();
     goaway.extend_from_slice(&0u32.to_be_bytes());
@@ -380,7 +380,7 @@ fn each_rule_gives_its_error_code_and_scope() {
     ];
     for (what, bytes, expected) in cases {
         let mut peer = Peer::new(&[]);
-        peer.conn.open(&REQUEST, true).expect("opens");
+        peer.conn.open(REQUEST, true).expect("opens");
         let _ = peer.received();
         let bytes = bytes(&mut peer);
         let (_, result) = peer.send(&bytes);
@@ -422,7 +422,7 @@ fn a_reusable_block_is_the_steady_state_encoding() {
         None,
         "the first block fills the table"
     );
-    peer.conn.open(&REQUEST, true).expect("opens");
+    peer.conn.open(REQUEST, true).expect("opens");
     let block = peer.conn.reusable_block(&REQUEST).expect("steady");
     assert!(
         block.bytes().iter().all(|b| b & 0x80 != 0),
@@ -443,7 +443,7 @@ fn a_reusable_block_is_the_steady_state_encoding() {
     // holds, and a fresh one does.
     let other: [(&[u8], &[u8], Indexing); 1] = [(b"x-other", b"1", Indexing::Incremental)];
     let fields: Vec<_> = REQUEST.iter().copied().chain(other).collect();
-    peer.conn.open(&fields, true).expect("opens");
+    peer.conn.open(fields.iter().copied(), true).expect("opens");
     assert_eq!(peer.conn.open_with_block(&block, true), None, "stale");
     let fresh = peer.conn.reusable_block(&REQUEST).expect("steady again");
     assert_ne!(fresh, block);
@@ -492,7 +492,7 @@ fn fuzz_server_input() {
     while let Some(input) = inputs.next() {
         let mut peer = Peer::new(&[]);
         for _ in 0..3 {
-            if let Some(id) = peer.conn.open(&REQUEST, false) {
+            if let Some(id) = peer.conn.open(REQUEST, false) {
                 let mut body = Bytes::from_static(b"0123456789");
                 peer.conn.send_data(id, &mut body, true);
             }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::huffman;
-use super::table::{DynamicTable, STATIC, entry_size};
+use super::table::{DynamicTable, STATIC, entry_size, static_named};
 
 /// How a field may be kept in the tables (§6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,15 +122,94 @@ impl Encoder {
         fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Indexing)>,
         dst: &mut Vec<u8>,
     ) {
+        self.encode_pending(dst);
+        for (name, value, indexing) in fields {
+            self.encode_field(name, value, indexing, dst);
+        }
+    }
+
+    /// [`Encoder::encode`] for blocks whose first fields repeat from one block to the next
+    /// (a client's requests: method, scheme, authority, path, content-type...). The leading
+    /// run of [`Indexing::Incremental`] fields is compared with `memo`'s; when it is the same
+    /// and the table has not changed since, its encoding is copied from the memo instead of
+    /// searched for in the tables again. Otherwise it is encoded, and remembered when that
+    /// changed nothing in the table. The bytes are always those `encode` would write.
+    pub(crate) fn encode_with_memo<'a>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Indexing)>,
+        dst: &mut Vec<u8>,
+        memo: &mut PrefixMemo,
+    ) {
+        self.encode_pending(dst);
+        let mut fields = fields.into_iter();
+        let valid = memo.generation == Some(self.generation);
+        // How far into the memo's key the fields so far match it.
+        let mut pos = 0;
+        let first_of_rest = loop {
+            match fields.next() {
+                Some((name, value, Indexing::Incremental)) => {
+                    if valid && let Some(next) = memo.matches_at(pos, name, value) {
+                        pos = next;
+                        continue;
+                    }
+                    // A new prefix: the memo's entries that matched, this field and the
+                    // incremental ones after it.
+                    memo.scratch.clear();
+                    memo.scratch.extend_from_slice(&memo.key[..pos]);
+                    push_entry(&mut memo.scratch, name, value);
+                    let rest = loop {
+                        match fields.next() {
+                            Some((name, value, Indexing::Incremental)) => {
+                                push_entry(&mut memo.scratch, name, value);
+                            }
+                            other => break other,
+                        }
+                    };
+                    let start = dst.len();
+                    let before = self.generation;
+                    for (name, value) in entries(&memo.scratch) {
+                        self.encode_field(name, value, Indexing::Incremental, dst);
+                    }
+                    if self.generation == before {
+                        memo.block.clear();
+                        memo.block.extend_from_slice(&dst[start..]);
+                        std::mem::swap(&mut memo.key, &mut memo.scratch);
+                        memo.generation = Some(self.generation);
+                    } else {
+                        memo.generation = None;
+                    }
+                    break rest;
+                }
+                other => {
+                    if valid && pos == memo.key.len() {
+                        dst.extend_from_slice(&memo.block);
+                    } else {
+                        // Fewer fields than the memo's: its first ones, encoded (a part of a
+                        // block that changed nothing in the table changes nothing either).
+                        for (name, value) in entries(&memo.key[..pos]) {
+                            self.encode_field(name, value, Indexing::Incremental, dst);
+                        }
+                    }
+                    break other;
+                }
+            }
+        };
+        if let Some((name, value, indexing)) = first_of_rest {
+            self.encode_field(name, value, indexing, dst);
+            for (name, value, indexing) in fields {
+                self.encode_field(name, value, indexing, dst);
+            }
+        }
+    }
+
+    /// The table size updates still to announce, at the start of a block.
+    fn encode_pending(&mut self, dst: &mut Vec<u8>) {
         if let Some((lowest, size)) = self.pending.take() {
             if lowest < size {
                 encode_int(lowest, 5, 0x20, dst);
             }
             encode_int(size, 5, 0x20, dst);
             self.generation += 1;
-        }
-        for (name, value, indexing) in fields {
-            self.encode_field(name, value, indexing, dst);
         }
     }
 
@@ -172,13 +251,15 @@ impl Encoder {
     /// The best table match: the whole field (only when `whole` is allowed), else the name.
     fn find(&self, name: &[u8], value: &[u8], whole: bool) -> Found {
         let mut name_match = None;
-        for (i, (n, v)) in STATIC.iter().enumerate() {
-            if n.as_bytes() == name {
-                if whole && v.as_bytes() == value {
-                    return Found::Field(i + 1);
+        if let Some((start, count)) = static_named(name) {
+            if whole {
+                for (i, (_, v)) in STATIC[start..start + count].iter().enumerate() {
+                    if v.as_bytes() == value {
+                        return Found::Field(start + i + 1);
+                    }
                 }
-                name_match.get_or_insert(i + 1);
             }
+            name_match = Some(start + 1);
         }
         for (i, (n, v)) in self.table.iter().enumerate() {
             if &n[..] == name {
@@ -190,4 +271,63 @@ impl Encoder {
         }
         name_match.map_or(Found::None, Found::Name)
     }
+}
+
+/// The leading incremental fields of the last block an [`Encoder::encode_with_memo`] wrote,
+/// and their encoding, valid while the encoder's table stays as it was.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PrefixMemo {
+    /// The fields, each as name length, name, value length, value (lengths as
+    /// little-endian `usize`).
+    key: Vec<u8>,
+    /// Their encoding.
+    block: Vec<u8>,
+    /// The encoder's generation the block was made at; `None` when there is no block.
+    generation: Option<u64>,
+    /// The key being built, kept for its capacity.
+    scratch: Vec<u8>,
+}
+
+const LEN: usize = std::mem::size_of::<usize>();
+
+impl PrefixMemo {
+    /// Whether the memo holds a block (for tests).
+    #[cfg(test)]
+    pub(crate) fn holds(&self) -> bool {
+        self.generation.is_some()
+    }
+
+    /// Where the key's entry after the one at `pos` starts, if that one is `name`, `value`.
+    fn matches_at(&self, pos: usize, name: &[u8], value: &[u8]) -> Option<usize> {
+        let after_name = take_entry_part(&self.key, pos, name)?;
+        take_entry_part(&self.key, after_name, value)
+    }
+}
+
+/// Where the key's part at `pos` ends, if it is `part` (its length, then its bytes).
+fn take_entry_part(key: &[u8], pos: usize, part: &[u8]) -> Option<usize> {
+    let len = key.get(pos..pos + LEN)?;
+    if len != part.len().to_le_bytes() {
+        return None;
+    }
+    let end = pos + LEN + part.len();
+    (key.get(pos + LEN..end)? == part).then_some(end)
+}
+
+fn push_entry(key: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    for part in [name, value] {
+        key.extend_from_slice(&part.len().to_le_bytes());
+        key.extend_from_slice(part);
+    }
+}
+
+/// The fields of a key.
+fn entries(mut key: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut part = move || {
+        let (len, rest) = key.split_first_chunk::<LEN>()?;
+        let (part, rest) = rest.split_at_checked(usize::from_le_bytes(*len))?;
+        key = rest;
+        Some(part)
+    };
+    std::iter::from_fn(move || Some((part()?, part()?)))
 }

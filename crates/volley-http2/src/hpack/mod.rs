@@ -12,6 +12,7 @@ pub mod huffman;
 mod table;
 
 pub use decoder::{DecodeError, Decoded, Decoder, Field};
+pub(crate) use encoder::PrefixMemo;
 pub use encoder::{Encoder, Indexing};
 pub use table::{DynamicTable, ENTRY_OVERHEAD, STATIC, entry_size};
 

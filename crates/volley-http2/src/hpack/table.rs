@@ -69,6 +69,66 @@ pub const STATIC: [(&str, &str); 61] = [
     ("www-authenticate", ""),
 ];
 
+/// The static table's entries named `name`, as `STATIC[start..start + count]` (entries of
+/// one name are adjacent): a `match` on the name rather than a scan of all 61.
+pub(crate) fn static_named(name: &[u8]) -> Option<(usize, usize)> {
+    Some(match name {
+        b":authority" => (0, 1),
+        b":method" => (1, 2),
+        b":path" => (3, 2),
+        b":scheme" => (5, 2),
+        b":status" => (7, 7),
+        b"accept-charset" => (14, 1),
+        b"accept-encoding" => (15, 1),
+        b"accept-language" => (16, 1),
+        b"accept-ranges" => (17, 1),
+        b"accept" => (18, 1),
+        b"access-control-allow-origin" => (19, 1),
+        b"age" => (20, 1),
+        b"allow" => (21, 1),
+        b"authorization" => (22, 1),
+        b"cache-control" => (23, 1),
+        b"content-disposition" => (24, 1),
+        b"content-encoding" => (25, 1),
+        b"content-language" => (26, 1),
+        b"content-length" => (27, 1),
+        b"content-location" => (28, 1),
+        b"content-range" => (29, 1),
+        b"content-type" => (30, 1),
+        b"cookie" => (31, 1),
+        b"date" => (32, 1),
+        b"etag" => (33, 1),
+        b"expect" => (34, 1),
+        b"expires" => (35, 1),
+        b"from" => (36, 1),
+        b"host" => (37, 1),
+        b"if-match" => (38, 1),
+        b"if-modified-since" => (39, 1),
+        b"if-none-match" => (40, 1),
+        b"if-range" => (41, 1),
+        b"if-unmodified-since" => (42, 1),
+        b"last-modified" => (43, 1),
+        b"link" => (44, 1),
+        b"location" => (45, 1),
+        b"max-forwards" => (46, 1),
+        b"proxy-authenticate" => (47, 1),
+        b"proxy-authorization" => (48, 1),
+        b"range" => (49, 1),
+        b"referer" => (50, 1),
+        b"refresh" => (51, 1),
+        b"retry-after" => (52, 1),
+        b"server" => (53, 1),
+        b"set-cookie" => (54, 1),
+        b"strict-transport-security" => (55, 1),
+        b"transfer-encoding" => (56, 1),
+        b"user-agent" => (57, 1),
+        b"vary" => (58, 1),
+        b"via" => (59, 1),
+        b"www-authenticate" => (60, 1),
+        _ => return None,
+    })
+}
+
 /// What an entry costs in the table: its name and value plus 32 (§4.1).
 pub const ENTRY_OVERHEAD: usize = 32;
 
@@ -161,6 +221,29 @@ impl DynamicTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_named_finds_every_static_name_and_nothing_else() {
+        for (name, _) in STATIC {
+            let (start, count) = static_named(name.as_bytes()).expect(name);
+            let expected: Vec<usize> = (0..STATIC.len()).filter(|&i| STATIC[i].0 == name).collect();
+            assert_eq!(
+                (start..start + count).collect::<Vec<_>>(),
+                expected,
+                "{name}"
+            );
+        }
+        for other in [
+            "",
+            "te",
+            "grpc-status",
+            ":Path",
+            "content-typ",
+            "user-agents",
+        ] {
+            assert_eq!(static_named(other.as_bytes()), None, "{other}");
+        }
+    }
 
     #[test]
     fn eviction_keeps_the_size_within_the_limit() {

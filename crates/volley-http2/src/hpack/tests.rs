@@ -614,3 +614,91 @@ fn the_dynamic_table_keeps_no_slice_of_a_header_block() {
         );
     }
 }
+
+/// `encode_with_memo` writes exactly what `encode` does, block after block, whatever the
+/// mix of repeated prefixes, new fields, literals and table size changes: two encoders fed
+/// the same requests, one with a memo, stay byte for byte the same.
+#[test]
+fn fuzz_the_prefix_memo_writes_what_encode_writes() {
+    let mut rng = volley_fuzz_input::Rng::new(volley_fuzz_input::seed());
+    let heads: [&[(&[u8], &[u8])]; 4] = [
+        &[
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", b"/a.B/C"),
+        ],
+        &[
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", b"/a.B/D"),
+        ],
+        &[(b":method", b"POST"), (b":path", b"/a.B/C")],
+        &[(b":method", b"GET")],
+    ];
+    let tails: [(&[u8], Indexing); 4] = [
+        (b"content-type", Indexing::Incremental),
+        (b"user-agent", Indexing::Incremental),
+        (b"grpc-timeout", Indexing::Without),
+        (b"authorization", Indexing::Never),
+    ];
+    let limit = 64 + rng.below(4096);
+    let (mut plain, mut memoized) = (Encoder::new(limit), Encoder::new(limit));
+    let mut memo = PrefixMemo::default();
+    let mut decoder = Decoder::default();
+    let iterations = volley_fuzz_input::iterations() / 20;
+    for _ in 0..iterations.max(2000) {
+        if rng.one_in(100) {
+            let size = rng.below(5000);
+            plain.set_peer_table_size(size);
+            memoized.set_peer_table_size(size);
+        }
+        let mut list: Vec<(Vec<u8>, Vec<u8>, Indexing)> = heads[rng.below(heads.len())]
+            .iter()
+            .map(|(n, v)| (n.to_vec(), v.to_vec(), Indexing::Incremental))
+            .collect();
+        for _ in 0..rng.below(4) {
+            let (name, indexing) = tails[rng.below(tails.len())];
+            // Mostly the same few values, so that prefixes repeat.
+            let spread = if rng.one_in(8) { 1000 } else { 3 };
+            let value = format!("v{}", rng.below(spread));
+            list.push((name.to_vec(), value.into_bytes(), indexing));
+        }
+        let fields = || list.iter().map(|(n, v, i)| (&n[..], &v[..], *i));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        plain.encode(fields(), &mut a);
+        memoized.encode_with_memo(fields(), &mut b, &mut memo);
+        assert_eq!(a, b, "{list:?}");
+        assert_eq!(plain.generation(), memoized.generation());
+        let mut got = Vec::new();
+        decoder
+            .decode(&Bytes::from(b), usize::MAX, |f| got.push(f))
+            .expect("an encoded block decodes");
+        let got: Vec<(&[u8], &[u8])> = got.iter().map(|f| (&f.name[..], &f.value[..])).collect();
+        let want: Vec<(&[u8], &[u8])> = list.iter().map(|(n, v, _)| (&n[..], &v[..])).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn a_repeated_request_prefix_is_remembered_once_it_changes_nothing() {
+    let mut encoder = Encoder::default();
+    let mut memo = PrefixMemo::default();
+    let request: [(&[u8], &[u8], Indexing); 3] = [
+        (b":method", b"POST", Indexing::Incremental),
+        (b":path", b"/a.B/C", Indexing::Incremental),
+        (b"grpc-timeout", b"1S", Indexing::Without),
+    ];
+    let mut blocks = Vec::new();
+    for _ in 0..3 {
+        let mut block = Vec::new();
+        encoder.encode_with_memo(request, &mut block, &mut memo);
+        blocks.push((block, memo.holds()));
+    }
+    // The first block adds `:path` to the table: nothing to remember yet. The second refers
+    // to it and changes nothing, so it is remembered; the third is the second's bytes.
+    assert!(!blocks[0].1);
+    assert!(blocks[1].1 && blocks[2].1);
+    assert_ne!(blocks[0].0, blocks[1].0);
+    assert_eq!(blocks[1].0, blocks[2].0);
+    assert_eq!(&blocks[2].0[..2], &[0x83, 0xbe]);
+}

@@ -698,18 +698,21 @@ impl Grpc {
             let mut req = http::Request::new(());
             *req.method_mut() = http::Method::POST;
             *req.uri_mut() = self.channel.uri(path);
+            // The channel's fixed headers first (the same HPACK prefix on every call), then
+            // the metadata; the channel's `user-agent` wins over one in the metadata.
             let headers = req.headers_mut();
-            headers.extend(metadata.clone().into_headers());
-            headers.insert(http::header::CONTENT_TYPE, codec::APPLICATION_GRPC);
-            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-            headers.insert(
-                http::header::USER_AGENT,
-                self.channel.config().user_agent.clone(),
-            );
-            headers.insert(
-                codec::GRPC_ACCEPT_ENCODING,
-                HeaderValue::from_static(codec::ACCEPT_ALL),
-            );
+            *headers = self.channel.request_headers().clone();
+            if !metadata.is_empty() {
+                let metadata = metadata.clone().into_headers();
+                let user_agent = metadata.contains_key(http::header::USER_AGENT);
+                headers.extend(metadata);
+                if user_agent {
+                    headers.insert(
+                        http::header::USER_AGENT,
+                        self.channel.config().user_agent.clone(),
+                    );
+                }
+            }
             if let Some(enc) = encoding {
                 headers.insert(codec::GRPC_ENCODING, HeaderValue::from_static(enc.as_str()));
             }

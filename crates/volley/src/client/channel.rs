@@ -32,6 +32,9 @@ struct ChannelInner {
     target_uri: String,
     authority: Authority,
     config: Arc<ChannelConfig>,
+    /// The headers every request starts with (`content-type`, `te`, `user-agent`,
+    /// `grpc-accept-encoding`): cloned per call rather than inserted one by one.
+    request_headers: http::HeaderMap,
     picker: watch::Receiver<Arc<PickerState>>,
     /// The service config in force: the resolver's, else the default (published by the
     /// control task).
@@ -225,6 +228,11 @@ impl Channel {
         &self.inner.config
     }
 
+    /// The headers every request on this channel starts with.
+    pub(crate) fn request_headers(&self) -> &http::HeaderMap {
+        &self.inner.request_headers
+    }
+
     /// The service config's settings for calls to `path`, and its retry throttle, if it has
     /// them.
     pub(crate) fn call_config(
@@ -394,6 +402,19 @@ impl Channel {
             None => Status::unavailable("could not open a stream"),
         })
     }
+}
+
+/// The headers every request on a channel with `config` starts with.
+fn request_headers(config: &ChannelConfig) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::with_capacity(8);
+    headers.insert(http::header::CONTENT_TYPE, crate::codec::APPLICATION_GRPC);
+    headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    headers.insert(http::header::USER_AGENT, config.user_agent.clone());
+    headers.insert(
+        crate::codec::GRPC_ACCEPT_ENCODING,
+        http::HeaderValue::from_static(crate::codec::ACCEPT_ALL),
+    );
+    headers
 }
 
 /// A READY subchannel picked for a call: its connection's stream opener, and the balancer's
@@ -782,6 +803,7 @@ impl ChannelBuilder {
                 target_uri: target.to_string(),
                 target,
                 authority,
+                request_headers: request_headers(&config),
                 config,
                 picker,
                 service_config,

@@ -646,8 +646,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineClient<T> {
             let Some((head, end_stream)) = entry.head.take() else {
                 continue;
             };
-            let fields = request_fields(&head);
-            let Some(wire) = self.conn.open(&fields, end_stream) else {
+            let Some(wire) = self.conn.open(request_fields(&head), end_stream) else {
                 // can_open said yes; keep the stream first in line all the same.
                 entry.head = Some((head, end_stream));
                 self.waiting.push_front(key);
@@ -798,28 +797,21 @@ impl<T> Drop for EngineClient<T> {
 
 /// A request head as HPACK fields, pseudo-headers first. `grpc-timeout` (new on every call)
 /// is not indexed, sensitive values never are.
-fn request_fields(head: &http::request::Parts) -> Vec<(&[u8], &[u8], Indexing)> {
-    let mut fields = Vec::with_capacity(4 + head.headers.len());
-    fields.push((
-        &b":method"[..],
-        head.method.as_str().as_bytes(),
-        Indexing::Incremental,
-    ));
-    fields.push((
-        b":scheme",
-        head.uri.scheme_str().unwrap_or("http").as_bytes(),
-        Indexing::Incremental,
-    ));
-    if let Some(authority) = head.uri.authority() {
-        fields.push((
-            b":authority",
-            authority.as_str().as_bytes(),
-            Indexing::Incremental,
-        ));
-    }
+fn request_fields(head: &http::request::Parts) -> impl Iterator<Item = (&[u8], &[u8], Indexing)> {
+    let scheme = head.uri.scheme_str().unwrap_or("http");
+    let authority = head.uri.authority().map(|a| a.as_str());
     let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-    fields.push((b":path", path.as_bytes(), Indexing::Incremental));
-    for (name, value) in &head.headers {
+    let pseudo = [
+        Some((&b":method"[..], head.method.as_str())),
+        Some((b":scheme", scheme)),
+        authority.map(|a| (&b":authority"[..], a)),
+        Some((b":path", path)),
+    ];
+    let pseudo = pseudo
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| (name, value.as_bytes(), Indexing::Incremental));
+    let regular = head.headers.iter().map(|(name, value)| {
         let indexing = if value.is_sensitive() {
             Indexing::Never
         } else if name == "grpc-timeout" {
@@ -827,9 +819,9 @@ fn request_fields(head: &http::request::Parts) -> Vec<(&[u8], &[u8], Indexing)> 
         } else {
             Indexing::Incremental
         };
-        fields.push((name.as_str().as_bytes(), value.as_bytes(), indexing));
-    }
-    fields
+        (name.as_str().as_bytes(), value.as_bytes(), indexing)
+    });
+    pseudo.chain(regular)
 }
 
 /// A response's head from its (already checked) fields: `:status` first.
