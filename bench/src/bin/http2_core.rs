@@ -90,7 +90,7 @@ fn main() {
                 Some(stream) => stream,
                 None => {
                     block = client.reusable_block(&fields);
-                    client.open(&fields, false).expect("a stream slot")
+                    client.open(fields, false).expect("a stream slot")
                 }
             };
             let mut body = message.clone();
