@@ -125,6 +125,19 @@ pub(crate) struct EngineConnection<T> {
     error: Option<StreamError>,
     /// While lingering: when to give up on the client, and whether our side is shut down.
     linger: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
+    /// The last request's URI, by the fields it was made of.
+    last_uri: Option<UriMemo>,
+}
+
+/// A request URI and the `:scheme`, `:authority` and `:path` it was parsed from: a
+/// connection's requests mostly repeat them (HPACK hands the same table entries out), so
+/// the next request with the same three is a clone rather than three parses.
+#[derive(Debug)]
+struct UriMemo {
+    scheme: Option<Bytes>,
+    authority: Option<Bytes>,
+    path: Option<Bytes>,
+    uri: http::Uri,
 }
 
 impl<T> std::fmt::Debug for EngineConnection<T> {
@@ -168,6 +181,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             pending_resets: 0,
             error: None,
             linger: None,
+            last_uri: None,
         };
         std::future::poll_fn(|cx| conn.poll_handshake(cx)).await?;
         Ok(conn)
@@ -492,7 +506,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
 
     /// A request arrived: it becomes a stream the server accepts.
     fn request(&mut self, stream: u32, fields: Vec<Field>, end_stream: bool) {
-        let Some(parts) = request_parts(fields) else {
+        let Some(parts) = request_parts(fields, &mut self.last_uri) else {
             tracing::debug!(stream, "a request the http crate cannot represent: reset");
             self.w.conn.reset(stream, PROTOCOL_ERROR);
             return;
@@ -834,7 +848,10 @@ fn send_block(
 
 /// A request's head from its (already checked) fields; `None` when the `http` crate cannot
 /// represent it.
-fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
+fn request_parts(
+    fields: Vec<Field>,
+    last_uri: &mut Option<UriMemo>,
+) -> Option<http::request::Parts> {
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.version = http::Version::HTTP_2;
     let (mut scheme, mut authority, mut path) = (None, None, None);
@@ -858,6 +875,35 @@ fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
         let value = HeaderValue::from_maybe_shared(field.value).ok()?;
         parts.headers.append(name, value);
     }
+    if let Some(memo) = last_uri
+        && memo.scheme == scheme
+        && memo.authority == authority
+        && memo.path == path
+    {
+        parts.uri = memo.uri.clone();
+        return Some(parts);
+    }
+    // The memo keeps copies: the fields may be slices of the connection's read buffer,
+    // which the memo must not keep alive.
+    let copy = |b: Option<Bytes>| b.map(|b| Bytes::copy_from_slice(&b));
+    let (scheme, authority, path) = (copy(scheme), copy(authority), copy(path));
+    let uri = request_uri(scheme.clone(), authority.clone(), path.clone())?;
+    parts.uri = uri.clone();
+    *last_uri = Some(UriMemo {
+        scheme,
+        authority,
+        path,
+        uri,
+    });
+    Some(parts)
+}
+
+/// A request's URI from its pseudo-headers.
+fn request_uri(
+    scheme: Option<Bytes>,
+    authority: Option<Bytes>,
+    path: Option<Bytes>,
+) -> Option<http::Uri> {
     let mut uri = http::uri::Parts::default();
     if let Some(authority) = authority {
         uri.authority = Some(http::uri::Authority::from_maybe_shared(authority).ok()?);
@@ -873,6 +919,47 @@ fn request_parts(fields: Vec<Field>) -> Option<http::request::Parts> {
     if uri.scheme.is_none() && uri.path_and_query.is_some() {
         uri.authority = None;
     }
-    parts.uri = http::Uri::from_parts(uri).ok()?;
-    Some(parts)
+    http::Uri::from_parts(uri).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &'static str) -> Vec<Field> {
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "example.test:50051"),
+            (":path", path),
+            ("content-type", "application/grpc"),
+        ]
+        .into_iter()
+        .map(|(name, value)| Field {
+            name: Bytes::from_static(name.as_bytes()),
+            value: Bytes::from_static(value.as_bytes()),
+            never_indexed: false,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_repeated_request_uri_comes_from_the_memo_and_a_new_one_replaces_it() {
+        let mut memo = None;
+        for path in ["/a.B/C", "/a.B/C", "/a.B/D", "/a.B/C"] {
+            let parts = request_parts(request(path), &mut memo).expect("a valid request");
+            assert_eq!(parts.uri.path(), path);
+            assert_eq!(
+                parts.uri.authority().map(|a| a.as_str()),
+                Some("example.test:50051")
+            );
+            assert_eq!(parts.uri.scheme_str(), Some("http"));
+            assert_eq!(parts.headers.len(), 1);
+            let kept = memo.as_ref().expect("remembered");
+            assert_eq!(kept.uri, parts.uri);
+            // The memo keeps copies, never the request's own buffers.
+            let memo_path = kept.path.as_ref().expect("a path");
+            assert_ne!(memo_path.as_ptr(), path.as_ptr());
+        }
+    }
 }
