@@ -642,16 +642,27 @@ impl Responder {
                 return self.send_error(status);
             }
         };
+        if metadata.is_empty()
+            && self.response_encoding.is_none()
+            && trailers.is_empty()
+            && self.call_metrics().is_none()
+        {
+            // The usual case, headers, message and `grpc-status: 0` alone, in one step.
+            if let Some(observers) = self.observers() {
+                observers.response_headers(&metadata);
+            }
+            if !self.respond.send_grpc_unary(data) {
+                self.cancelled();
+                return;
+            }
+            self.unary_sent(&message, &trailers);
+            return;
+        }
         let Some(mut stream) = self.send_headers(metadata) else {
             self.cancelled();
             return;
         };
-        if let Some(extras) = self.extras.as_deref() {
-            if let Some(observers) = &extras.observers {
-                observers.message(Direction::Response, &message);
-            }
-            extras.end_ok(&trailers);
-        }
+        self.unary_sent(&message, &trailers);
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
             let _ = if trailers.is_empty() && self.call_metrics().is_none() {
@@ -659,6 +670,16 @@ impl Responder {
             } else {
                 stream.send_trailers(self.ok_trailers(trailers))
             };
+        }
+    }
+
+    /// The observers see a unary response's message and successful end.
+    fn unary_sent<Resp: prost::Message + 'static>(&self, message: &Resp, trailers: &MetadataMap) {
+        if let Some(extras) = self.extras.as_deref() {
+            if let Some(observers) = &extras.observers {
+                observers.message(Direction::Response, message);
+            }
+            extras.end_ok(trailers);
         }
     }
 

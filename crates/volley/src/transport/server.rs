@@ -219,6 +219,24 @@ impl Respond {
         self.send_response(response, false)
     }
 
+    /// Sends a whole unary response: gRPC's usual headers (as
+    /// [`send_grpc_head`](Self::send_grpc_head)), `data`, and `grpc-status: 0` alone as
+    /// trailers (Volley's engine takes it as one command). False when the stream is already
+    /// gone.
+    pub(crate) fn send_grpc_unary(&mut self, data: bytes::Bytes) -> bool {
+        #[cfg(feature = "engine")]
+        if let Answer::Engine(respond) = &mut self.inner {
+            return respond.send_grpc_unary(data);
+        }
+        let Some(mut stream) = self.send_grpc_head() else {
+            return false;
+        };
+        if stream.send_data(data, false).is_ok() {
+            let _ = stream.send_ok_trailers();
+        }
+        true
+    }
+
     /// Ready when the client has reset the stream (or the connection is gone).
     pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.inner {

@@ -608,7 +608,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineClient<T> {
             Command::Ping => self.conn.ping(KEEPALIVE_PING),
             Command::SendersGone => self.senders_gone = true,
             // Server-side commands.
-            Command::Headers { .. } | Command::GrpcHead { .. } => {}
+            Command::Headers { .. } | Command::GrpcHead { .. } | Command::GrpcUnary { .. } => {}
         }
     }
 

@@ -120,6 +120,18 @@ impl EngineRespond {
             })
     }
 
+    /// A whole unary response: gRPC's usual head, `data`, `grpc-status: 0`; one command.
+    /// False when the stream is already gone.
+    pub(crate) fn send_grpc_unary(&mut self, data: Bytes) -> bool {
+        if self.link.shared.failure().is_some() || self.link.shared.charge(data.len()).is_err() {
+            return false;
+        }
+        self.link.send(Command::GrpcUnary {
+            stream: self.link.shared.id,
+            data,
+        })
+    }
+
     pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.link.shared.poll_failed(cx).map(drop)
     }

@@ -59,6 +59,9 @@ pub(crate) enum Command {
     /// `grpc-status: 0` alone as trailers, ending the stream (a pre-encoded block on a
     /// server).
     OkTrailers { stream: u32 },
+    /// Server side: a whole unary response in one command, `GrpcHead`, the message's DATA
+    /// (charged to the send quota) and `OkTrailers`.
+    GrpcUnary { stream: u32, data: Bytes },
     /// RST_STREAM with this code.
     Reset { stream: u32, code: u32 },
     /// The call consumed this many received bytes: credit them back to the peer.

@@ -550,6 +550,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
             }
             Command::GrpcHead { stream } => self.queue(stream, Out::GrpcHead, false),
             Command::OkTrailers { stream } => self.queue(stream, Out::OkTrailers, true),
+            Command::GrpcUnary { stream, data } => {
+                self.queue(stream, Out::GrpcHead, false);
+                self.queue(stream, Out::Data(data, false), false);
+                self.queue(stream, Out::OkTrailers, true);
+            }
             Command::Reset { stream, code } => {
                 if let Some(entry) = self.streams.remove(&stream) {
                     let unread = entry.shared.fail(Failure::Reset {
