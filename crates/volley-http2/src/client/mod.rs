@@ -164,7 +164,10 @@ impl ClientConnection {
         self.encoder
             .encode_with_memo(fields, &mut block, &mut self.memo);
         self.open_encoded(id, &block, end_stream);
-        self.block = block;
+        // Kept for the next request unless a huge head grew it.
+        if block.capacity() <= 64 << 10 {
+            self.block = block;
+        }
         Some(id)
     }
 

@@ -170,7 +170,7 @@ impl Encoder {
                     for (name, value) in entries(&memo.scratch) {
                         self.encode_field(name, value, Indexing::Incremental, dst);
                     }
-                    if self.generation == before {
+                    if self.generation == before && memo.scratch.len() <= MEMO_LIMIT {
                         memo.block.clear();
                         memo.block.extend_from_slice(&dst[start..]);
                         std::mem::swap(&mut memo.key, &mut memo.scratch);
@@ -178,6 +178,7 @@ impl Encoder {
                     } else {
                         memo.generation = None;
                     }
+                    memo.shed();
                     break rest;
                 }
                 other => {
@@ -290,7 +291,26 @@ pub(crate) struct PrefixMemo {
 
 const LEN: usize = std::mem::size_of::<usize>();
 
+/// The largest prefix a memo keeps (as key bytes); a larger one (huge metadata values) is
+/// encoded each time rather than held for the connection's life.
+const MEMO_LIMIT: usize = 16 << 10;
+
 impl PrefixMemo {
+    /// Lets go of buffers grown past what the memo keeps.
+    fn shed(&mut self) {
+        if self.scratch.capacity() > 2 * MEMO_LIMIT {
+            self.scratch = Vec::new();
+        }
+        // A kept block never grows past the limit, so only a memo that holds none can own
+        // such buffers.
+        if self.generation.is_none()
+            && (self.key.capacity() > 2 * MEMO_LIMIT || self.block.capacity() > 2 * MEMO_LIMIT)
+        {
+            self.key = Vec::new();
+            self.block = Vec::new();
+        }
+    }
+
     /// Whether the memo holds a block (for tests).
     #[cfg(test)]
     pub(crate) fn holds(&self) -> bool {

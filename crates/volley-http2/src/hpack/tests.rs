@@ -702,3 +702,22 @@ fn a_repeated_request_prefix_is_remembered_once_it_changes_nothing() {
     assert_eq!(blocks[1].0, blocks[2].0);
     assert_eq!(&blocks[2].0[..2], &[0x83, 0xbe]);
 }
+
+#[test]
+fn a_prefix_past_the_memo_limit_is_encoded_each_time_and_not_kept() {
+    let mut plain = Encoder::new(1 << 16);
+    let mut memoized = Encoder::new(1 << 16);
+    let mut memo = PrefixMemo::default();
+    let big = vec![b'v'; 20 << 10];
+    let request: [(&[u8], &[u8], Indexing); 2] = [
+        (b":method", b"POST", Indexing::Incremental),
+        (b"x-big", &big, Indexing::Incremental),
+    ];
+    for _ in 0..3 {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        plain.encode(request, &mut a);
+        memoized.encode_with_memo(request, &mut b, &mut memo);
+        assert_eq!(a, b);
+        assert!(!memo.holds());
+    }
+}
