@@ -642,11 +642,8 @@ impl Responder {
                 return self.send_error(status);
             }
         };
-        if metadata.is_empty()
-            && self.response_encoding.is_none()
-            && trailers.is_empty()
-            && self.call_metrics().is_none()
-        {
+        let ok_trailers_only = trailers.is_empty() && self.call_metrics().is_none();
+        if ok_trailers_only && metadata.is_empty() && self.response_encoding.is_none() {
             // The usual case, headers, message and `grpc-status: 0` alone, in one step.
             if let Some(observers) = self.observers() {
                 observers.response_headers(&metadata);
@@ -665,7 +662,7 @@ impl Responder {
         self.unary_sent(&message, &trailers);
         // A unary response is one bounded message: the transport queues it under flow control.
         if stream.send_data(data, false).is_ok() {
-            let _ = if trailers.is_empty() && self.call_metrics().is_none() {
+            let _ = if ok_trailers_only {
                 stream.send_ok_trailers()
             } else {
                 stream.send_trailers(self.ok_trailers(trailers))

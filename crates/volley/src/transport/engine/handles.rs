@@ -123,7 +123,8 @@ impl EngineRespond {
     /// A whole unary response: gRPC's usual head, `data`, `grpc-status: 0`; one command.
     /// False when the stream is already gone.
     pub(crate) fn send_grpc_unary(&mut self, data: Bytes) -> bool {
-        if self.link.shared.failure().is_some() || self.link.shared.charge(data.len()).is_err() {
+        // `charge` fails once the stream has.
+        if self.link.shared.charge(data.len()).is_err() {
             return false;
         }
         self.link.send(Command::GrpcUnary {

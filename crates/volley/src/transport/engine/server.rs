@@ -539,21 +539,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
                 stream,
                 head,
                 end_stream,
-            } => self.queue(stream, Out::Headers(head, end_stream), end_stream),
+            } => self.queue(stream, [Out::Headers(head, end_stream)], end_stream),
             Command::Data {
                 stream,
                 data,
                 end_stream,
-            } => self.queue(stream, Out::Data(data, end_stream), end_stream),
+            } => self.queue(stream, [Out::Data(data, end_stream)], end_stream),
             Command::Trailers { stream, trailers } => {
-                self.queue(stream, Out::Trailers(trailers), true)
+                self.queue(stream, [Out::Trailers(trailers)], true)
             }
-            Command::GrpcHead { stream } => self.queue(stream, Out::GrpcHead, false),
-            Command::OkTrailers { stream } => self.queue(stream, Out::OkTrailers, true),
+            Command::GrpcHead { stream } => self.queue(stream, [Out::GrpcHead], false),
+            Command::OkTrailers { stream } => self.queue(stream, [Out::OkTrailers], true),
             Command::GrpcUnary { stream, data } => {
-                self.queue(stream, Out::GrpcHead, false);
-                self.queue(stream, Out::Data(data, false), false);
-                self.queue(stream, Out::OkTrailers, true);
+                let outs = [Out::GrpcHead, Out::Data(data, false), Out::OkTrailers];
+                self.queue(stream, outs, true)
             }
             Command::Reset { stream, code } => {
                 if let Some(entry) = self.streams.remove(&stream) {
@@ -584,25 +583,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> EngineConnection<T> {
         }
     }
 
-    fn queue(&mut self, stream: u32, out: Out, end: bool) {
+    /// Puts a call's `outs` into the output in order, or behind what already waits on the
+    /// stream; `end`: they end the response.
+    fn queue<const N: usize>(&mut self, stream: u32, outs: [Out; N], end: bool) {
         // A stream gone (reset) drops what comes: its call learns that from its handles.
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
         entry.ended |= end;
-        // Something already waits (for window or room): this waits behind it.
-        if entry.blocked {
-            entry.pending.push_back(out);
-            return;
-        }
-        match self.w.emit(stream, &entry.shared, out) {
-            Emitted::All => {}
-            Emitted::Blocked(rest) => {
-                entry.pending.push_back(rest);
-                entry.blocked = true;
-                self.blocked.push(stream);
+        for out in outs {
+            // Something already waits (for window or room): this waits behind it.
+            if entry.blocked {
+                entry.pending.push_back(out);
+                continue;
             }
-            Emitted::Gone => entry.pending.clear(),
+            match self.w.emit(stream, &entry.shared, out) {
+                Emitted::All => {}
+                Emitted::Blocked(rest) => {
+                    entry.pending.push_back(rest);
+                    entry.blocked = true;
+                    self.blocked.push(stream);
+                }
+                Emitted::Gone => entry.pending.clear(),
+            }
         }
         self.forget_if_done(stream);
     }
